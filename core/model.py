@@ -1,0 +1,208 @@
+"""The transformer: GPT-2 style pre-LayerNorm blocks over one flat parameter buffer.
+
+Parameters live in one dict of views into `flat` (names as in nanoGPT), gradients in views of
+`grad_flat`, so the optimizer and clipping are a few vectorised calls. Forward keeps a cache;
+backward walks it in reverse, one line per op. Causal (language model) or bidirectional (encoder).
+"""
+
+import numpy as np
+
+from core import ops
+from core.attention import attention_backward, attention_forward, attention_step, mask_bias
+
+
+def param_shapes(cfg):
+    """Ordered {name: shape} for a ModelConfig."""
+    V, T, C = cfg.vocab_size, cfg.block_size, cfg.n_embd
+    shapes = {"wte.w": (V, C), "wpe.w": (T, C)}
+    for i in range(cfg.n_layer):
+        p = f"h.{i}."
+        shapes.update({
+            p + "ln_1.w": (C,), p + "ln_1.b": (C,),
+            p + "attn.c_attn.w": (C, 3 * C), p + "attn.c_attn.b": (3 * C,),
+            p + "attn.c_proj.w": (C, C), p + "attn.c_proj.b": (C,),
+            p + "ln_2.w": (C,), p + "ln_2.b": (C,),
+            p + "mlp.c_fc.w": (C, 4 * C), p + "mlp.c_fc.b": (4 * C,),
+            p + "mlp.c_proj.w": (4 * C, C), p + "mlp.c_proj.b": (C,),
+        })
+    shapes.update({"ln_f.w": (C,), "ln_f.b": (C,)})
+    if not cfg.tie_weights:
+        shapes["lm_head.w"] = (C, V)
+    return shapes
+
+
+def init_params(cfg, rng, dtype=np.float32):
+    """GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2 n_layer)."""
+    params = {}
+    for name, shape in param_shapes(cfg).items():
+        if name.endswith((".b",)):
+            params[name] = np.zeros(shape, dtype)
+        elif ".ln_" in name or name.startswith("ln_"):
+            params[name] = np.ones(shape, dtype)
+        else:
+            std = 0.02 / np.sqrt(2 * cfg.n_layer) if name.endswith("c_proj.w") else 0.02
+            params[name] = (rng.standard_normal(shape) * std).astype(dtype)
+    return params
+
+
+def _views(buffer, shapes):
+    """Dict of reshaped views into a flat buffer, in `shapes` order."""
+    out, off = {}, 0
+    for name, shape in shapes.items():
+        n = int(np.prod(shape))
+        out[name] = buffer[off:off + n].reshape(shape)
+        off += n
+    return out
+
+
+class Transformer:
+    """Token + position embeddings, n_layer pre-LN blocks, final LN, (tied) output head."""
+
+    def __init__(self, cfg, params=None, rng=None, dtype=np.float32):
+        if cfg.vocab_size <= 0:
+            raise ValueError("model.vocab_size must be set from the tokenizer before building a model")
+        self.cfg = cfg
+        self.dtype = np.dtype(dtype)
+        self.shapes = param_shapes(cfg)
+        total = sum(int(np.prod(s)) for s in self.shapes.values())
+        self.flat = np.zeros(total, self.dtype)  # (P,)
+        self.grad_flat = np.zeros(total, self.dtype)  # (P,)
+        self.params = _views(self.flat, self.shapes)
+        self.grads = _views(self.grad_flat, self.shapes)
+        if params is None:
+            params = init_params(cfg, rng if rng is not None else np.random.default_rng(0), self.dtype)
+        self.load_params(params)
+        self._cache = None
+
+    def num_params(self):
+        return int(self.flat.size)
+
+    def load_params(self, params):
+        """Copy values in; names and shapes must match this model's config exactly."""
+        missing = sorted(set(self.shapes) - set(params))
+        extra = sorted(set(params) - set(self.shapes))
+        if missing or extra:
+            raise ValueError(f"parameter names do not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, shape in self.shapes.items():
+            if tuple(params[name].shape) != tuple(shape):
+                raise ValueError(f"parameter {name} has shape {tuple(params[name].shape)}, the config needs {tuple(shape)}")
+            self.params[name][...] = params[name]
+
+    def snapshot(self):
+        """An independent copy (own buffers), e.g. for sampling while training goes on."""
+        return Transformer(self.cfg, params=self.params, dtype=self.dtype)
+
+    def head_weight(self):
+        return self.params["wte.w"].T if self.cfg.tie_weights else self.params["lm_head.w"]  # (C, V)
+
+    def forward(self, idx, targets=None, pad_mask=None, train=False, rng=None):
+        """Logits (B, T, V) and the mean cross-entropy over targets != -1 (None without targets)."""
+        cfg, P = self.cfg, self.params
+        B, T = idx.shape
+        if T > cfg.block_size:
+            raise ValueError(f"sequence length {T} exceeds the context window block_size={cfg.block_size}")
+        drop = cfg.dropout if (train and rng is not None) else 0.0
+        bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
+        tok, c_tok = ops.embedding_forward(P["wte.w"], idx)  # (B, T, C)
+        x = tok + P["wpe.w"][:T]  # (B, T, C)
+        x, c_drop0 = ops.dropout_forward(x, drop, rng)
+        blocks = []
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"])  # (B, T, C)
+            qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"])  # (B, T, 3C)
+            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng)  # (B, T, C)
+            a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"])  # (B, T, C)
+            a, c_d1 = ops.dropout_forward(a, drop, rng)
+            x = x + a  # (B, T, C)
+            h, c_ln2 = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"])  # (B, T, C)
+            h, c_fc = ops.linear_forward(h, P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"])  # (B, T, 4C)
+            h, c_gelu = ops.gelu_forward(h)  # (B, T, 4C)
+            h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"])  # (B, T, C)
+            h, c_d2 = ops.dropout_forward(h, drop, rng)
+            x += h  # (B, T, C)
+            blocks.append((c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2))
+        x, c_lnf = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"])  # (B, T, C)
+        x2 = x.reshape(B * T, -1)  # (B*T, C)
+        logits = (x2 @ self.head_weight()).reshape(B, T, -1)  # (B, T, V)
+        loss, c_ce = None, None
+        if targets is not None:
+            loss, c_ce = ops.cross_entropy_forward(logits, targets)
+        self._cache = (c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T)
+        return logits, loss
+
+    def backward(self):
+        """Gradients of the last forward's loss, written into self.grads (same keys as params)."""
+        if self._cache is None or self._cache[5] is None:
+            raise RuntimeError("backward() needs a forward() with targets first")
+        c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T = self._cache
+        self._cache = None  # the caches are consumed in place
+        cfg, P, G = self.cfg, self.params, self.grads
+        dlogits = ops.cross_entropy_backward(c_ce)  # (B, T, V)
+        B = dlogits.shape[0]
+        d2 = dlogits.reshape(B * T, -1)  # (B*T, V)
+        dx = (d2 @ self.head_weight().T).reshape(B, T, -1)  # (B, T, C)
+        if cfg.tie_weights:
+            np.matmul(d2.T, x2, out=G["wte.w"])  # (V, C), the embedding adds to it below
+        else:
+            np.matmul(x2.T, d2, out=G["lm_head.w"])  # (C, V)
+        dx, G["ln_f.w"][...], G["ln_f.b"][...] = ops.layernorm_backward(dx, c_lnf)
+        for i in reversed(range(cfg.n_layer)):
+            p = f"h.{i}."
+            c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2 = blocks[i]
+            dh = ops.dropout_backward(dx, c_d2)  # (B, T, C)
+            dh, _, _ = ops.linear_backward(dh, c_mp, G[p + "mlp.c_proj.w"], G[p + "mlp.c_proj.b"])  # (B, T, 4C)
+            dh = ops.gelu_backward(dh, c_gelu)  # (B, T, 4C)
+            dh, _, _ = ops.linear_backward(dh, c_fc, G[p + "mlp.c_fc.w"], G[p + "mlp.c_fc.b"])  # (B, T, C)
+            dh, G[p + "ln_2.w"][...], G[p + "ln_2.b"][...] = ops.layernorm_backward(dh, c_ln2)
+            dx += dh  # residual
+            da = ops.dropout_backward(dx, c_d1)  # (B, T, C)
+            da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"])  # (B, T, C)
+            da = attention_backward(da, c_att)  # (B, T, 3C)
+            da, _, _ = ops.linear_backward(da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"])  # (B, T, C)
+            da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...] = ops.layernorm_backward(da, c_ln1)
+            dx += da  # residual
+        dx = ops.dropout_backward(dx, c_drop0)  # (B, T, C)
+        G["wpe.w"][...] = 0.0
+        G["wpe.w"][:T] = dx.sum(axis=0)  # (T, C)
+        dwte = ops.embedding_backward(dx, c_tok)  # (V, C)
+        if cfg.tie_weights:
+            G["wte.w"] += dwte  # used twice: the gradients accumulate
+        else:
+            G["wte.w"][...] = dwte
+        return G
+
+    def attention_maps(self):
+        """(n_layer, B, nh, T, T) copy of the last forward's attention probabilities."""
+        if self._cache is None:
+            raise RuntimeError("attention_maps() needs a forward() first")
+        return np.stack([blk[2][3] for blk in self._cache[2]]).copy()
+
+    def new_kv_cache(self, batch=1):
+        """Empty per-layer K and V buffers (B, nh, block_size, hs) for incremental decoding."""
+        cfg = self.cfg
+        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
+        return {"kv": np.zeros(shape, self.dtype), "len": 0}
+
+    def forward_step(self, idx, kv):
+        """Causal logits (B, Tn, V) for new tokens idx (B, Tn) appended after kv['len'] cached ones."""
+        cfg, P = self.cfg, self.params
+        if not cfg.causal:
+            raise ValueError("incremental decoding needs a causal model")
+        B, Tn = idx.shape
+        start = kv["len"]
+        if start + Tn > cfg.block_size:
+            raise ValueError(f"KV cache full: {start}+{Tn} positions exceed block_size={cfg.block_size}")
+        x = P["wte.w"][idx] + P["wpe.w"][start:start + Tn]  # (B, Tn, C)
+        for i in range(cfg.n_layer):
+            p = f"h.{i}."
+            h, _ = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"])
+            qkv = h @ P[p + "attn.c_attn.w"] + P[p + "attn.c_attn.b"]  # (B, Tn, 3C)
+            a, _ = attention_step(qkv, kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head)  # (B, Tn, C)
+            x = x + (a @ P[p + "attn.c_proj.w"] + P[p + "attn.c_proj.b"])
+            h, _ = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"])
+            h, _ = ops.gelu_forward(h @ P[p + "mlp.c_fc.w"] + P[p + "mlp.c_fc.b"])  # (B, Tn, 4C)
+            x = x + (h @ P[p + "mlp.c_proj.w"] + P[p + "mlp.c_proj.b"])
+        kv["len"] = start + Tn
+        x, _ = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"])
+        return x @ self.head_weight()  # (B, Tn, V)

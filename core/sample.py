@@ -1,0 +1,90 @@
+"""Sampling: a generator that yields one token (or character) at a time, with a KV cache.
+
+The context window slides in hops: when the text outgrows block_size, it restarts from the last
+3/4 of a window, so the cache is rebuilt once per hop instead of on every character. The uncached
+path uses the same rule, so both see exactly the same context and give the same logits.
+"""
+
+import numpy as np
+
+
+def window_keep(block_size):
+    """How many tokens survive when the window overflows."""
+    return max(1, block_size - max(1, block_size // 4))
+
+
+def pick_token(logits, temperature=1.0, top_k=0, top_p=1.0, rng=None):
+    """Choose the next id from logits (V,): greedy at temperature 0, else top-k / nucleus sampling."""
+    logits = np.asarray(logits, dtype=np.float64)  # (V,)
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    z = logits / temperature
+    if 0 < top_k < z.size:
+        kth = np.partition(z, -top_k)[-top_k]
+        z = np.where(z < kth, -np.inf, z)
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    if top_p < 1.0:
+        order = np.argsort(-p, kind="stable")  # (V,)
+        cum = np.cumsum(p[order])
+        cut = int(np.searchsorted(cum, top_p)) + 1  # smallest prefix reaching top_p
+        keep = np.zeros_like(p, dtype=bool)
+        keep[order[:cut]] = True
+        p = np.where(keep, p, 0.0)
+        p /= p.sum()
+    rng = rng if rng is not None else np.random.default_rng()
+    return int(min(np.searchsorted(np.cumsum(p), rng.random(), side="right"), p.size - 1))
+
+
+def next_logits(model, ids, state, use_cache=True):
+    """Logits (V,) for the token after `ids`; `state` holds the window start and the KV cache."""
+    block = model.cfg.block_size
+    n = len(ids)
+    if n - state["start"] > block:
+        state["start"] = n - window_keep(block)
+        state["kv"] = None
+    window = ids[state["start"]:]
+    if not use_cache or not model.cfg.causal:
+        logits, _ = model.forward(np.asarray([window], dtype=np.int64))
+        return logits[0, -1]
+    kv = state.get("kv")
+    if kv is None or kv["len"] != len(window) - 1:
+        kv = state["kv"] = model.new_kv_cache()
+        return model.forward_step(np.asarray([window], dtype=np.int64), kv)[0, -1]
+    return model.forward_step(np.asarray([[window[-1]]], dtype=np.int64), kv)[0, -1]
+
+
+def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, rng=None,
+             use_cache=True, cancel=None):
+    """Yield up to max_new_tokens new ids, one per step; stops early when cancel() is true."""
+    if not len(ids):
+        raise ValueError("generation needs at least one token of context")
+    ids = [int(i) for i in ids]
+    rng = rng if rng is not None else np.random.default_rng()
+    state = {"start": 0, "kv": None}
+    for _ in range(max_new_tokens):
+        if cancel is not None and cancel():
+            return
+        tok = pick_token(next_logits(model, ids, state, use_cache), temperature, top_k, top_p, rng)
+        ids.append(tok)
+        yield tok
+
+
+def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, temperature=0.8,
+                top_k=0, top_p=1.0, seed=None, use_cache=True, cancel=None, unknown="error"):
+    """Yield the reply one character at a time; a stop string ends it and is not yielded."""
+    ids = tokenizer.encode(prompt, unknown=unknown)
+    rng = np.random.default_rng(seed)
+    hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
+    text, sent = "", 0
+    for tok in generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                        top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel):
+        text += tokenizer.decode([tok])
+        hit = min((text.find(s) for s in stop if s and s in text), default=-1)
+        if hit >= 0:
+            yield from text[sent:hit]
+            return
+        while len(text) - sent > hold:
+            yield text[sent]
+            sent += 1
+    yield from text[sent:]

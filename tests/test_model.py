@@ -1,0 +1,166 @@
+import math
+
+import numpy as np
+import pytest
+
+from core.config import ModelConfig
+from core.model import Transformer, param_shapes
+from tests.gradcheck import rel_error
+
+
+def tiny(causal=True, tie=True, **kw):
+    cfg = ModelConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8, causal=causal,
+                      tie_weights=tie, **kw)
+    return Transformer(cfg, rng=np.random.default_rng(0), dtype=np.float64)
+
+
+def bump_params(m, rng):
+    # larger than GPT-2's init so every path carries gradient of meaningful size
+    for name, p in m.params.items():
+        p += rng.standard_normal(p.shape) * 0.3
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize("padded", [False, True])
+def test_model_backward_matches_finite_differences(causal, tie, padded):
+    rng = np.random.default_rng(1)
+    m = tiny(causal, tie)
+    bump_params(m, rng)
+    idx = rng.integers(0, 7, (2, 5))
+    targets = rng.integers(0, 7, (2, 5))
+    mask = None
+    if padded:
+        mask = np.ones((2, 5), bool)
+        mask[1, 3:] = False
+        targets[1, 3:] = -1
+    m.forward(idx, targets, mask)
+    grads = {k: v.copy() for k, v in m.backward().items()}
+    eps = 1e-6
+    num = np.zeros_like(m.flat)
+    for i in range(m.flat.size):
+        old = m.flat[i]
+        m.flat[i] = old + eps
+        lp = m.forward(idx, targets, mask)[1]
+        m.flat[i] = old - eps
+        lm = m.forward(idx, targets, mask)[1]
+        m.flat[i] = old
+        num[i] = (lp - lm) / (2 * eps)
+    m.forward(idx, targets, mask)
+    m.backward()
+    assert rel_error(m.grad_flat, num) < 1e-6
+    for name in grads:  # per-tensor check: no tensor hides behind a bigger one
+        g_num = num[_slice(m, name)].reshape(grads[name].shape)
+        if name == "wpe.w":
+            g_num, g = g_num[:5], grads[name][:5]
+        else:
+            g = grads[name]
+        assert np.abs(g).max() > 1e-6, name
+        assert rel_error(g, g_num) < 1e-6, name
+
+
+def _slice(m, name):
+    off = 0
+    for n, shape in m.shapes.items():
+        size = int(np.prod(shape))
+        if n == name:
+            return slice(off, off + size)
+        off += size
+
+
+def test_params_are_views_of_one_flat_buffer_with_gpt2_names():
+    m = tiny()
+    assert set(m.params) == set(param_shapes(m.cfg))
+    assert "h.1.attn.c_attn.w" in m.params and "lm_head.w" not in m.params
+    m.flat[:] = 0
+    assert all(np.all(p == 0) for p in m.params.values())
+    assert np.shares_memory(m.grads["wte.w"], m.grad_flat)
+    assert m.num_params() == sum(p.size for p in m.params.values())
+
+
+def test_fresh_model_loss_is_about_ln_vocab():
+    cfg = ModelConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    m = Transformer(cfg, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    idx = rng.integers(0, 50, (8, 16))
+    _, loss = m.forward(idx, rng.integers(0, 50, (8, 16)))
+    assert abs(loss - math.log(50)) < 0.1
+
+
+def test_tiny_model_overfits_one_batch():
+    from core.optim import AdamW
+    cfg = ModelConfig(vocab_size=10, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    m = Transformer(cfg, rng=np.random.default_rng(0))
+    opt = AdamW(m)
+    rng = np.random.default_rng(2)
+    idx = rng.integers(0, 10, (4, 8))
+    tgt = rng.integers(0, 10, (4, 8))
+    first = m.forward(idx, tgt)[1]
+    for _ in range(300):
+        m.forward(idx, tgt)
+        m.backward()
+        opt.step(1e-2)
+    last = m.forward(idx, tgt)[1]
+    assert first > 2.0 and last < 0.05
+
+
+def test_attention_maps_shape_and_causality():
+    m = tiny()
+    m.forward(np.zeros((3, 6), np.int64))
+    maps = m.attention_maps()
+    assert maps.shape == (2, 3, 2, 6, 6)
+    assert np.all(maps[..., np.triu_indices(6, 1)[0], np.triu_indices(6, 1)[1]] == 0)
+
+
+def test_dropout_only_in_training_and_reproducible():
+    m = tiny(dropout=0.5)
+    idx = np.arange(6)[None] % 7
+    a = m.forward(idx)[0]
+    b = m.forward(idx)[0]
+    np.testing.assert_array_equal(a, b)
+    c = m.forward(idx, train=True, rng=np.random.default_rng(4))[0]
+    d = m.forward(idx, train=True, rng=np.random.default_rng(4))[0]
+    np.testing.assert_array_equal(c, d)
+    assert not np.allclose(a, c)
+
+
+def test_dropout_backward_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    m = tiny(dropout=0.3)
+    bump_params(m, rng)
+    idx = rng.integers(0, 7, (2, 5))
+    tgt = rng.integers(0, 7, (2, 5))
+    f = lambda: m.forward(idx, tgt, train=True, rng=np.random.default_rng(9))[1]
+    f()
+    m.backward()
+    g = m.grad_flat.copy()
+    num = np.zeros_like(g)
+    for i in range(0, m.flat.size, 7):  # a strided subset keeps this fast
+        old = m.flat[i]
+        m.flat[i] = old + 1e-6
+        lp = f()
+        m.flat[i] = old - 1e-6
+        lm = f()
+        m.flat[i] = old
+        num[i] = (lp - lm) / 2e-6
+    sel = slice(0, None, 7)
+    assert rel_error(g[sel], num[sel]) < 1e-6
+
+
+def test_forward_step_matches_full_forward():
+    m = tiny()
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 7, (1, 6))
+    full = m.forward(idx)[0]
+    kv = m.new_kv_cache()
+    first = m.forward_step(idx[:, :2], kv)
+    rest = [m.forward_step(idx[:, t:t + 1], kv) for t in range(2, 6)]
+    np.testing.assert_allclose(np.concatenate([first] + rest, axis=1), full, atol=1e-10)
+    with pytest.raises(ValueError, match="KV cache full"):
+        m.forward_step(idx[:, :1], kv)
+
+
+def test_too_long_input_is_a_clear_error():
+    m = tiny()
+    with pytest.raises(ValueError, match="block_size=6"):
+        m.forward(np.zeros((1, 7), np.int64))
