@@ -1,0 +1,15 @@
+"""The three tasks: reversal (attention proof), qa, dialogue. `make_task(cfg)` builds one."""
+
+
+def make_task(cfg):
+    """The task named by cfg.task, with its data loaded and its tokenizer built."""
+    if cfg.task == "reversal":
+        from core.tasks.reversal import ReversalTask
+        return ReversalTask(cfg)
+    if cfg.task == "qa":
+        from core.tasks.qa import QATask
+        return QATask(cfg)
+    if cfg.task == "dialogue":
+        from core.tasks.dialogue import DialogueTask
+        return DialogueTask(cfg)
+    raise ValueError(f"unknown task {cfg.task!r}; choose reversal, qa or dialogue")

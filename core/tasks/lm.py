@@ -1,0 +1,163 @@
+"""What the Q&A and dialogue tasks share: a character stream, random windows, strided loss, greedy answers.
+
+The stream is the corpus text encoded once; a batch is B random windows of block_size+1 characters.
+A parallel boolean stream marks answer characters, so loss can be reported on answers alone.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from core.sample import stream_text
+from core.tasks.corpus import CorpusError, format_turn, load_conversations
+from core.tokenizer import CharTokenizer
+
+CORPORA = Path(__file__).resolve().parent.parent.parent / "corpora"
+
+
+def encode_conversations(convs, tokenizer):
+    """(ids, answer_mask) of the training text; answer_mask marks answer characters and their newline."""
+    text, mask = [], []
+    for c, turns in enumerate(convs):
+        if c:
+            text.append("\n")
+            mask.append(False)
+        for q, a in turns:
+            head, body = f"Q: {q}\nA:", f" {a}\n"
+            text += [head, body]
+            mask += [False] * len(head) + [True] * len(body)
+    joined = "".join(text)
+    return tokenizer.encode(joined, unknown="unk"), np.array(mask, dtype=bool)
+
+
+def split_conversations(convs, fraction, seed):
+    """A deterministic train/val split of whole conversations."""
+    order = np.random.default_rng(seed).permutation(len(convs))
+    n_val = max(1, int(round(len(convs) * fraction))) if len(convs) > 1 else 0
+    val = [convs[i] for i in sorted(order[:n_val])]
+    train = [convs[i] for i in sorted(order[n_val:])]
+    return train, val
+
+
+def normalise(text):
+    """Lower case, punctuation and repeated spaces removed: the exact-match comparison form."""
+    kept = "".join(ch.lower() if ch.isalnum() or ch.isspace() else " " for ch in text)
+    return " ".join(kept.split())
+
+
+class LMTask:
+    """A causal character language model over Q:/A: conversations."""
+
+    causal = True
+    default_dir = "qa"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        d = cfg.data
+        own = CORPORA / self.default_dir
+        self.train_path = Path(d.corpus) if d.corpus else own / "train.txt"
+        train = load_conversations(self.train_path)
+        if d.val_corpus:
+            self.val_path = Path(d.val_corpus)
+            val = load_conversations(self.val_path)
+        elif not d.corpus:
+            self.val_path = own / "val.txt"
+            val = load_conversations(self.val_path)
+        else:
+            self.val_path = None
+            train, val = split_conversations(train, d.val_fraction, cfg.train.seed)
+            if not val:
+                raise CorpusError(f"{self.train_path}: needs at least two conversations to hold one out "
+                                  "for validation, or pass a separate validation file")
+        self.train_convs, self.val_convs = train, val
+        alltext = "".join(f"Q: {q}\nA: {a}\n" for c in train + val for q, a in c)
+        self.tokenizer = CharTokenizer.from_text(alltext + "\n")
+        self.train_ids, self.train_ans = encode_conversations(train, self.tokenizer)
+        self.val_ids, self.val_ans = encode_conversations(val, self.tokenizer)
+        T = cfg.model.block_size
+        if len(self.train_ids) < T + 2:
+            raise CorpusError(f"{self.train_path}: only {len(self.train_ids)} characters; a model with "
+                              f"block_size={T} needs more text than one window")
+
+    def batch(self, split, batch_size, rng):
+        """B random windows: x (B, T), y (B, T) shifted by one."""
+        ids = self.train_ids if split == "train" else self.val_ids
+        T = min(self.cfg.model.block_size, len(ids) - 1)
+        starts = rng.integers(0, len(ids) - T, size=batch_size)  # (B,)
+        pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
+        w = ids[pos]  # (B, T+1)
+        return w[:, :-1], w[:, 1:], None
+
+    def stream_loss(self, model, ids, ans, max_windows=None, batch=64):
+        """Mean nats per character over the stream (all and answers only), each scored once.
+
+        Windows of block_size advance by half a window; after the first, only their second half is
+        scored, so every character but the first is predicted with at least T/2 of context.
+        """
+        T = min(self.cfg.model.block_size, len(ids) - 1)
+        hop = max(1, T // 2)
+        starts = list(range(0, len(ids) - T, hop))
+        if starts[-1] != len(ids) - 1 - T:
+            starts.append(len(ids) - 1 - T)
+        if max_windows and len(starts) > max_windows:
+            starts = starts[:max_windows]
+        tot = ans_tot = 0.0
+        n = ans_n = 0
+        covered = 0  # first stream position not yet scored
+        for b in range(0, len(starts), batch):
+            s = np.array(starts[b:b + batch])  # (B,)
+            pos = s[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
+            w = ids[pos]
+            logits, _ = model.forward(w[:, :-1])  # (B, T, V)
+            lg = logits - logits.max(-1, keepdims=True)
+            logp = lg - np.log(np.exp(lg).sum(-1, keepdims=True))  # (B, T, V)
+            nll = -np.take_along_axis(logp, w[:, 1:, None], axis=-1)[..., 0]  # (B, T)
+            for r, start in enumerate(s):
+                first = max(covered, start + 1) - (start + 1)  # skip targets already scored
+                tgt_pos = start + 1 + np.arange(first, T)
+                vals = nll[r, first:]
+                tot += float(vals.sum()); n += vals.size
+                a = ans[tgt_pos]
+                ans_tot += float(vals[a].sum()); ans_n += int(a.sum())
+                covered = start + 1 + T
+        return tot / max(n, 1), ans_tot / max(ans_n, 1)
+
+    def losses(self, model, full=False):
+        """val loss (all characters, answers) and train loss on a fixed sample of the training stream."""
+        cap = None if full else 64
+        val_all, val_ans = self.stream_loss(model, self.val_ids, self.val_ans, cap)
+        tr_all, tr_ans = self.stream_loss(model, self.train_ids, self.train_ans, 32 if not full else 256)
+        return {"val_loss": val_all, "val_answer_loss": val_ans, "train_loss": tr_all, "train_answer_loss": tr_ans}
+
+    def answer(self, model, history, question, max_chars=80):
+        """The model's greedy answer to `question` after the turns in `history`."""
+        prompt = build_prompt(history, question, self.cfg.model.block_size)
+        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
+                                   temperature=0.0, unknown="unk")).strip()
+
+
+class PromptTooLong(ValueError):
+    """A message that cannot fit the model's context window."""
+
+
+def build_prompt(history, question, block_size, reserve=None):
+    """The conversation as the model saw it in training, cropped from the left at turn boundaries.
+
+    `reserve` characters are kept free for the answer (default a quarter of the window).
+    """
+    reserve = block_size // 4 if reserve is None else reserve
+    tail = format_turn(question)
+    budget = block_size - reserve
+    if len(tail) > budget:
+        raise PromptTooLong(f"the message is {len(question)} characters, but this model's context holds "
+                            f"{block_size} with room for a reply; shorten it to at most "
+                            f"{max(1, budget - len(tail) + len(question))} characters")
+    kept = []
+    used = len(tail)
+    for q, a in reversed(history):
+        turn = format_turn(q, a)
+        if used + len(turn) > budget:
+            break
+        kept.append(turn)
+        used += len(turn)
+    return "".join(reversed(kept)) + tail

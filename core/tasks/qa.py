@@ -1,0 +1,71 @@
+"""Task 2, Q&A: a character LM on Q:/A: pairs, scored by loss and by its greedy answers.
+
+Answer accuracy compares the normalised greedy answer with the reference (exact match) and by a
+character-level similarity, per level when the corpus has a `.levels` sidecar (one level per pair).
+"""
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+
+from core.tasks.lm import LMTask, normalise
+
+
+def read_levels(corpus_path, n_pairs):
+    """Levels from `<corpus>.levels` beside the corpus (e.g. val.txt -> val.levels), else all 'all'."""
+    if corpus_path is None:
+        return ["all"] * n_pairs
+    side = Path(corpus_path).with_suffix(".levels")
+    if side.is_file():
+        levels = side.read_text(encoding="utf-8").split()
+        if len(levels) == n_pairs:
+            return levels
+    return ["all"] * n_pairs
+
+
+def answer_scores(pairs):
+    """Exact match (after normalising) and mean character similarity of (predicted, reference) pairs."""
+    if not pairs:
+        return {"exact": 0.0, "similarity": 0.0, "n": 0}
+    exact = [normalise(p) == normalise(r) for p, r in pairs]
+    sim = [difflib.SequenceMatcher(None, normalise(p), normalise(r)).ratio() for p, r in pairs]
+    return {"exact": float(np.mean(exact)), "similarity": float(np.mean(sim)), "n": len(pairs)}
+
+
+class QATask(LMTask):
+    name = "qa"
+    metric = "answer_exact"
+    default_dir = "qa"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.val_pairs = [t for c in self.val_convs for t in c]
+        self.val_levels = read_levels(self.val_path, len(self.val_pairs))
+        self.train_pairs = [t for c in self.train_convs for t in c]
+
+    def evaluate(self, model, rng=None, full=False):
+        """Losses plus answer accuracy on held-out questions (all when full, else a fixed sample)."""
+        m = self.losses(model, full)
+        n = len(self.val_pairs) if full else min(len(self.val_pairs), self.cfg.data.n_eval)
+        pick = np.linspace(0, len(self.val_pairs) - 1, n).astype(int) if n else []
+        by_level = {}
+        for i in pick:
+            q, a = self.val_pairs[i]
+            by_level.setdefault(self.val_levels[i], []).append((self.answer(model, [], q), a))
+        everything = [p for ps in by_level.values() for p in ps]
+        s = answer_scores(everything)
+        m["answer_exact"], m["answer_similarity"] = s["exact"], s["similarity"]
+        m["answer_by_level"] = {lv: answer_scores(ps) for lv, ps in sorted(by_level.items())}
+        if full:
+            k = min(len(self.train_pairs), 200)
+            sel = np.linspace(0, len(self.train_pairs) - 1, k).astype(int)
+            m["train_answer_exact"] = answer_scores(
+                [(self.answer(model, [], self.train_pairs[i][0]), self.train_pairs[i][1]) for i in sel])["exact"]
+        return m
+
+    def probe(self, text=None):
+        """The first held-out question as a prompt, for the attention view."""
+        q = text or self.val_pairs[0][0]
+        prompt = f"Q: {q}\nA:"[-self.cfg.model.block_size:]
+        return self.tokenizer.encode(prompt, unknown="unk")[None, :], list(prompt)

@@ -1,0 +1,174 @@
+"""Tests for corpora/generate.py and the committed corpora it writes."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+CORPORA = Path(__file__).resolve().parents[1] / "corpora"
+SPLITS = ("train", "val", "test")
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location("corpora_generate", CORPORA / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gen = _load_generator()
+
+
+def parse_blocks(text: str) -> list[list[tuple[str, str]]]:
+    """Blank-line separated blocks of consecutive 'Q: '/'A: ' line pairs."""
+    assert text.endswith("\n") and not text.endswith("\n\n")
+    blocks = []
+    for block in text[:-1].split("\n\n"):
+        lines = block.split("\n")
+        assert len(lines) % 2 == 0 and lines, block
+        turns = []
+        for q, a in zip(lines[0::2], lines[1::2]):
+            assert q.startswith("Q: ") and len(q) > 3, q
+            assert a.startswith("A: ") and len(a) > 3, a
+            turns.append((q[3:], a[3:]))
+        blocks.append(turns)
+    return blocks
+
+
+def read(rel: str) -> str:
+    return (CORPORA / rel).read_text(encoding="utf-8")
+
+
+def qa_pairs(split: str) -> list[tuple[str, str]]:
+    blocks = parse_blocks(read(f"qa/{split}.txt"))
+    assert all(len(b) == 1 for b in blocks)
+    return [b[0] for b in blocks]
+
+
+def words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z][a-z'-]*", text.lower()))
+
+
+def test_generation_is_deterministic(tmp_path):
+    gen.generate(tmp_path / "a")
+    gen.generate(tmp_path / "b")
+    for rel in gen.OUTPUTS:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def test_committed_files_match_fresh_generation(tmp_path):
+    gen.generate(tmp_path)
+    for rel in gen.OUTPUTS:
+        assert (CORPORA / rel).read_bytes() == (tmp_path / rel).read_bytes(), (
+            f"{rel} is stale; run `python corpora/generate.py`")
+    assert gen.check(CORPORA) == []
+
+
+def test_qa_counts_levels_and_format():
+    total = 0
+    for split in SPLITS:
+        pairs = qa_pairs(split)
+        levels = read(f"qa/{split}.levels").split("\n")[:-1]
+        assert len(levels) == len(pairs)
+        assert set(levels) == set(gen.LEVELS)
+        total += len(pairs)
+        for q, a in pairs:
+            assert len(a) <= gen.MAX_ANSWER, a
+    assert total >= 1500
+
+
+def test_charset_is_small_and_ascii():
+    for corpus in ("qa", "dialogue"):
+        text = "".join(read(f"{corpus}/{s}.txt") for s in SPLITS)
+        assert set(text) <= gen.ALLOWED_CHARS
+        assert "\r" not in text
+
+
+def test_answers_are_canonical_and_held_out_questions_are_new():
+    answer: dict[str, str] = {}
+    for split in SPLITS:
+        for q, a in qa_pairs(split):
+            assert answer.setdefault(q, a) == a, f"two answers for {q!r}"
+    train_q = {q for q, _ in qa_pairs("train")}
+    for split in ("val", "test"):
+        assert not train_q & {q for q, _ in qa_pairs(split)}
+
+
+def _operand_pairs(split: str) -> set[frozenset]:
+    pat = re.compile(r"^(\d+) (plus|minus) (\d+) is (-?\d+)\.$")
+    out = set()
+    for (q, a), lv in zip(qa_pairs(split), read(f"qa/{split}.levels").split()):
+        if lv != "arithmetic":
+            continue
+        m = pat.match(a)
+        assert m, a
+        x, op, y, r = int(m[1]), m[2], int(m[3]), int(m[4])
+        assert 0 <= x <= 20 and 0 <= y <= 20
+        assert r == (x + y if op == "plus" else x - y)
+        assert f"{x} {op} {y}" in q
+        out.add(frozenset((x, y)))
+    return out
+
+
+def test_held_out_arithmetic_operand_pairs_disjoint_from_train():
+    train, val, test = (_operand_pairs(s) for s in SPLITS)
+    assert val and test
+    assert not train & val and not train & test and not val & test
+
+
+def _dialogues(split: str):
+    blocks = parse_blocks(read(f"dialogue/{split}.txt"))
+    records = [json.loads(x) for x in read(f"dialogue/{split}.slots.jsonl").splitlines()]
+    assert len(blocks) == len(records)
+    return list(zip(blocks, records))
+
+
+def test_dialogue_counts_and_turns():
+    total = 0
+    for split in SPLITS:
+        dialogues = _dialogues(split)
+        total += len(dialogues)
+        lengths = sorted(len(gen.dialogue_text(t)) for t, _ in dialogues)
+        assert lengths[len(lengths) * 3 // 4] <= 250  # most fit in ~250 chars
+        for i, (turns, rec) in enumerate(dialogues):
+            assert 2 <= len(turns) <= 6
+            assert rec["dialogue"] == i and rec["n_turns"] == len(turns)
+    assert total >= 500
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_slot_values_appear_in_recall_answers(split):
+    for turns, rec in _dialogues(split):
+        assert rec["slots"] and rec["topic"]
+        for s in rec["slots"]:
+            assert 1 <= s["turn"] - s["fact_turn"] <= 3
+            assert s["value"] in turns[s["turn"]][1]
+            assert s["value"] not in turns[s["turn"]][0]  # the question alone cannot answer it
+            assert s["value"].lower() in turns[s["fact_turn"]][0].lower()
+
+
+def test_held_out_slot_values_never_in_train():
+    train_words = words(read("dialogue/train.txt")) | words(read("qa/train.txt"))
+    train_values = {s["value"] for _, r in _dialogues("train") for s in r["slots"]}
+    for split in ("val", "test"):
+        for _, rec in _dialogues(split):
+            for s in rec["slots"]:
+                assert s["value"].lower() not in train_words, s
+                assert s["value"] not in train_values, s
+
+
+def test_check_mode_flags_a_changed_file(tmp_path):
+    gen.generate(tmp_path)
+    assert gen.check(tmp_path) == []
+    (tmp_path / "qa" / "val.txt").write_text("Q: x\nA: y\n")
+    assert gen.check(tmp_path) == ["qa/val.txt"]
+
+
+@pytest.mark.parametrize("corpus", ["qa", "dialogue"])
+def test_held_out_characters_all_seen_in_train(corpus):
+    train_chars = set(read(f"{corpus}/train.txt"))
+    for split in ("val", "test"):
+        assert set(read(f"{corpus}/{split}.txt")) <= train_chars  # a train-built tokenizer covers them
