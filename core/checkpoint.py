@@ -1,0 +1,424 @@
+"""Save and load runs: saves/NAME/<tag>/ holds weights.npz, optim.npz, meta.json and config.yaml.
+
+Saves are atomic (a temporary directory, fsync, then a rename swap), arrays are read without pickle,
+and every problem with a name or a file is a SaveError that says which file and what to do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import yaml
+
+SAVES_DIR = Path(__file__).resolve().parent.parent / "saves"
+FORMAT_VERSION = 1
+WEIGHTS, OPTIM, META, CONFIG = "weights.npz", "optim.npz", "meta.json", "config.yaml"
+_FILES = (WEIGHTS, OPTIM, META, CONFIG)
+_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_NAME = 64
+_ALLOWED = "letters, digits, '.', '_' and '-' (no leading dot, at most 64 characters)"
+# what np.load and zipfile raise on damaged or foreign files
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip
+_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
+
+
+class SaveError(ValueError):
+    """A save that cannot be written or read, with the file and the fix in the message."""
+
+
+@dataclass
+class Checkpoint:
+    params: dict[str, np.ndarray]
+    opt_state: dict[str, np.ndarray]
+    meta: dict
+    config: dict
+    path: Path | None = None  # the directory it was read from
+
+
+@dataclass
+class RunInfo:
+    name: str
+    task: str | None
+    step: int | None
+    best_metric: Any
+    created: float  # seconds since the epoch
+    tags: list[str] = field(default_factory=list)
+    error: str | None = None  # set for a broken run; the other fields are then best effort
+
+
+def _root(saves_dir: str | Path | None) -> Path:
+    if saves_dir is not None:
+        return Path(saves_dir)
+    env = os.environ.get("ATTNLAB_SAVES")
+    return Path(env) if env else SAVES_DIR
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise SaveError(f"{what} {name!r} is empty or not text; use {_ALLOWED}")
+    if len(name) > _MAX_NAME:
+        raise SaveError(f"{what} {name[:_MAX_NAME]!r}... is {len(name)} characters long; use {_ALLOWED}")
+    if not _NAME_RE.fullmatch(name):
+        bad = sorted({c for c in name if not _NAME_RE.fullmatch(c)})
+        raise SaveError(f"{what} {name!r} contains {', '.join(repr(c) for c in bad)}; use {_ALLOWED}")
+    if name.startswith("."):
+        raise SaveError(f"{what} {name!r} starts with a dot; use {_ALLOWED}")
+    return name
+
+
+def run_dir(name: str, saves_dir: str | Path | None = None) -> Path:
+    """The directory of run `name` under the saves directory; raises SaveError for an unsafe name."""
+    return _root(saves_dir) / _check_name(name, "run name")
+
+
+def _refuse_symlinks(root: Path, *paths: Path) -> None:
+    """Never follow a link out of the saves directory: refuse any symlink at or below root."""
+    for p in paths:
+        if p.is_symlink():
+            raise SaveError(f"{p} is a symbolic link; saves never follow links, so remove it or "
+                            f"pick another name")
+        try:
+            inside = p.resolve().is_relative_to(root.resolve())
+        except OSError:
+            inside = False
+        if not inside:
+            raise SaveError(f"{p} resolves outside {root}; remove the link above it")
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # exists but not ours / not a valid pid
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _clean_stale_tmp(d: Path) -> None:
+    """Remove temporary directories left by saves that crashed (their process is gone)."""
+    for p in d.iterdir():
+        m = re.fullmatch(r"\..+\.tmp-(\d+)", p.name)
+        if m and not (int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1)))):
+            _remove(p)
+
+
+def _plain_arrays(arrays: Mapping[str, Any], what: str, floats_only: bool) -> dict[str, np.ndarray]:
+    out = {}
+    for key, a in arrays.items():
+        if not isinstance(key, str) or not key or key.startswith("/") or "\x00" in key:
+            raise SaveError(f"{what} has a bad array name {key!r}; use non-empty dotted names")
+        arr = np.asarray(a)  # not ascontiguousarray: it turns 0-d scalars into (1,)
+        kinds = "f" if floats_only else "biuf"
+        if arr.dtype.kind not in kinds or (floats_only and arr.dtype not in (np.float32, np.float64)):
+            raise SaveError(f"{what} array {key!r} has dtype {arr.dtype}; only "
+                            f"{'float32/float64' if floats_only else 'numeric'} arrays are saved")
+        if floats_only and not np.isfinite(arr).all():
+            raise SaveError(f"{what} array {key!r} contains NaN or inf; the run diverged, so save "
+                            f"an earlier state or lower train.lr")
+        out[key] = arr
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON-serializable")
+
+
+def _serialize(meta: Mapping, config: Any) -> tuple[bytes, bytes]:
+    meta = {**meta, "format_version": FORMAT_VERSION}
+    meta.setdefault("created", time.time())
+    try:
+        meta_bytes = json.dumps(meta, indent=1, default=_json_default).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise SaveError(f"meta cannot be written as JSON ({e}); pass plain numbers, strings, "
+                        f"lists and dicts") from None
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    try:
+        config_bytes = yaml.safe_dump(dict(config), sort_keys=False).encode("utf-8")
+    except (TypeError, ValueError, yaml.YAMLError) as e:
+        raise SaveError(f"config cannot be written as YAML ({e}); pass config_to_dict(cfg)") from None
+    return meta_bytes, config_bytes
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
+                    opt_state: Mapping[str, np.ndarray], meta: Mapping, config: Mapping,
+                    saves_dir: str | Path | None = None) -> Path:
+    """Atomically write saves/NAME/<tag>/; a crash at any point leaves the previous save loadable."""
+    root = _root(saves_dir)
+    d = run_dir(name, root)
+    _check_name(tag, "tag")
+    weights = _plain_arrays(params, "params", floats_only=True)
+    optim = _plain_arrays(opt_state, "opt_state", floats_only=False)
+    meta_bytes, config_bytes = _serialize(meta, config)
+    target, old = d / tag, d / f".{tag}.old"
+    tmp = d / f".{tag}.tmp-{os.getpid()}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _refuse_symlinks(root, d)
+        d.mkdir(exist_ok=True)
+        _refuse_symlinks(root, d, target, old)
+        _clean_stale_tmp(d)
+        tmp.mkdir()
+        _write_npz(tmp / WEIGHTS, weights)
+        _write_npz(tmp / OPTIM, optim)
+        _write_file(tmp / META, meta_bytes)
+        _write_file(tmp / CONFIG, config_bytes)
+        _fsync_dir(tmp)
+        _swap(d, tmp, target, old)
+    except OSError as e:
+        _remove(tmp)
+        raise SaveError(f"could not write {target} ({e.strerror or e}); check free space and "
+                        f"permissions of {d}") from None
+    return target
+
+
+def _swap(d: Path, tmp: Path, target: Path, old: Path) -> None:
+    """tmp -> target, keeping the previous target as .<tag>.old until the new one is in place."""
+    if target.exists():
+        if old.exists():
+            _remove(old)  # a stale copy: target is newer and complete
+        os.replace(target, old)
+    # if target was missing but old exists, old is the last good copy; keep it until tmp is in place
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if old.exists() and not target.exists():
+            try:
+                os.replace(old, target)
+            except OSError:
+                pass  # load_checkpoint recovers from .old
+        raise
+    _fsync_dir(d)
+    _remove(old)
+
+
+def _err(path: Path, problem: str, fix: str = "") -> SaveError:
+    fix = fix or "the save is damaged; load another tag or delete the run and train again"
+    return SaveError(f"{path}: {problem}; {fix}")
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz, read without pickle; any damage becomes a SaveError naming the file."""
+    if not path.is_file():
+        raise _err(path, "file is missing")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head not in _ZIP_MAGIC:
+            raise _err(path, "is not an .npz archive (it does not start like a zip file)")
+        with np.load(path, allow_pickle=False) as z:
+            return {k: np.array(z[k]) for k in z.files}
+    except SaveError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object arrays" in str(e).lower():
+            raise _err(path, "contains pickled Python objects, which are never loaded",
+                       "only plain numeric arrays are accepted; delete it, or re-save from a "
+                       "trusted run") from None
+        raise _err(path, f"is not a readable .npz file ({e})") from None
+    except _READ_ERRORS as e:
+        raise _err(path, f"is not a readable .npz file ({type(e).__name__}: {e})") from None
+
+
+def _check_params(path: Path, params: dict[str, np.ndarray],
+                  expected_shapes: Mapping[str, tuple] | None) -> None:
+    fix = "load it with the config saved next to it (config.yaml), or train a new run"
+    if expected_shapes is not None:
+        missing = sorted(set(expected_shapes) - set(params))
+        extra = sorted(set(params) - set(expected_shapes))
+        if missing or extra:
+            raise _err(path, f"arrays do not match the model: missing {missing}, unexpected {extra}", fix)
+        wrong = [f"{k} saved {params[k].shape} expected {tuple(expected_shapes[k])}"
+                 for k in sorted(params) if params[k].shape != tuple(expected_shapes[k])]
+        if wrong:
+            raise _err(path, f"wrong shapes: {'; '.join(wrong)}", fix)
+    for k, a in params.items():
+        if a.dtype not in (np.float32, np.float64):
+            raise _err(path, f"array {k!r} has dtype {a.dtype}, not float32/float64")
+        if not np.isfinite(a).all():
+            raise _err(path, f"array {k!r} contains NaN or inf",
+                       "the run diverged before this save; load another tag or retrain with a lower lr")
+
+
+def _check_optim(path: Path, opt: dict[str, np.ndarray], params: dict[str, np.ndarray]) -> None:
+    for k, a in opt.items():
+        if a.dtype.kind not in "biuf":
+            raise _err(path, f"array {k!r} has dtype {a.dtype}, not numeric")
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise _err(path, f"array {k!r} contains NaN or inf")
+        _, _, pname = k.partition("/")  # "m/wte.w" is the first moment of wte.w
+        if pname in params and a.shape != params[pname].shape:
+            raise _err(path, f"array {k!r} has shape {a.shape} but {pname} has {params[pname].shape}")
+
+
+def _load_meta(path: Path) -> dict:
+    if not path.is_file():
+        raise _err(path, "file is missing")
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _err(path, "is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise _err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(meta, dict):
+        raise _err(path, f"must hold a JSON object, got {type(meta).__name__}")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _err(path, f"format_version is {version!r}, not a positive integer")
+    if version > FORMAT_VERSION:
+        raise _err(path, f"format_version {version} is newer than this attnlab reads "
+                         f"({FORMAT_VERSION})", "upgrade attnlab to load it")
+    return meta
+
+
+def _load_config(path: Path) -> dict:
+    if not path.is_file():
+        raise _err(path, "file is missing")
+    try:
+        config = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _err(path, "is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise _err(path, f"is not valid YAML{at} ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(config, dict):
+        raise _err(path, f"must hold a mapping of sections, got {type(config).__name__}")
+    return config
+
+
+def _tags(d: Path) -> list[str]:
+    """Tags present in a run directory, including ones only recoverable from .<tag>.old."""
+    tags = {p.name for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    for p in d.iterdir():
+        m = re.fullmatch(r"\.(.+)\.old", p.name)
+        if m and p.is_dir():
+            tags.add(m.group(1))
+    return sorted(tags)
+
+
+def _tag_dir(root: Path, d: Path, name: str, tag: str) -> Path:
+    """The directory to read `tag` from: <tag>, or .<tag>.old left by a save that crashed mid-swap."""
+    if not d.is_dir():
+        raise SaveError(f"no saved run named {name!r} in {root}; check the name with list_runs")
+    _refuse_symlinks(root, d)
+    for p in (d / tag, d / f".{tag}.old"):
+        if p.is_dir():
+            _refuse_symlinks(root, p)
+            return p
+    raise SaveError(f"run {name!r} has no tag {tag!r} (has: {', '.join(_tags(d)) or 'none'}); "
+                    f"pick one of those")
+
+
+def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None = None,
+                    expected_shapes: Mapping[str, tuple] | None = None) -> Checkpoint:
+    """Read and verify saves/NAME/<tag>/; raises SaveError for anything damaged or unexpected."""
+    root = _root(saves_dir)
+    d = run_dir(name, root)
+    _check_name(tag, "tag")
+    src = _tag_dir(root, d, name, tag)
+    meta = _load_meta(src / META)
+    config = _load_config(src / CONFIG)
+    params = _load_npz(src / WEIGHTS)
+    _check_params(src / WEIGHTS, params, expected_shapes)
+    opt_state = _load_npz(src / OPTIM)
+    _check_optim(src / OPTIM, opt_state, params)
+    return Checkpoint(params=params, opt_state=opt_state, meta=meta, config=config, path=src)
+
+
+def _run_info(root: Path, d: Path) -> RunInfo:
+    created = d.stat().st_mtime
+    try:
+        _refuse_symlinks(root, d)
+        tags = _tags(d)
+        if not tags:
+            raise SaveError(f"{d}: holds no saves; delete it")
+        tag = "last" if "last" in tags else tags[0]
+        src = _tag_dir(root, d, d.name, tag)
+        missing = [f for f in _FILES if not (src / f).is_file()]
+        if missing:
+            raise _err(src, f"missing {', '.join(missing)}")
+        meta = _load_meta(src / META)
+    except (SaveError, OSError) as e:
+        return RunInfo(d.name, None, None, None, created, [], error=str(e))
+    created = meta.get("created", created)
+    return RunInfo(name=d.name, task=meta.get("task"), step=meta.get("step"),
+                   best_metric=meta.get("best_metric", meta.get("best")),  # trainer writes "best"
+                   created=float(created) if isinstance(created, (int, float)) else 0.0, tags=tags)
+
+
+def list_runs(saves_dir: str | Path | None = None) -> list[RunInfo]:
+    """All runs, newest first; broken ones are listed with `error` set instead of being raised."""
+    root = _root(saves_dir)
+    if not root.is_dir():
+        return []
+    runs = []
+    for d in root.iterdir():
+        if d.name.startswith(".") or not _NAME_RE.fullmatch(d.name) or len(d.name) > _MAX_NAME:
+            continue
+        if d.is_symlink():
+            runs.append(RunInfo(d.name, None, None, None, 0.0, [],
+                                error=f"{d} is a symbolic link; saves never follow links"))
+        elif d.is_dir():
+            runs.append(_run_info(root, d))
+    return sorted(runs, key=lambda r: (-r.created, r.name))
+
+
+def delete_run(name: str, saves_dir: str | Path | None = None) -> None:
+    """Remove a run directory and everything in it; refuses symlinks and unsafe names."""
+    root = _root(saves_dir)
+    d = run_dir(name, root)
+    if not d.is_symlink() and not d.exists():
+        raise SaveError(f"no saved run named {name!r} in {root}; check the name with list_runs")
+    _refuse_symlinks(root, d)
+    if not d.is_dir():
+        raise SaveError(f"{d} is not a run directory; remove it by hand")
+    shutil.rmtree(d)

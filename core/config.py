@@ -1,0 +1,372 @@
+"""Run configuration: frozen dataclasses, YAML presets, user files and `section.key=value` overrides.
+
+Defaults live only in the dataclasses below; a preset (core/presets/<task>.yaml) sets what its task
+changes. Every error is a ConfigError whose one-line message names where, which key, and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence, get_type_hints
+
+import yaml
+
+TASKS = ("reversal", "qa", "dialogue")
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, described in one line: where, which key, what is wrong, how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 0      # filled from the tokenizer at run time (0 = not yet known)
+    block_size: int = 64     # context window T
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    causal: bool = True      # False = bidirectional encoder (reversal)
+    tie_weights: bool = True  # lm_head shares wte
+    dropout: float = 0.0     # residual + attention-prob dropout, train only
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 20
+    max_steps: int = 2000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0   # 0 = no clipping
+    eval_interval: int = 100
+    eval_batches: int = 8
+    seed: int = 1337
+    threads: int = 1
+    max_seconds: float = 0.0  # 0 = no limit
+    patience: int = 0        # evals without val improvement before early stop; 0 = off
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = ""         # path; "" = the task's own corpus in corpora/
+    val_corpus: str = ""
+    val_fraction: float = 0.1
+    seq_len: int = 6         # reversal length
+    n_train: int = 0         # reversal train set size, 0 = sample fresh each batch
+    n_eval: int = 1000       # held-out examples for metrics
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    temperature: float = 0.8
+    top_k: int = 0           # 0 = off
+    top_p: float = 1.0
+    max_new_tokens: int = 200
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    task: str = "qa"         # one of TASKS
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "sample": SampleConfig,
+}
+_TYPES = {name: get_type_hints(cls) for name, cls in SECTIONS.items()}
+
+# (low, high, low_inclusive, high_inclusive); None = unbounded on that side
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "model.vocab_size": (0, None, True, False),
+    "model.block_size": (0, None, False, False),
+    "model.n_layer": (0, None, False, False),
+    "model.n_head": (0, None, False, False),
+    "model.n_embd": (0, None, False, False),
+    "model.dropout": (0, 1, True, False),
+    "train.batch_size": (0, None, False, False),
+    "train.lr": (0, None, False, False),
+    "train.min_lr": (0, None, True, False),
+    "train.warmup_steps": (0, None, True, False),
+    "train.max_steps": (0, None, False, False),
+    "train.weight_decay": (0, None, True, False),
+    "train.beta1": (0, 1, True, False),
+    "train.beta2": (0, 1, True, False),
+    "train.grad_clip": (0, None, True, False),
+    "train.eval_interval": (0, None, False, False),
+    "train.eval_batches": (0, None, False, False),
+    "train.seed": (0, None, True, False),
+    "train.threads": (0, None, False, False),
+    "train.max_seconds": (0, None, True, False),
+    "train.patience": (0, None, True, False),
+    "data.val_fraction": (0, 1, True, False),
+    "data.seq_len": (0, None, False, False),
+    "data.n_train": (0, None, True, False),
+    "data.n_eval": (0, None, False, False),
+    "sample.temperature": (0, None, True, False),
+    "sample.top_k": (0, None, True, False),
+    "sample.top_p": (0, 1, False, True),
+    "sample.max_new_tokens": (0, None, False, False),
+    "sample.seed": (0, None, True, False),
+}
+
+
+def _suggest(word: str, allowed: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def _unknown(where: str, what: str, word: str, allowed: Sequence[str]) -> ConfigError:
+    return ConfigError(f"{where}: unknown {what}; {_suggest(word, allowed)}"
+                       f"allowed: {', '.join(allowed)}")
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _coerce(where: str, key: str, value: Any, typ: type) -> Any:
+    """Check one value against its field type; ints pass as floats and numeric strings become floats."""
+    bad = f"{where}: {key} = {value!r} ({_type_name(value)})"
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{bad} must be true or false")
+    if typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{bad} must be an integer (write it without a decimal point or quotes)")
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{bad} must be a number, not true/false")
+        if isinstance(value, str):  # YAML 1.1 reads 3e-3 as a string
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{bad} must be a number, e.g. 0.003 or 3.0e-3") from None
+        if isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ConfigError(f"{bad} must be a finite number")
+            return float(value)
+        raise ConfigError(f"{bad} must be a number, e.g. 0.003 or 3.0e-3")
+    if typ is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{bad} must be a string (quote it)")
+    raise TypeError(f"unsupported field type {typ!r}")  # pragma: no cover
+
+
+def _check_task(where: str, task: Any) -> str:
+    if not isinstance(task, str) or task not in TASKS:
+        raise ConfigError(f"{where}: task = {task!r} is not a known task; {_suggest(str(task), TASKS)}"
+                          f"allowed: {', '.join(TASKS)}")
+    return task
+
+
+def _layer(d: Any, where: str) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """Validate one layer (a preset, a file, a dict) -> (task or None, {section: {key: value}})."""
+    if d is None:
+        return None, {}
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where}: top level must be a mapping of sections "
+                          f"(task:, {':, '.join(SECTIONS)}:), got {_type_name(d)}")
+    task = None
+    out: dict[str, dict[str, Any]] = {}
+    allowed_top = ("task", *SECTIONS)
+    for sec, body in d.items():
+        if sec == "task":
+            task = _check_task(where, body)
+            continue
+        if sec not in SECTIONS:
+            raise _unknown(where, f"section '{sec}'", str(sec), allowed_top)
+        if body is None:
+            continue
+        if not isinstance(body, Mapping):
+            raise ConfigError(f"{where}: section '{sec}' must be a mapping of key: value, "
+                              f"got {_type_name(body)}")
+        out[sec] = {}
+        for key, value in body.items():
+            _set(out, where, sec, key, value)
+    return task, out
+
+
+def _set(out: dict, where: str, sec: str, key: Any, value: Any) -> None:
+    types = _TYPES[sec]
+    if key not in types:
+        raise _unknown(where, f"key '{sec}.{key}'", str(key), list(types))
+    out.setdefault(sec, {})[key] = _coerce(where, f"{sec}.{key}", value, types[key])
+
+
+def _in_range(value: float, lo, hi, lo_inc: bool, hi_inc: bool) -> bool:
+    if lo is not None and (value < lo or (value == lo and not lo_inc)):
+        return False
+    return not (hi is not None and (value > hi or (value == hi and not hi_inc)))
+
+
+def _range_text(lo, hi, lo_inc: bool, hi_inc: bool) -> str:
+    if hi is None:
+        return f">= {lo}" if lo_inc else f"> {lo}"
+    return f"in {'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
+
+
+def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
+    """Range and cross-field checks; `origin` maps 'section.key' to (layer index, where it was set)."""
+    def where(*keys: str) -> str:  # the layer that set the latest of these keys
+        return max(origin.get(k, (-1, "defaults")) for k in keys)[1]
+
+    for dotted, (lo, hi, lo_inc, hi_inc) in _RANGES.items():
+        sec, key = dotted.split(".")
+        value = getattr(getattr(cfg, sec), key)
+        if not _in_range(value, lo, hi, lo_inc, hi_inc):
+            raise ConfigError(f"{where(dotted)}: {dotted} = {value!r} is out of range; "
+                              f"it must be {_range_text(lo, hi, lo_inc, hi_inc)}")
+    m, t = cfg.model, cfg.train
+    if m.n_embd % m.n_head:
+        raise ConfigError(f"{where('model.n_embd', 'model.n_head')}: model.n_embd = {m.n_embd} is not "
+                          f"divisible by model.n_head = {m.n_head}; pick n_embd a multiple of n_head")
+    if t.min_lr > t.lr:
+        raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
+                          f"train.lr = {t.lr}; set min_lr <= lr")
+    if cfg.task == "reversal" and cfg.data.seq_len > m.block_size:
+        raise ConfigError(f"{where('data.seq_len', 'model.block_size')}: data.seq_len = "
+                          f"{cfg.data.seq_len} exceeds model.block_size = {m.block_size}; "
+                          f"reversal needs block_size >= seq_len")
+
+
+def _build(task: str, layers: Sequence[tuple[dict, str]]) -> Config:
+    """Merge validated layers over the dataclass defaults, then run the range checks."""
+    merged: dict[str, dict[str, Any]] = {sec: {} for sec in SECTIONS}
+    origin: dict[str, tuple[int, str]] = {}
+    for i, (values, where) in enumerate(layers):
+        for sec, body in values.items():
+            for key, value in body.items():
+                merged[sec][key] = value
+                origin[f"{sec}.{key}"] = (i, where)
+    cfg = Config(task=task, **{sec: SECTIONS[sec](**merged[sec]) for sec in SECTIONS})
+    _validate(cfg, origin)
+    return cfg
+
+
+def config_from_dict(d: Mapping, where: str = "config") -> Config:
+    """Build a Config from plain data (missing keys take their defaults); validates everything."""
+    task, values = _layer(d, where)
+    return _build(task if task is not None else Config.task, [(values, where)])
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """Plain nested data (str, int, float, bool) that round-trips through config_from_dict."""
+    return dataclasses.asdict(cfg)
+
+
+def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
+    """A copy of cfg with one 'section.key' (or 'task') changed, validated like any other input."""
+    d = config_to_dict(cfg)
+    where = f"replace_in({dotted!r})"
+    if dotted == "task":
+        d["task"] = value
+    else:
+        sec, _, key = dotted.partition(".")
+        if sec not in SECTIONS:
+            raise _unknown(where, f"section '{sec}'", sec, ("task", *SECTIONS))
+        if key not in _TYPES[sec]:
+            raise _unknown(where, f"key '{sec}.{key}'", key, list(_TYPES[sec]))
+        d[sec][key] = value
+    return config_from_dict(d, where=where)
+
+
+def _read_yaml(path: Path, what: str) -> Any:
+    """Read and parse one YAML file with safe_load, turning every failure into a ConfigError."""
+    if not path.exists():
+        raise ConfigError(f"{path}: {what} not found; check the path")
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} is not a file; pass a .yaml file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
+                          f"offset {e.start}); save it as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror}); check permissions") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and ctx_mark is not None:
+            problem += f", {ctx} started at line {ctx_mark.line + 1}"
+        raise ConfigError(f"{path}:{at}: invalid YAML ({problem}); fix the syntax there "
+                          f"(sections are 'name:' followed by indented 'key: value' lines)") from None
+
+
+def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, dict]:
+    """'section.key=value' strings (or a {dotted: value} mapping) -> (task, values, where per key)."""
+    task = None
+    values: dict[str, dict[str, Any]] = {}
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    items: list[tuple[str, Any, bool]] = []  # (dotted, value, value_is_raw_text)
+    if isinstance(overrides, Mapping):
+        items = [(str(k), v, False) for k, v in overrides.items()]
+    else:
+        for text in overrides:
+            if not isinstance(text, str) or "=" not in text:
+                raise ConfigError(f"override {text!r}: expected section.key=value, "
+                                  f"e.g. train.lr=3e-3 or model.causal=false")
+            dotted, _, raw = text.partition("=")
+            items.append((dotted.strip(), raw, True))
+    for dotted, value, raw in items:
+        where = f"override {dotted}"
+        if raw:
+            where = f"override '{dotted}={value}'"
+        if dotted == "task":
+            task = _check_task(where, value.strip() if raw else value)
+            continue
+        sec, dot, key = dotted.partition(".")
+        if not dot or sec not in SECTIONS:
+            raise ConfigError(f"{where}: '{dotted}' is not section.key; {_suggest(sec, SECTIONS)}"
+                              f"sections: {', '.join(SECTIONS)} (or task=NAME)")
+        if raw and key in _TYPES[sec] and _TYPES[sec][key] is not str:
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise ConfigError(f"{where}: cannot parse the value {value!r}; write a plain "
+                                  f"number, true/false or text") from None
+        layer: dict[str, dict[str, Any]] = {}
+        _set(layer, where, sec, key, value)
+        values.setdefault(sec, {})[key] = (layer[sec][key], where)
+    return task, values
+
+
+def load_config(task: str | None = None, path: str | Path | None = None,
+                overrides: Sequence[str] | Mapping = ()) -> Config:
+    """Defaults <- task preset <- YAML file at `path` <- overrides. The task comes from, in order:
+    the `task` argument, a `task=NAME` override, the file's `task:` key, the default ('qa')."""
+    file_task, file_values, file_where = None, {}, ""
+    if path is not None:
+        p = Path(path)
+        file_where = str(p)
+        file_task, file_values = _layer(_read_yaml(p, "config file"), file_where)
+    over_task, over_values = _parse_overrides(overrides)
+    if task is not None:
+        task = _check_task("task argument", task)
+    else:
+        task = over_task or file_task or Config.task
+    preset = PRESETS_DIR / f"{task}.yaml"
+    _, preset_values = _layer(_read_yaml(preset, "preset"), str(preset))
+    layers = [(preset_values, str(preset)), (file_values, file_where)]
+    for sec, body in over_values.items():
+        for key, (value, where) in body.items():
+            layers.append(({sec: {key: value}}, where))
+    return _build(task, layers)

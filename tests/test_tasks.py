@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+
+from core.config import load_config
+from core.tasks import make_task
+from core.tasks.corpus import CorpusError, parse_conversations, read_text
+from core.tasks.dialogue import mentions, recall_scores
+from core.tasks.lm import PromptTooLong, build_prompt, encode_conversations, normalise
+from core.tasks.qa import answer_scores
+from core.tasks.reversal import antidiagonal_mass, reversal_metrics
+from core.tokenizer import CharTokenizer
+
+TINY = ["model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_size=32", "train.batch_size=4",
+        "data.n_eval=4", "model.dropout=0.0"]
+
+
+def test_reversal_metrics_perfect_and_wrong():
+    t = np.array([[1, 2, 3], [4, 5, 6]])
+    assert reversal_metrics(t, t) == {"accuracy": 1.0, "position_accuracy": [1.0, 1.0, 1.0]}
+    wrong = reversal_metrics(t + 1, t)
+    assert wrong["accuracy"] == 0.0 and wrong["position_accuracy"] == [0.0, 0.0, 0.0]
+    half = t.copy()
+    half[0, 1] = 9
+    m = reversal_metrics(half, t)
+    assert m["accuracy"] == 0.5 and m["position_accuracy"] == [1.0, 0.5, 1.0]
+
+
+def test_antidiagonal_mass_of_a_perfect_and_a_uniform_map():
+    L = 5
+    anti = np.eye(L)[::-1]
+    maps = np.stack([np.stack([anti, np.full((L, L), 1 / L)])])[:, None]  # (1 layer, 1 seq, 2 heads, L, L)
+    m = antidiagonal_mass(maps)
+    assert m["antidiagonal_mass"] == [[1.0, 0.2]]
+    assert m["antidiagonal_best"] == 1.0 and m["antidiagonal_best_head"] == [0, 0]
+
+
+def test_reversal_held_out_never_in_training():
+    cfg = load_config("reversal", overrides=["data.seq_len=2", "data.n_eval=300"])
+    task = make_task(cfg)
+    held = {r.tobytes() for r in task.eval_x}
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x, y, _ = task.batch("train", 64, rng)
+        assert not ({r.tobytes() for r in x} & held)
+        np.testing.assert_array_equal(y, x[:, ::-1])
+
+
+def test_answer_scores_exact_after_normalising():
+    s = answer_scores([("Paris is the capital.", "paris is the capital"), ("no", "yes")])
+    assert s["exact"] == 0.5 and s["similarity"] == 0.5
+    assert 0 < answer_scores([("the cat", "the hat")])["similarity"] < 1
+    assert answer_scores([("a b", "a b")])["similarity"] == 1.0
+    assert normalise("  Hello,   World!! ") == "hello world"
+
+
+def test_recall_and_topic_proxies():
+    assert recall_scores([("You have a dog.", "dog"), ("You have a cat.", "dog")]) == 0.5
+    assert recall_scores([]) == 0.0
+    assert mentions("I like dogs and tea", ["tea"]) and not mentions("teapot", ["tea"])
+
+
+def test_parse_conversations_and_errors():
+    convs = parse_conversations("Q: hi\nA: hello\n\nQ: a\nA: b\nQ: c\nA: d\n")
+    assert convs == [[("hi", "hello")], [("a", "b"), ("c", "d")]]
+    for bad, where in [("", "no Q:/A:"), ("Q: x\n\n", ":2"), ("A: y\n", ":1"), ("Q: a\nQ: b\n", ":2"),
+                       ("hello\n", ":1"), ("Q: a\nA: b\nQ: c", "ends with")]:
+        with pytest.raises(CorpusError, match=where):
+            parse_conversations(bad, "f.txt")
+
+
+def test_read_text_errors(tmp_path):
+    with pytest.raises(CorpusError, match="no such file"):
+        read_text(tmp_path / "missing.txt")
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("Q: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        read_text(p)
+
+
+def test_answer_mask_marks_answers_only():
+    tok = CharTokenizer.from_text("Q: A\nhiyo")
+    ids, mask = encode_conversations([[("hi", "yo")]], tok)
+    text = tok.decode(ids)
+    assert text == "Q: hi\nA: yo\n"
+    assert "".join(c for c, m in zip(text, mask) if m) == " yo\n"
+
+
+def test_build_prompt_crops_whole_turns_from_the_left():
+    hist = [("one", "1"), ("two", "2"), ("three", "3")]
+    p = build_prompt(hist, "four?", block_size=64, reserve=8)
+    assert p.endswith("Q: four?\nA:") and p.startswith("Q: ")
+    assert len(p) <= 56 and "three" in p
+    full = build_prompt(hist, "x", block_size=400)
+    assert full.startswith("Q: one\nA: 1\n")
+    with pytest.raises(PromptTooLong, match="shorten"):
+        build_prompt([], "x" * 100, block_size=64)
+
+
+def test_qa_task_uses_own_corpus_with_levels():
+    task = make_task(load_config("qa", overrides=TINY))
+    assert len(task.train_pairs) >= 1000 and set(task.val_levels) >= {"arithmetic", "greetings"}
+    x, y, _ = task.batch("train", 3, np.random.default_rng(0))
+    assert x.shape == (3, 32)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_qa_split_when_no_val_file(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("".join(f"Q: q{i}?\nA: answer number {i}.\n\n" for i in range(20)))
+    task = make_task(load_config("qa", overrides=TINY + [f"data.corpus={p}", "data.val_fraction=0.25"]))
+    assert len(task.val_convs) == 5 and len(task.train_convs) == 15
+    assert not set(map(tuple, task.val_convs)) & set(map(tuple, task.train_convs))
+
+
+def test_stream_loss_scores_every_character_once(tmp_path):
+    task = make_task(load_config("qa", overrides=TINY))
+
+    class Uniform:  # a model that knows nothing: loss must be exactly ln V per character
+        def forward(self, idx):
+            return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
+    all_l, ans_l = task.stream_loss(Uniform(), task.val_ids, task.val_ans)
+    assert all_l == pytest.approx(np.log(task.tokenizer.vocab_size))
+    assert ans_l == pytest.approx(np.log(task.tokenizer.vocab_size))
+
+
+def test_dialogue_task_has_slots_for_held_out_dialogues():
+    task = make_task(load_config("dialogue", overrides=TINY))
+    assert task.slots is not None and len(task.slots) == len(task.val_convs)
