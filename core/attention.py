@@ -1,10 +1,13 @@
 """Multi-head self-attention on a fused QKV projection: forward/backward pair and a one-step KV path.
 
-Heads are strided views of the (B, T, 3C) projection, never split copies. The cache keeps the
+Heads are strided views of the (B, T, 3C) projection, never split copies; results are written
+straight into (B, T, C) / (B, T, 3C) layouts through strided `out=` views. The cache keeps the
 attention probabilities, which the UI draws. Masked weights are exactly zero.
 """
 
 import numpy as np
+
+from core.ops import mm
 
 NEG = -1e30  # additive mask: exp(NEG - max) underflows to exactly 0 in float32 and float64
 
@@ -33,48 +36,66 @@ def split_heads(qkv, n_head):
     return (h[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # 3 x (B, nh, T, hs)
 
 
-def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None):
-    """softmax(q k^T / sqrt(hs) + bias) v for each head; returns (y (B, T, C), cache)."""
-    B, T, C3 = qkv.shape
-    C = C3 // 3
-    q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
-    scale = qkv.dtype.type(1.0 / np.sqrt(C // n_head))
-    att = np.matmul(q, k.transpose(0, 1, 3, 2))  # (B, nh, T, T)
-    att *= scale
-    if bias is not None:
-        att += bias
+def _softmax_rows(att):
+    """In-place softmax over the last axis."""
     att -= att.max(axis=-1, keepdims=True)
     np.exp(att, out=att)
-    att /= att.sum(axis=-1, keepdims=True)  # probabilities, rows sum to 1
+    s = att.sum(axis=-1, keepdims=True)  # (..., 1)
+    np.reciprocal(s, out=s)
+    att *= s
+
+
+def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None):
+    """softmax(q k^T / sqrt(hs) + bias) v for each head; returns (y (B, T, C), cache).
+
+    Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)).
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
+    scale = qkv.dtype.type(1.0 / np.sqrt(hs))
+    qs_buf, att_buf = work if work is not None else (None, None)
+    qs = np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
+    att = mm(qs, k.transpose(0, 1, 3, 2), out=att_buf)  # (B, nh, T, T)
+    if bias is not None:
+        att += bias
+    _softmax_rows(att)  # probabilities, rows sum to 1
     keep = None
     used = att
     if dropout > 0.0 and rng is not None:
         keep = (rng.random(att.shape, dtype=np.float32) >= dropout).astype(att.dtype)
         keep *= att.dtype.type(1.0 / (1.0 - dropout))
         used = att * keep  # (B, nh, T, T)
-    y = np.matmul(used, v)  # (B, nh, T, hs)
-    y = y.transpose(0, 2, 1, 3).reshape(B, T, C)  # (B, T, C)
-    return y, (q, k, v, att, used, keep, scale, n_head)
+    if out is None:
+        out = np.empty((B, T, C), qkv.dtype)  # (B, T, C)
+    mm(used, v, out=out.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3))  # written as (B, T, C)
+    return out, (qs, k, v, att, used, keep, scale, n_head)
 
 
-def attention_backward(dy, cache):
-    """Gradient with respect to the fused projection, (B, T, 3C)."""
-    q, k, v, att, used, keep, scale, n_head = cache
-    B, nh, T, hs = q.shape
+def attention_backward(dy, cache, out=None, work=None):
+    """Gradient with respect to the fused projection, (B, T, 3C).
+
+    Optional buffers: out (B, T, 3C); work (B, nh, T, T). The cache's probabilities survive.
+    """
+    qs, k, v, att, used, keep, scale, n_head = cache
+    B, nh, T, hs = qs.shape
     dy4 = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
-    dqkv = np.empty((B, T, 3, nh, hs), dtype=dy.dtype)  # (B, T, 3, nh, hs)
-    dqkv[:, :, 2] = np.matmul(used.transpose(0, 1, 3, 2), dy4).transpose(0, 2, 1, 3)  # dv
-    datt = np.matmul(dy4, v.transpose(0, 1, 3, 2))  # (B, nh, T, T)
+    if out is None:
+        out = np.empty((B, T, 3 * nh * hs), dtype=dy.dtype)  # (B, T, 3C)
+    dq, dk, dv = split_heads(out, nh)  # (B, nh, T, hs) views to write into
+    mm(used.transpose(0, 1, 3, 2), dy4, out=dv)
+    datt = mm(dy4, v.transpose(0, 1, 3, 2), out=work)  # (B, nh, T, T)
     if keep is not None:
         datt *= keep
     # softmax backward: ds = p * (dp - sum(dp * p))
     rowdot = np.einsum("bhij,bhij->bhi", datt, att)[..., None]  # (B, nh, T, 1)
     datt -= rowdot
     datt *= att
-    datt *= scale
-    dqkv[:, :, 0] = np.matmul(datt, k).transpose(0, 2, 1, 3)  # dq
-    dqkv[:, :, 1] = np.matmul(datt.transpose(0, 1, 3, 2), q).transpose(0, 2, 1, 3)  # dk
-    return dqkv.reshape(B, T, 3 * nh * hs)
+    mm(datt, k, out=dq)
+    dq *= scale
+    mm(datt.transpose(0, 1, 3, 2), qs, out=dk)  # qs already carries the scale
+    return out
 
 
 def attention_step(qkv_new, k_cache, v_cache, start, n_head):
@@ -85,19 +106,17 @@ def attention_step(qkv_new, k_cache, v_cache, start, n_head):
     """
     B, Tn, C3 = qkv_new.shape
     C = C3 // 3
-    q, k, v = split_heads(qkv_new, n_head)  # (B, nh, Tn, hs)
+    hs = C // n_head
+    h = qkv_new.reshape(B, Tn, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, Tn, hs)
     end = start + Tn
-    k_cache[:, :, start:end] = k
-    v_cache[:, :, start:end] = v
-    scale = qkv_new.dtype.type(1.0 / np.sqrt(C // n_head))
+    k_cache[:, :, start:end] = h[1]
+    v_cache[:, :, start:end] = h[2]
+    q = h[0] * qkv_new.dtype.type(1.0 / np.sqrt(hs))  # (B, nh, Tn, hs)
     att = np.matmul(q, k_cache[:, :, :end].transpose(0, 1, 3, 2))  # (B, nh, Tn, end)
-    att *= scale
     if Tn > 1:
         # new query i sits at absolute position start+i and may see keys up to it
         hide = np.arange(end)[None, :] > (start + np.arange(Tn))[:, None]  # (Tn, end)
         att[:, :, hide] = NEG
-    att -= att.max(axis=-1, keepdims=True)
-    np.exp(att, out=att)
-    att /= att.sum(axis=-1, keepdims=True)
+    _softmax_rows(att)
     y = np.matmul(att, v_cache[:, :, :end])  # (B, nh, Tn, hs)
     return y.transpose(0, 2, 1, 3).reshape(B, Tn, C), att

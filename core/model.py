@@ -55,6 +55,16 @@ def _views(buffer, shapes):
     return out
 
 
+_WS_MIN_ROWS = 256  # batches with fewer rows (B*T) allocate per call; bigger ones reuse buffers
+
+
+def _buffers(ws):
+    """Lookup W(name) / W(name, layer) into a workspace; None everywhere (allocate) without one."""
+    if ws is None:
+        return lambda name, i=None: None
+    return lambda name, i=None: ws[name] if i is None else ws["layers"][i][name]
+
+
 class Transformer:
     """Token + position embeddings, n_layer pre-LN blocks, final LN, (tied) output head."""
 
@@ -73,6 +83,7 @@ class Transformer:
             params = init_params(cfg, rng if rng is not None else np.random.default_rng(0), self.dtype)
         self.load_params(params)
         self._cache = None
+        self._ws = {}  # (B, T) -> activation buffers, see _workspace
 
     def num_params(self):
         return int(self.flat.size)
@@ -95,6 +106,38 @@ class Transformer:
     def head_weight(self):
         return self.params["wte.w"].T if self.cfg.tie_weights else self.params["lm_head.w"]  # (C, V)
 
+    def _workspace(self, B, T):
+        """Activation buffers for a (B, T) batch, reused from step to step.
+
+        Fresh multi-megabyte arrays cost page faults on every step (about a third of a step on
+        this machine); small batches just allocate. Up to two batch shapes are kept (train, eval).
+        """
+        if B * T < _WS_MIN_ROWS:
+            return None
+        ws = self._ws.pop((B, T), None)
+        if ws is None:
+            cfg, dt = self.cfg, self.dtype
+            C, nh, L = cfg.n_embd, cfg.n_head, cfg.n_layer
+            N, hs = B * T, C // nh
+            e = lambda *shape: np.empty(shape, dt)  # noqa: E731
+            ws = {
+                "x": e(N, C),  # residual stream, updated in place
+                "layers": [{
+                    "ln1_xhat": e(N, C), "ln1": e(N, C), "qkv": e(N, 3 * C),
+                    "qs": e(B, nh, T, hs), "att": e(B, nh, T, T), "y": e(B, T, C), "proj": e(N, C),
+                    "ln2_xhat": e(N, C), "ln2": e(N, C), "fc": e(N, 4 * C), "fc2": e(N, 4 * C),
+                    "s": e(N, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
+                } for _ in range(L)],
+                "lnf_xhat": e(N, C), "lnf": e(N, C),
+                # backward scratch, shared by all layers
+                "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
+                "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "dwte": e(cfg.vocab_size, C),
+            }
+            while len(self._ws) >= 2:
+                self._ws.pop(next(iter(self._ws)))
+        self._ws[(B, T)] = ws  # most recently used last
+        return ws
+
     def forward(self, idx, targets=None, pad_mask=None, train=False, rng=None):
         """Logits (B, T, V) and the mean cross-entropy over targets != -1 (None without targets)."""
         cfg, P = self.cfg, self.params
@@ -102,70 +145,74 @@ class Transformer:
         if T > cfg.block_size:
             raise ValueError(f"sequence length {T} exceeds the context window block_size={cfg.block_size}")
         drop = cfg.dropout if (train and rng is not None) else 0.0
+        ws = self._workspace(B, T)
+        W = _buffers(ws)
         bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
-        tok, c_tok = ops.embedding_forward(P["wte.w"], idx)  # (B, T, C)
-        x = tok + P["wpe.w"][:T]  # (B, T, C)
+        x = np.add(P["wte.w"][idx], P["wpe.w"][:T], out=None if ws is None else ws["x"].reshape(B, T, -1))  # (B, T, C)
         x, c_drop0 = ops.dropout_forward(x, drop, rng)
         blocks = []
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"])  # (B, T, C)
-            qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"])  # (B, T, 3C)
-            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng)  # (B, T, C)
-            a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"])  # (B, T, C)
+            h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], out=W("ln1", i), xhat=W("ln1_xhat", i))  # (B, T, C)
+            qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"], out=W("qkv", i))  # (B, T, 3C)
+            work = None if ws is None else (W("qs", i), W("att", i))
+            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work)  # (B, T, C)
+            a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
-            x = x + a  # (B, T, C)
-            h, c_ln2 = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"])  # (B, T, C)
-            h, c_fc = ops.linear_forward(h, P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"])  # (B, T, 4C)
-            h, c_gelu = ops.gelu_forward(h)  # (B, T, 4C)
-            h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"])  # (B, T, C)
+            x += a  # (B, T, C), x is always this forward's own array
+            h, c_ln2 = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], out=W("ln2", i), xhat=W("ln2_xhat", i))  # (B, T, C)
+            h, c_fc = ops.linear_forward(h, P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"], out=W("fc", i))  # (B, T, 4C)
+            h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), work=None if ws is None else (W("fc2", i), W("s", i)))  # (B, T, 4C)
+            h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("mp", i))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
             blocks.append((c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2))
-        x, c_lnf = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"])  # (B, T, C)
+        x, c_lnf = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"], out=W("lnf"), xhat=W("lnf_xhat"))  # (B, T, C)
         x2 = x.reshape(B * T, -1)  # (B*T, C)
-        logits = (x2 @ self.head_weight()).reshape(B, T, -1)  # (B, T, V)
+        logits = ops.mm(x2, self.head_weight()).reshape(B, T, -1)  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
         if targets is not None:
             loss, c_ce = ops.cross_entropy_forward(logits, targets)
-        self._cache = (c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T)
+        self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_lnf, x2, c_ce, T, ws)
         return logits, loss
 
     def backward(self):
         """Gradients of the last forward's loss, written into self.grads (same keys as params)."""
         if self._cache is None or self._cache[5] is None:
             raise RuntimeError("backward() needs a forward() with targets first")
-        c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T = self._cache
+        c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T, ws = self._cache
         self._cache = None  # the caches are consumed in place
         cfg, P, G = self.cfg, self.params, self.grads
+        W = _buffers(ws)
         dlogits = ops.cross_entropy_backward(c_ce)  # (B, T, V)
         B = dlogits.shape[0]
         d2 = dlogits.reshape(B * T, -1)  # (B*T, V)
-        dx = (d2 @ self.head_weight().T).reshape(B, T, -1)  # (B, T, C)
+        dx = ops.mm(d2, self.head_weight().T, out=W("dh"))  # (B*T, C)
         if cfg.tie_weights:
-            np.matmul(d2.T, x2, out=G["wte.w"])  # (V, C), the embedding adds to it below
+            ops.mm(d2.T, x2, out=G["wte.w"])  # (V, C), the embedding adds to it below
         else:
-            np.matmul(x2.T, d2, out=G["lm_head.w"])  # (C, V)
-        dx, G["ln_f.w"][...], G["ln_f.b"][...] = ops.layernorm_backward(dx, c_lnf)
+            ops.mm(x2.T, d2, out=G["lm_head.w"])  # (C, V)
+        dx, G["ln_f.w"][...], G["ln_f.b"][...] = ops.layernorm_backward(dx, c_lnf, dx=W("dx"), tmp=W("tmp"))
+        dx = dx.reshape(B, T, -1)  # (B, T, C), the residual gradient, accumulated in place
         for i in reversed(range(cfg.n_layer)):
             p = f"h.{i}."
             c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2 = blocks[i]
             dh = ops.dropout_backward(dx, c_d2)  # (B, T, C)
-            dh, _, _ = ops.linear_backward(dh, c_mp, G[p + "mlp.c_proj.w"], G[p + "mlp.c_proj.b"])  # (B, T, 4C)
-            dh = ops.gelu_backward(dh, c_gelu)  # (B, T, 4C)
-            dh, _, _ = ops.linear_backward(dh, c_fc, G[p + "mlp.c_fc.w"], G[p + "mlp.c_fc.b"])  # (B, T, C)
-            dh, G[p + "ln_2.w"][...], G[p + "ln_2.b"][...] = ops.layernorm_backward(dh, c_ln2)
+            dh, _, _ = ops.linear_backward(dh, c_mp, G[p + "mlp.c_proj.w"], G[p + "mlp.c_proj.b"], dx=W("d4"))  # (B, T, 4C)
+            dh = ops.gelu_backward(dh, c_gelu, work=c_gelu[0])  # (B, T, 4C), in the cache's x^2 buffer
+            dh, _, _ = ops.linear_backward(dh, c_fc, G[p + "mlp.c_fc.w"], G[p + "mlp.c_fc.b"], dx=W("dh"))  # (B, T, C)
+            dh, G[p + "ln_2.w"][...], G[p + "ln_2.b"][...] = ops.layernorm_backward(dh, c_ln2, dx=W("dln"), tmp=W("tmp"))
             dx += dh  # residual
             da = ops.dropout_backward(dx, c_d1)  # (B, T, C)
-            da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"])  # (B, T, C)
-            da = attention_backward(da, c_att)  # (B, T, 3C)
-            da, _, _ = ops.linear_backward(da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"])  # (B, T, C)
-            da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...] = ops.layernorm_backward(da, c_ln1)
+            da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"], dx=W("dh"))  # (B, T, C)
+            da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"))  # (B, T, 3C)
+            da, _, _ = ops.linear_backward(da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dh"))  # (B, T, C)
+            da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...] = ops.layernorm_backward(da, c_ln1, dx=W("dln"), tmp=W("tmp"))
             dx += da  # residual
         dx = ops.dropout_backward(dx, c_drop0)  # (B, T, C)
-        G["wpe.w"][...] = 0.0
-        G["wpe.w"][:T] = dx.sum(axis=0)  # (T, C)
-        dwte = ops.embedding_backward(dx, c_tok)  # (V, C)
+        G["wpe.w"][T:] = 0.0
+        np.sum(dx, axis=0, out=G["wpe.w"][:T])  # (T, C)
+        dwte = ops.embedding_backward(dx, c_tok, dw=W("dwte"))  # (V, C)
         if cfg.tie_weights:
             G["wte.w"] += dwte  # used twice: the gradients accumulate
         else:

@@ -1,15 +1,35 @@
 """Pure forward/backward pairs for the transformer's building blocks.
 
 Each `*_forward` returns `(out, cache)`; each `*_backward(dout, cache)` returns input and parameter
-gradients. No state, no autograd graph; the model chains these by hand. Scalars stay in the arrays'
-dtype so float32 arrays never fall into float64 loops.
+gradients. No state, no autograd graph; the model chains these by hand. Optional `out`-style buffers
+let the model reuse memory between steps; row sums go through BLAS (matrix-vector products), and
+scalars stay in the arrays' dtype so float32 arrays never fall into float64 loops.
 """
 
 import numpy as np
 
-# tanh-approximation GELU written with one exp: 0.5 * (1 + tanh(u)) == sigmoid(2u)
+# tanh-approximation GELU written with one tanh and the sigmoid identity 0.5 * (1 + tanh(u)) == sigmoid(2u)
 _GELU_A = 0.044715
-_GELU_K = 2.0 * np.sqrt(2.0 / np.pi)  # the 2 of sigmoid(2u) folded in
+_GELU_K = np.sqrt(2.0 / np.pi)
+
+_trace = None  # a list while a benchmark records this process's matmuls, else None
+
+
+def set_matmul_trace(trace):
+    """Record every matmul made through `mm` into `trace` (a list), or stop recording (None)."""
+    global _trace
+    _trace = trace
+
+
+def mm(a, b, out=None):
+    """np.matmul, with an optional record of the operands for the benchmark's matmul-only replay."""
+    if _trace is not None:
+        _trace.append((a, b, out))
+    return np.matmul(a, b, out=out)
+
+
+def _ones(n, dtype):
+    return np.ones(n, dtype)  # (n,)
 
 
 def embedding_forward(w, idx):
@@ -18,96 +38,113 @@ def embedding_forward(w, idx):
     return out, (idx, w.shape)
 
 
-def embedding_backward(dout, cache):
-    """Scatter-add `dout` (B, T, C) back into a (V, C) gradient; repeated ids accumulate."""
+def embedding_backward(dout, cache, dw=None):
+    """Scatter-add `dout` (B, T, C) back into a (V, C) gradient; repeated ids accumulate.
+
+    A one-hot (V, N) matrix product: one BLAS call instead of np.add.at's slow scatter.
+    """
     idx, shape = cache
-    dw = np.zeros(shape, dtype=dout.dtype)  # (V, C)
-    np.add.at(dw, idx.reshape(-1), dout.reshape(-1, shape[1]))
-    return dw
+    V, C = shape
+    flat = idx.reshape(-1)  # (N,)
+    onehot = (flat[None, :] == np.arange(V)[:, None]).astype(dout.dtype)  # (V, N)
+    return mm(onehot, dout.reshape(-1, C), out=dw)  # (V, C)
 
 
-def linear_forward(x, w, b):
-    """y = x @ w + b for x (..., Cin), w (Cin, Cout), b (Cout,)."""
+def linear_forward(x, w, b, out=None):
+    """y = x @ w + b for x (..., Cin), w (Cin, Cout), b (Cout,); `out` (N, Cout) may be a buffer."""
     x2 = x.reshape(-1, x.shape[-1])  # (N, Cin)
-    out = x2 @ w  # (N, Cout)
+    out = mm(x2, w, out=out)  # (N, Cout)
     out += b
     return out.reshape(*x.shape[:-1], w.shape[1]), (x2, w)
 
 
-def linear_backward(dout, cache, dw=None, db=None):
-    """Return (dx, dw, db); `dw`/`db` may be preallocated buffers to write into."""
+def linear_backward(dout, cache, dw=None, db=None, dx=None):
+    """Return (dx, dw, db); `dw`/`db`/`dx` (N, Cin) may be preallocated buffers to write into."""
     x2, w = cache
     d2 = dout.reshape(-1, w.shape[1])  # (N, Cout)
-    dx = (d2 @ w.T).reshape(*dout.shape[:-1], w.shape[0])  # (..., Cin)
-    if dw is None:
-        dw = x2.T @ d2  # (Cin, Cout)
-    else:
-        np.matmul(x2.T, d2, out=dw)
-    if db is None:
-        db = d2.sum(axis=0)  # (Cout,)
-    else:
-        np.sum(d2, axis=0, out=db)
+    dx = mm(d2, w.T, out=dx).reshape(*dout.shape[:-1], w.shape[0])  # (..., Cin)
+    dw = mm(x2.T, d2, out=dw)  # (Cin, Cout)
+    db = np.matmul(_ones(d2.shape[0], d2.dtype), d2, out=db)  # (Cout,) column sums as a BLAS gemv
     return dx, dw, db
 
 
-def layernorm_forward(x, w, b, eps=1e-5):
-    """Normalise the last axis of x (..., C) to zero mean and unit variance, then scale and shift."""
-    mean = x.mean(axis=-1, keepdims=True)  # (..., 1)
-    xc = x - mean  # (..., C)
-    var = np.mean(xc * xc, axis=-1, keepdims=True)  # (..., 1)
-    rstd = 1.0 / np.sqrt(var + x.dtype.type(eps))  # (..., 1)
-    xhat = xc
-    xhat *= rstd  # (..., C), reuses xc's buffer
-    out = xhat * w  # (..., C)
+def layernorm_forward(x, w, b, eps=1e-5, out=None, xhat=None):
+    """Normalise the last axis of x (..., C) to zero mean and unit variance, then scale and shift.
+
+    `out` and `xhat` (N, C) may be buffers; x itself is not kept, so the caller may overwrite it.
+    """
+    C = x.shape[-1]
+    t = x.dtype.type
+    x2 = x.reshape(-1, C)  # (N, C)
+    inv_c = np.full(C, 1.0 / C, x.dtype)  # (C,)
+    mean = x2 @ inv_c  # (N,)
+    xhat = np.subtract(x2, mean[:, None], out=xhat)  # (N, C)
+    sq = np.multiply(xhat, xhat, out=out)  # (N, C), `out` used as scratch
+    var = sq @ inv_c  # (N,)
+    var += t(eps)
+    rstd = np.sqrt(var, out=var)
+    np.reciprocal(rstd, out=rstd)  # (N,)
+    xhat *= rstd[:, None]
+    out = np.multiply(xhat, w, out=sq)  # (N, C)
     out += b
-    return out, (xhat, rstd, w)
+    return out.reshape(x.shape), (xhat, rstd, w, x.shape)
 
 
-def layernorm_backward(dout, cache):
-    """Return (dx, dw, db) for layernorm_forward."""
-    xhat, rstd, w = cache
+def layernorm_backward(dout, cache, dx=None, tmp=None):
+    """Return (dx, dw, db) for layernorm_forward; `dx`, `tmp` (N, C) may be buffers."""
+    xhat, rstd, w, shape = cache
     C = xhat.shape[-1]
+    t = xhat.dtype.type
     d2 = dout.reshape(-1, C)  # (N, C)
-    x2 = xhat.reshape(-1, C)  # (N, C)
-    dw = np.einsum("nc,nc->c", d2, x2)  # (C,)
-    db = d2.sum(axis=0)  # (C,)
-    dxhat = dout * w  # (..., C)
-    m1 = dxhat.mean(axis=-1, keepdims=True)  # (..., 1)
-    m2 = np.einsum("...c,...c->...", dxhat, xhat)[..., None] / xhat.dtype.type(C)  # (..., 1)
-    dxhat -= m1
-    dxhat -= xhat * m2
-    dxhat *= rstd
-    return dxhat, dw, db
+    ones = _ones(d2.shape[0], d2.dtype)  # (N,)
+    prod = np.multiply(d2, xhat, out=tmp)  # (N, C) dout * xhat
+    dw = ones @ prod  # (C,)
+    db = ones @ d2  # (C,)
+    # dx = rstd * (dout w - mean(dout w) - xhat mean(dout w xhat))
+    a = (d2 @ w) * t(-1.0 / C)  # (N,) -mean(dout w)
+    e = (prod @ w) * t(-1.0 / C)  # (N,) -mean(dout w xhat)
+    dx = np.multiply(d2, w, out=dx)  # (N, C)
+    dx += a[:, None]
+    np.multiply(xhat, e[:, None], out=prod)
+    dx += prod
+    dx *= rstd[:, None]
+    return dx.reshape(shape), dw, db
 
 
-def gelu_forward(x):
-    """GELU, tanh approximation: x * sigmoid(K * (x + a x^3))."""
-    t = np.float32 if x.dtype == np.float32 else x.dtype.type
-    x2 = x * x  # (..., C)
-    u = x2 * t(_GELU_A)
-    u += t(1.0)
-    u *= x  # x + a x^3
-    u *= t(-_GELU_K)
-    np.exp(u, out=u)
-    u += t(1.0)
-    s = np.reciprocal(u, out=u)  # sigmoid(K (x + a x^3))
-    out = x * s
-    return out, (x, x2, s)
+def gelu_forward(x, out=None, work=None):
+    """GELU, tanh approximation: x * s with s = 0.5 (1 + tanh(k (x + a x^3))).
+
+    Optional buffers, each the size of x: `out` for the result, `work` = (x^2, s) for the cache,
+    which keeps x, x^2 and s.
+    """
+    t = x.dtype.type
+    x2_buf, s_buf = (None, None) if work is None else (w.reshape(x.shape) for w in work)
+    x2 = np.multiply(x, x, out=x2_buf)  # (..., C)
+    s = np.multiply(x2, t(_GELU_K * _GELU_A), out=s_buf)
+    s += t(_GELU_K)
+    s *= x  # k (x + a x^3)
+    np.tanh(s, out=s)
+    s *= t(0.5)
+    s += t(0.5)
+    y = np.multiply(x, s, out=None if out is None else out.reshape(x.shape))  # (..., C)
+    return y, (x, x2, s)
 
 
-def gelu_backward(dout, cache):
-    """d/dx [x s(z)] = s + x s (1 - s) z', with z' = K (1 + 3 a x^2)."""
+def gelu_backward(dout, cache, work=None):
+    """d/dx [x s] = s (1 + x z' (1 - s)) with z' = 2k (1 + 3a x^2); consumes the cache's x^2.
+
+    `work` (same shape) is scratch; the model passes the cached x's buffer, which it no longer needs.
+    """
     x, x2, s = cache
     t = x.dtype.type
-    # g = x * z' = K x (1 + 3a x^2), built in x2's buffer (no longer needed after this)
     g = x2
-    g *= t(3.0 * _GELU_A * _GELU_K)
-    g += t(_GELU_K)
-    g *= x
-    one_minus = t(1.0) - s  # (..., C)
-    g *= one_minus
+    g *= t(6.0 * _GELU_A * _GELU_K)
+    g += t(2.0 * _GELU_K)
+    g *= x  # x z'
+    om = np.subtract(t(1.0), s, out=None if work is None else work.reshape(s.shape))  # (..., C)
+    g *= om
     g += t(1.0)
-    g *= s  # s (1 + x z' (1 - s))
+    g *= s
     g *= dout
     return g
 

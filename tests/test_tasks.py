@@ -78,11 +78,12 @@ def test_read_text_errors(tmp_path):
 
 
 def test_answer_mask_marks_answers_only():
-    tok = CharTokenizer.from_text("Q: A\nhiyo")
-    ids, mask = encode_conversations([[("hi", "yo")]], tok)
+    tok = CharTokenizer.from_text("Q: A\nhiyoab")
+    ids, mask, starts = encode_conversations([[("hi", "yo")], [("a", "b")]], tok)
     text = tok.decode(ids)
-    assert text == "Q: hi\nA: yo\n"
-    assert "".join(c for c, m in zip(text, mask) if m) == " yo\n"
+    assert text == "Q: hi\nA: yo\n\nQ: a\nA: b\n"
+    assert list(starts) == [0, 13]
+    assert "".join(c for c, m in zip(text, mask) if m) == " yo\n b\n"
 
 
 def test_build_prompt_crops_whole_turns_from_the_left():

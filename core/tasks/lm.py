@@ -16,18 +16,22 @@ CORPORA = Path(__file__).resolve().parent.parent.parent / "corpora"
 
 
 def encode_conversations(convs, tokenizer):
-    """(ids, answer_mask) of the training text; answer_mask marks answer characters and their newline."""
-    text, mask = [], []
+    """(ids, answer_mask, turn_starts) of the training text.
+
+    answer_mask marks answer characters and their newline; turn_starts are the offsets of 'Q:' lines.
+    """
+    text, mask, starts = [], [], []
     for c, turns in enumerate(convs):
         if c:
             text.append("\n")
             mask.append(False)
         for q, a in turns:
+            starts.append(len(mask))
             head, body = f"Q: {q}\nA:", f" {a}\n"
             text += [head, body]
             mask += [False] * len(head) + [True] * len(body)
     joined = "".join(text)
-    return tokenizer.encode(joined, unknown="unk"), np.array(mask, dtype=bool)
+    return tokenizer.encode(joined, unknown="unk"), np.array(mask, dtype=bool), np.array(starts, dtype=np.int64)
 
 
 def split_conversations(convs, fraction, seed):
@@ -72,18 +76,26 @@ class LMTask:
         self.train_convs, self.val_convs = train, val
         alltext = "".join(f"Q: {q}\nA: {a}\n" for c in train + val for q, a in c)
         self.tokenizer = CharTokenizer.from_text(alltext + "\n")
-        self.train_ids, self.train_ans = encode_conversations(train, self.tokenizer)
-        self.val_ids, self.val_ans = encode_conversations(val, self.tokenizer)
+        self.train_ids, self.train_ans, self.train_starts = encode_conversations(train, self.tokenizer)
+        self.val_ids, self.val_ans, _ = encode_conversations(val, self.tokenizer)
         T = cfg.model.block_size
         if len(self.train_ids) < T + 2:
             raise CorpusError(f"{self.train_path}: only {len(self.train_ids)} characters; a model with "
                               f"block_size={T} needs more text than one window")
 
     def batch(self, split, batch_size, rng):
-        """B random windows: x (B, T), y (B, T) shifted by one."""
+        """B windows starting at random turn starts: x (B, T), y (B, T) shifted by one.
+
+        Starting at a 'Q:' line (as prompts do) keeps each answer's question in its window, so the
+        model learns to read the question instead of guessing the answer's words.
+        """
         ids = self.train_ids if split == "train" else self.val_ids
         T = min(self.cfg.model.block_size, len(ids) - 1)
-        starts = rng.integers(0, len(ids) - T, size=batch_size)  # (B,)
+        if split == "train":
+            starts = np.minimum(self.train_starts[rng.integers(0, len(self.train_starts), batch_size)],
+                                len(ids) - T - 1)  # (B,)
+        else:
+            starts = rng.integers(0, len(ids) - T, size=batch_size)  # (B,)
         pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
         w = ids[pos]  # (B, T+1)
         return w[:, :-1], w[:, 1:], None
@@ -131,7 +143,7 @@ class LMTask:
 
     def answer(self, model, history, question, max_chars=80):
         """The model's greedy answer to `question` after the turns in `history`."""
-        prompt = build_prompt(history, question, self.cfg.model.block_size)
+        prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
         return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
                                    temperature=0.0, unknown="unk")).strip()
 
@@ -140,14 +152,17 @@ class PromptTooLong(ValueError):
     """A message that cannot fit the model's context window."""
 
 
-def build_prompt(history, question, block_size, reserve=None):
+def build_prompt(history, question, block_size, reserve=None, strict=True):
     """The conversation as the model saw it in training, cropped from the left at turn boundaries.
 
-    `reserve` characters are kept free for the answer (default a quarter of the window).
+    `reserve` characters are kept free for the answer (default a quarter of the window). A question
+    that does not fit is an error, or with strict=False is cut to its last characters.
     """
     reserve = block_size // 4 if reserve is None else reserve
     tail = format_turn(question)
     budget = block_size - reserve
+    if len(tail) > budget and not strict:
+        return tail[-budget:]
     if len(tail) > budget:
         raise PromptTooLong(f"the message is {len(question)} characters, but this model's context holds "
                             f"{block_size} with room for a reply; shorten it to at most "

@@ -1,0 +1,172 @@
+"""Core engine speed: one training step, its matmul-only floor, KV-cache generation, a PyTorch twin.
+
+All variants run interleaved in one process and are quoted as medians (the machine is noisy).
+BLAS threads are set by bench/__main__.py before numpy is imported. Figures, not pass/fail.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from core import ops
+from core.config import ModelConfig
+from core.model import Transformer
+from core.optim import AdamW, clip_grad_norm
+from core.sample import generate
+
+REFERENCE = dict(vocab_size=60, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+REFERENCE_BATCH = 32
+
+
+def make_step(model, opt, idx, targets, lr=1e-3, clip=1.0):
+    """A closure running one full training step: forward, backward, clip, AdamW."""
+    def step():
+        model.forward(idx, targets)
+        model.backward()
+        clip_grad_norm(model.grad_flat, clip)
+        opt.step(lr)
+    return step
+
+
+def record_matmuls(step):
+    """The (a, b, out) operands of every matmul one call of `step` makes, in order."""
+    trace = []
+    ops.set_matmul_trace(trace)
+    try:
+        step()
+    finally:
+        ops.set_matmul_trace(None)
+    return trace
+
+
+def matmul_flop(trace):
+    """2 m k n per product, times the stacked batch dimensions."""
+    total = 0
+    for a, b, _ in trace:
+        batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) if a.ndim > 2 or b.ndim > 2 else 1
+        m = a.shape[-2] if a.ndim > 1 else 1
+        n = b.shape[-1] if b.ndim > 1 else 1
+        total += 2 * batch * m * a.shape[-1] * n
+    return total
+
+
+def replay(trace):
+    """The same matmuls, same operands (shapes, strides, dtype, output buffers), back to back."""
+    mm = np.matmul
+    for a, b, out in trace:
+        mm(a, b, out=out)
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def generation_cps(model, prompt, n_new, use_cache):
+    """Characters (tokens) per second of greedy batch-1 generation."""
+    t = time.perf_counter()
+    n = sum(1 for _ in generate(model, prompt, max_new_tokens=n_new, temperature=0.0, use_cache=use_cache))
+    return n / (time.perf_counter() - t)
+
+
+def _torch_twin(model, threads):
+    try:
+        from bench.torch_twin import TorchTwin
+    except ImportError:
+        return None
+    return TorchTwin(model, threads=threads)
+
+
+def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2, threads=1,
+            use_torch=True, seed=0):
+    """Run every variant interleaved; return a flat dict of medians and derived ratios."""
+    cfg = cfg or ModelConfig(**REFERENCE)
+    rng = np.random.default_rng(seed)
+    model = Transformer(cfg, rng=rng)
+    opt = AdamW(model, weight_decay=0.1)
+    T = cfg.block_size
+    idx = rng.integers(0, cfg.vocab_size, (batch, T))  # (B, T)
+    targets = rng.integers(0, cfg.vocab_size, (batch, T))  # (B, T)
+    step = make_step(model, opt, idx, targets)
+    twin = _torch_twin(model, threads) if use_torch else None
+    gen_model = model.snapshot()
+    prompt = [int(i) for i in rng.integers(0, cfg.vocab_size, max(1, T // 2))]
+    n_new = 3 * T
+    for _ in range(warmup):
+        step()
+        if twin is not None:
+            twin.step(idx, targets)
+    trace = record_matmuls(step)
+    replay(trace)
+    steps, mms, torch_steps, cps_cache, cps_nocache = [], [], [], [], []
+    for r in range(repeats):
+        steps.append(_timed(step))
+        mms.append(_timed(lambda: replay(trace)))
+        if twin is not None:
+            torch_steps.append(_timed(lambda: twin.step(idx, targets)))
+        if r < gen_repeats:
+            cps_cache.append(generation_cps(gen_model, prompt, n_new, True))
+            cps_nocache.append(generation_cps(gen_model, prompt, n_new, False))
+    step_s, mm_s = float(np.median(steps)), float(np.median(mms))
+    flop = matmul_flop(trace)
+    out = {
+        "config": {**{k: getattr(cfg, k) for k in REFERENCE}, "batch": batch, "params": model.num_params()},
+        "threads": threads, "repeats": repeats, "numpy": np.__version__,
+        "step_ms": step_s * 1e3,
+        "step_ms_min": float(np.min(steps)) * 1e3,
+        "matmul_ms": mm_s * 1e3,
+        "matmul_calls": len(trace),
+        "step_gflop": flop / 1e9,
+        "step_gflop_per_s": flop / step_s / 1e9,
+        "matmul_gflop_per_s": flop / mm_s / 1e9,
+        "tokens_per_s": batch * T / step_s,
+        "gen_new_chars": n_new, "gen_prompt_chars": len(prompt),
+        "gen_cps_cache": float(np.median(cps_cache)),
+        "gen_cps_nocache": float(np.median(cps_nocache)),
+    }
+    out["matmul_ratio"] = out["step_ms"] / out["matmul_ms"]
+    out["kv_speedup"] = out["gen_cps_cache"] / out["gen_cps_nocache"]
+    if twin is not None:
+        import torch
+        out["torch"] = torch.__version__
+        out["torch_step_ms"] = float(np.median(torch_steps)) * 1e3
+        out["torch_ratio"] = out["step_ms"] / out["torch_step_ms"]
+    return out
+
+
+def format_table(r):
+    """A readable table of the measure() dict."""
+    c = r["config"]
+    rows = [
+        ("config", f"V{c['vocab_size']} C{c['n_embd']} L{c['n_layer']} nh{c['n_head']} T{c['block_size']} "
+                   f"B{c['batch']}, {c['params']:,} params, {r['threads']} thread(s), numpy {r['numpy']}"),
+        ("train step", f"{r['step_ms']:.1f} ms median (min {r['step_ms_min']:.1f}), {r['tokens_per_s']:,.0f} tokens/s"),
+        ("step FLOPs", f"{r['step_gflop']:.2f} GFLOP (matmuls) -> {r['step_gflop_per_s']:.1f} GFLOP/s"),
+        ("matmuls alone", f"{r['matmul_ms']:.1f} ms ({r['matmul_calls']} calls, {r['matmul_gflop_per_s']:.1f} GFLOP/s)"),
+        ("matmul_ratio", f"{r['matmul_ratio']:.3f}  (step / matmuls alone)"),
+        ("generate, KV cache", f"{r['gen_cps_cache']:,.0f} chars/s"),
+        ("generate, no cache", f"{r['gen_cps_nocache']:,.0f} chars/s"),
+        ("kv_speedup", f"{r['kv_speedup']:.2f}x  (prompt {r['gen_prompt_chars']}, {r['gen_new_chars']} new, greedy)"),
+    ]
+    if "torch_step_ms" in r:
+        rows += [("PyTorch twin step", f"{r['torch_step_ms']:.1f} ms (torch {r['torch']})"),
+                 ("torch_ratio", f"{r['torch_ratio']:.3f}  (our step / PyTorch step)")]
+    else:
+        rows.append(("PyTorch twin", "skipped (torch not installed)"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main(argv=(), threads=1):
+    ap = argparse.ArgumentParser(prog="python -m bench core", description=__doc__)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--repeats", type=int, default=15, help="interleaved training-step repeats")
+    ap.add_argument("--gen-repeats", type=int, default=5, help="interleaved generation repeats")
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
+    args = ap.parse_args(list(argv))
+    r = measure(repeats=args.repeats, gen_repeats=args.gen_repeats, threads=threads, use_torch=not args.no_torch)
+    print(json.dumps(r) if args.json else format_table(r))
+    return r

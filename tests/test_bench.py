@@ -1,0 +1,61 @@
+"""bench/core.py at a tiny size: the keys, the derived ratios, and (with torch) the twin's gradients."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from bench import core as bench_core
+from core.config import ModelConfig
+from core.model import Transformer
+
+TINY = ModelConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_measure_keys_and_ratio_definitions():
+    r = bench_core.measure(TINY, batch=4, repeats=2, gen_repeats=1, warmup=1, use_torch=HAS_TORCH)
+    for key in ("step_ms", "matmul_ms", "matmul_ratio", "tokens_per_s", "step_gflop", "step_gflop_per_s",
+                "gen_cps_cache", "gen_cps_nocache", "kv_speedup"):
+        assert key in r and np.isfinite(r[key]) and r[key] > 0, key
+    assert r["matmul_ratio"] == pytest.approx(r["step_ms"] / r["matmul_ms"])
+    assert r["kv_speedup"] == pytest.approx(r["gen_cps_cache"] / r["gen_cps_nocache"])
+    assert r["tokens_per_s"] == pytest.approx(4 * 8 / (r["step_ms"] / 1e3))
+    if HAS_TORCH:
+        assert r["torch_ratio"] == pytest.approx(r["step_ms"] / r["torch_step_ms"])
+    json.loads(json.dumps(r))  # plain data
+    assert "kv_speedup" in bench_core.format_table(r)
+
+
+def test_matmul_trace_counts_the_reference_flops():
+    cfg = ModelConfig(vocab_size=60, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    m = Transformer(cfg, rng=np.random.default_rng(0))
+    idx = np.zeros((2, 16), np.int64)
+    trace = bench_core.record_matmuls(lambda: (m.forward(idx, idx), m.backward()))
+    N, C, V, T, L = 32, 32, 60, 16, 2
+    dense = 2 * N * C * (3 * C + C + 4 * C + 4 * C)  # per layer, forward
+    attn = 2 * 2 * N * T * C  # q k^T and att v
+    head = 2 * N * C * V
+    expect = 3 * (L * (dense + attn) + head) + 2 * V * N * C  # backward = 2x forward, + embedding one-hot
+    assert bench_core.matmul_flop(trace) == expect
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (never a dependency)")
+@pytest.mark.parametrize("tie", [True, False])
+def test_torch_twin_loss_and_gradients_match(tie):
+    from bench.torch_twin import TorchTwin
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=tie)
+    m = Transformer(cfg, rng=np.random.default_rng(0), dtype=np.float64)
+    rng = np.random.default_rng(1)
+    for p in m.params.values():
+        p += rng.standard_normal(p.shape) * 0.1
+    idx = rng.integers(0, 11, (3, 8))
+    tgt = rng.integers(0, 11, (3, 8))
+    tgt[0, :2] = -1
+    _, loss = m.forward(idx, tgt)
+    grads = m.backward()
+    t_loss, t_grads = TorchTwin(m).loss_and_grads(idx, tgt)
+    assert t_loss == pytest.approx(loss, abs=1e-4)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, t_grads[name], atol=1e-4, rtol=1e-4, err_msg=name)
