@@ -330,6 +330,8 @@ def _load_config(path: Path) -> dict:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise _err(path, f"is not valid YAML{at} ({getattr(e, 'problem', None) or e})") from None
+    except (ValueError, RecursionError) as e:  # a bad date or number tag, or nesting too deep
+        raise _err(path, f"holds an unreadable YAML value ({type(e).__name__})") from None
     if not isinstance(config, dict):
         raise _err(path, f"must hold a mapping of sections, got {type(config).__name__}")
     return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, get_type_hints
@@ -20,6 +21,15 @@ PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 class ConfigError(ValueError):
     """A configuration problem, described in one line: where, which key, what is wrong, how to fix it."""
+
+    def __init__(self, message: str):
+        super().__init__(_printable(message))
+
+
+def _printable(text: str) -> str:
+    """Control, format and separator characters escaped (user text is echoed in messages)."""
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in text)
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,9 @@ def _coerce(where: str, key: str, value: Any, typ: type) -> Any:
             except ValueError:
                 raise ConfigError(f"{bad} must be a number, e.g. 0.003 or 3.0e-3") from None
         if isinstance(value, (int, float)):
+            if isinstance(value, int) and abs(value) > 1e308:  # float() would raise OverflowError
+                raise ConfigError(f"{where}: {key} is an integer of about {int(value.bit_length() * 0.30103)} "
+                                  f"digits; it must be a finite number")
             if not math.isfinite(value):
                 raise ConfigError(f"{bad} must be a finite number")
             return float(value)
@@ -308,6 +321,9 @@ def _read_yaml(path: Path, what: str) -> Any:
             problem += f", {ctx} started at line {ctx_mark.line + 1}"
         raise ConfigError(f"{path}:{at}: invalid YAML ({problem}); fix the syntax there "
                           f"(sections are 'name:' followed by indented 'key: value' lines)") from None
+    except (ValueError, RecursionError) as e:  # a bad date or number tag, or nesting too deep
+        raise ConfigError(f"{path}: invalid YAML value ({type(e).__name__}: {str(e)[:80]}); "
+                          f"write plain numbers, true/false and text") from None
 
 
 def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, dict]:
@@ -340,7 +356,7 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
         if raw and key in _TYPES[sec] and _TYPES[sec][key] is not str:
             try:
                 value = yaml.safe_load(value)
-            except yaml.YAMLError:
+            except (yaml.YAMLError, ValueError, RecursionError):
                 raise ConfigError(f"{where}: cannot parse the value {value!r}; write a plain "
                                   f"number, true/false or text") from None
         layer: dict[str, dict[str, Any]] = {}

@@ -1,7 +1,7 @@
 """Sampling: a generator that yields one token (or character) at a time, with a KV cache.
 
 The context window slides in hops: when the text outgrows block_size, it restarts from the last
-3/4 of a window, so the cache is rebuilt once per hop instead of on every character. The uncached
+half window, so the cache is rebuilt once per half window instead of on every character. The uncached
 path uses the same rule, so both see exactly the same context and give the same logits.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 
 def window_keep(block_size):
     """How many tokens survive when the window overflows."""
-    return max(1, block_size - max(1, block_size // 4))
+    return max(1, block_size - max(1, block_size // 2))
 
 
 def pick_token(logits, temperature=1.0, top_k=0, top_p=1.0, rng=None):

@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from core import checkpoint
-from core.config import config_from_dict, config_to_dict
+from core.config import ConfigError, config_from_dict, config_to_dict
 from core.model import Transformer
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
@@ -23,7 +23,15 @@ HISTORY = 5000  # points kept per history series (older ones are thinned, never 
 
 
 class TrainingDiverged(RuntimeError):
-    """Loss or gradients became NaN/inf; the weights of that step were not applied."""
+    """Loss or gradients became NaN/inf; the weights of that step were not applied.
+
+    weights_ok is False when the current weights themselves give a non-finite loss (they came from
+    the previous, absurd update): such weights are never saved.
+    """
+
+    def __init__(self, message, weights_ok=True):
+        super().__init__(message)
+        self.weights_ok = weights_ok
 
 
 def set_threads(n):
@@ -53,6 +61,7 @@ class Trainer:
         self.best = None  # best value of the task's metric (or val loss)
         self.best_step = None
         self.last_eval = None
+        self.broken = None  # why the weights are unusable (they give a non-finite loss), else None
         self._stop = threading.Event()
         self._run = threading.Event()
         self._run.set()
@@ -87,14 +96,18 @@ class Trainer:
         t = self.cfg.train
         lr = self.lr()
         x, y, mask = self.task.batch("train", t.batch_size, self.rng)
-        _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng)
-        self.model.backward()
-        norm = clip_grad_norm(self.model.grad_flat, t.grad_clip)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below, with a message
+            _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng)
+            self.model.backward()
+            norm = clip_grad_norm(self.model.grad_flat, t.grad_clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
             what = "loss" if not math.isfinite(loss) else "gradient norm"
-            raise TrainingDiverged(f"training diverged at step {self.step_count + 1}: the {what} is "
-                                   f"{loss if what == 'loss' else norm}; the learning rate ({lr:.3g}) is "
-                                   f"likely too high — lower train.lr or raise train.warmup_steps")
+            msg = (f"training diverged at step {self.step_count + 1}: the {what} is "
+                   f"{loss if what == 'loss' else norm}; the learning rate ({lr:.3g}) is "
+                   f"likely too high — lower train.lr or raise train.warmup_steps")
+            if what == "loss":  # these weights cannot give a finite loss: never save them
+                self.broken = msg
+            raise TrainingDiverged(msg, weights_ok=what != "loss")
         self.opt.step(lr)
         self.step_count += 1
         ms = (time.perf_counter() - t0) * 1000
@@ -114,7 +127,13 @@ class Trainer:
     def evaluate(self, full=False):
         """Task metrics on held-out data; marks whether this is the best evaluation so far."""
         t0 = time.perf_counter()
-        metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
+            metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
+        if not math.isfinite(metrics["val_loss"]):  # broken weights must never become "best"
+            self.broken = (f"training diverged by step {self.step_count}: the validation loss is "
+                           f"{metrics['val_loss']}; the learning rate ({self.lr():.3g}) is likely too "
+                           f"high — lower train.lr or raise train.warmup_steps")
+            raise TrainingDiverged(self.broken, weights_ok=False)
         score = self.metric_value(metrics)
         improved = self.best is None or score > self.best
         if improved:
@@ -178,6 +197,8 @@ class Trainer:
 
     def save(self, name, tag="last", saves_dir=None):
         """Write model, optimizer and training state atomically to saves/NAME/<tag>/."""
+        if self.broken:
+            raise checkpoint.SaveError(f"not saved: {self.broken}; the previous save is kept")
         opt = {"t": np.array(self.opt.t, dtype=np.int64)}
         m_views = _split(self.opt.m, self.model.shapes)
         v_views = _split(self.opt.v, self.model.shapes)
@@ -190,10 +211,25 @@ class Trainer:
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
         """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
         ck = checkpoint.load_checkpoint(name, tag, saves_dir)
-        cfg = config_from_dict(ck.config, where=f"{ck.path}/config.yaml")
+        cfg = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
         tr = cls(cfg, task=task)
+        try:
+            tr._restore(ck)
+        except checkpoint.SaveError:
+            raise
+        except KeyError as e:  # a damaged save: report it, never a traceback
+            raise checkpoint.SaveError(f"{ck.path}: the save lacks {e}; it is damaged, load another tag "
+                                       "or train again") from None
+        except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
+            raise checkpoint.SaveError(f"{ck.path}: {e}; the save is damaged, load another tag "
+                                       "or train again") from None
+        return tr
+
+    def _restore(self, ck):
+        """Weights, optimizer moments, RNG, step and history from a loaded checkpoint."""
+        tr = self
         saved_tok = CharTokenizer.from_dict(ck.meta["tokenizer"])
         if saved_tok.chars != tr.task.tokenizer.chars:
             raise checkpoint.SaveError(f"{ck.path}: the save's tokenizer does not match the corpus in use; "
@@ -217,13 +253,12 @@ class Trainer:
             tr.rng.bit_generator.state = meta["rng_state"]
         for k in tr.history:
             tr.history[k].extend(tuple(p) for p in meta.get("history", {}).get(k, []))
-        return tr
 
 
 def load_model(name, tag="last", saves_dir=None):
     """(model, tokenizer, cfg, meta) from a save, for sampling and chat; needs no corpus."""
     ck = checkpoint.load_checkpoint(name, tag, saves_dir)
-    cfg = config_from_dict(ck.config, where=f"{ck.path}/config.yaml")
+    cfg = _saved_config(ck)
     try:
         tok = CharTokenizer.from_dict(ck.meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as e:
@@ -236,6 +271,14 @@ def load_model(name, tag="last", saves_dir=None):
     except ValueError as e:
         raise checkpoint.SaveError(f"{ck.path}: {e}") from None
     return model, tok, cfg, ck.meta
+
+
+def _saved_config(ck):
+    """The Config stored in a checkpoint; an invalid one means the save is damaged (SaveError)."""
+    try:
+        return config_from_dict(ck.config, where=f"{ck.path}/config.yaml")
+    except ConfigError as e:
+        raise checkpoint.SaveError(f"{e}; the save is damaged or from another version") from None
 
 
 def _split(flat, shapes):

@@ -194,13 +194,13 @@ async def test_heatmap_layer_head_mean_and_grid_switching():
         await pilot.pause()
         np.testing.assert_array_equal(hm.view_matrix, maps[0, 0])
         await pilot.press("right_square_bracket", "full_stop", "full_stop")
-        assert (hm.layer, hm.head) == (1, 2)
+        assert (hm.map_layer, hm.head) == (1, 2)
         np.testing.assert_array_equal(hm.view_matrix, maps[1, 2])
         assert hm.render_line(0).text.startswith("layer 2/2  head 3/3")
         await pilot.press("full_stop", "right_square_bracket")  # clamped, no wrap
-        assert (hm.layer, hm.head) == (1, 2)
+        assert (hm.map_layer, hm.head) == (1, 2)
         await pilot.press("comma", "left_square_bracket")
-        assert (hm.layer, hm.head) == (0, 1)
+        assert (hm.map_layer, hm.head) == (0, 1)
         await pilot.press("m")
         assert hm.mean_heads
         np.testing.assert_allclose(hm.view_matrix, maps[0].mean(axis=0))
@@ -216,7 +216,7 @@ async def test_heatmap_layer_head_mean_and_grid_switching():
             assert tag in shown
         assert "▀" in shown
         await pilot.press("down", "right")  # in the grid, arrows select a tile
-        assert (hm.layer, hm.head) == (1, 2)
+        assert (hm.map_layer, hm.head) == (1, 2)
         await pilot.press("enter")
         assert not hm.grid
         np.testing.assert_array_equal(hm.view_matrix, maps[1, 2])

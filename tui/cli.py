@@ -111,7 +111,8 @@ def cmd_train(args):
     try:
         done = tr.run(emit, until=until[1] if until else None)
     except TrainingDiverged as e:
-        tr.save(name, "last")  # the diverging step was never applied: these weights are the last good ones
+        if e.weights_ok:  # only the gradients overflowed: the weights are the last good ones
+            tr.save(name, "last")
         print(f"\nattnlab: error: {e}", file=sys.stderr)
         return 1
     finally:

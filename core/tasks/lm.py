@@ -84,18 +84,18 @@ class LMTask:
                               f"block_size={T} needs more text than one window")
 
     def batch(self, split, batch_size, rng):
-        """B windows starting at random turn starts: x (B, T), y (B, T) shifted by one.
+        """B windows, half of them starting at a turn start: x (B, T), y (B, T) shifted by one.
 
-        Starting at a 'Q:' line (as prompts do) keeps each answer's question in its window, so the
-        model learns to read the question instead of guessing the answer's words.
+        Windows that start at a 'Q:' line (as prompts do) keep each answer's question in view, so the
+        model learns to read the question; the rest start anywhere, as the loss is measured.
         """
         ids = self.train_ids if split == "train" else self.val_ids
         T = min(self.cfg.model.block_size, len(ids) - 1)
+        starts = rng.integers(0, len(ids) - T, size=batch_size)  # (B,) anywhere in the stream
         if split == "train":
-            starts = np.minimum(self.train_starts[rng.integers(0, len(self.train_starts), batch_size)],
-                                len(ids) - T - 1)  # (B,)
-        else:
-            starts = rng.integers(0, len(ids) - T, size=batch_size)  # (B,)
+            half = batch_size // 2  # the other half starts at turn starts
+            turn = self.train_starts[rng.integers(0, len(self.train_starts), half)]
+            starts[:half] = np.minimum(turn, len(ids) - T - 1)
         pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
         w = ids[pos]  # (B, T+1)
         return w[:, :-1], w[:, 1:], None

@@ -163,7 +163,7 @@ class AttentionMap(Widget, can_focus=True):
         def control(self) -> AttentionMap:
             return self.attention_map
 
-    layer: reactive[int] = reactive(0, init=False)
+    map_layer: reactive[int] = reactive(0, init=False)  # not `layer`: Widget.layer names the CSS layer
     head: reactive[int] = reactive(0, init=False)
     mean_heads: reactive[bool] = reactive(False, init=False)
     grid: reactive[bool] = reactive(False, init=False)
@@ -208,7 +208,7 @@ class AttentionMap(Widget, can_focus=True):
         self._row_labels = _fit_labels(rows, tq)
         self._col_labels = _fit_labels(cols, tk)
         self._label_w = max(cell_len(s) for s in self._row_labels)
-        self.set_reactive(AttentionMap.layer, min(self.layer, n_layer - 1))
+        self.set_reactive(AttentionMap.map_layer, min(self.map_layer, n_layer - 1))
         self.set_reactive(AttentionMap.head, min(self.head, n_head - 1))
         r, c = self.cursor
         self.set_reactive(AttentionMap.cursor, (min(r, tq - 1), min(c, tk - 1)))
@@ -249,7 +249,7 @@ class AttentionMap(Widget, can_focus=True):
         if self._maps is None:
             return ""
         if self.grid:
-            return f"layer {self.layer + 1} head {self.head + 1} — enter opens, g leaves the grid"
+            return f"layer {self.map_layer + 1} head {self.head + 1} — enter opens, g leaves the grid"
         cell = self.highlighted
         assert cell is not None
         return (f"q={cell.row_label}  k={cell.col_label}  w={_fmt_weight(cell.weight)}"
@@ -266,7 +266,7 @@ class AttentionMap(Widget, can_focus=True):
         which = f"mean of {n_head} heads" if self.mean_heads else f"head {self.head + 1}/{n_head}"
         finite = self._view[np.isfinite(self._view)] if self._view is not None else np.zeros(0)
         vmax = float(finite.max()) if finite.size else 0.0
-        return f"layer {self.layer + 1}/{n_layer}  {which}  max {vmax:.3f}"
+        return f"layer {self.map_layer + 1}/{n_layer}  {which}  max {vmax:.3f}"
 
     @property
     def half_block(self) -> bool:
@@ -275,7 +275,7 @@ class AttentionMap(Widget, can_focus=True):
 
     # ---- reactives -------------------------------------------------------------------------
 
-    def validate_layer(self, value: int) -> int:
+    def validate_map_layer(self, value: int) -> int:
         n = self._maps.shape[0] if self._maps is not None else 1
         return max(0, min(int(value), n - 1))
 
@@ -289,7 +289,7 @@ class AttentionMap(Widget, can_focus=True):
         tq, tk = self._maps.shape[2:]
         return (max(0, min(int(value[0]), tq - 1)), max(0, min(int(value[1]), tk - 1)))
 
-    def watch_layer(self) -> None:
+    def watch_map_layer(self) -> None:
         self._rebuild_view()
         self._post_view_changed()
 
@@ -317,14 +317,14 @@ class AttentionMap(Widget, can_focus=True):
         if self._maps is None:
             return
         if self.grid:  # in the grid the cursor selects a tile: rows are layers, columns heads
-            self.layer += d_row
+            self.map_layer += d_row
             self.head += d_col
             return
         r, c = self.cursor
         self.cursor = (r + d_row, c + d_col)
 
     def action_layer(self, delta: int) -> None:
-        self.layer += delta
+        self.map_layer += delta
 
     def action_head(self, delta: int) -> None:
         if self.mean_heads and not self.grid:
@@ -352,10 +352,10 @@ class AttentionMap(Widget, can_focus=True):
         if cell is None:
             return
         if self.grid:
-            if cell == (self.layer, self.head):
+            if cell == (self.map_layer, self.head):
                 self.action_open_tile()
             else:
-                self.layer, self.head = cell
+                self.map_layer, self.head = cell
         else:
             self.cursor = cell
 
@@ -499,7 +499,7 @@ class AttentionMap(Widget, can_focus=True):
             if hi:
                 segs.append(Segment(" " * gap))
             if k == 0:
-                sel = (li, hi) == (self.layer, self.head)
+                sel = (li, hi) == (self.map_layer, self.head)
                 segs.append(Segment(set_cell_size(f"L{li + 1} H{hi + 1}", tile_w), cursor if sel else label))
                 continue
             tile = self._tiles[li, hi]
@@ -575,7 +575,7 @@ class AttentionMap(Widget, can_focus=True):
         if self._maps is None:
             self._invalidate()
             return
-        maps = self._maps[self.layer]  # (nh, Tq, Tk)
+        maps = self._maps[self.map_layer]  # (nh, Tq, Tk)
         self._view = maps.mean(axis=0) if self.mean_heads else maps[self.head]  # (Tq, Tk)
         self._levels = quantize(self._view)
         self._invalidate()
@@ -594,7 +594,7 @@ class AttentionMap(Widget, can_focus=True):
 
     def _post_view_changed(self) -> None:
         if self.is_attached:
-            self.post_message(self.ViewChanged(self, self.layer, self.head, self.mean_heads, self.grid))
+            self.post_message(self.ViewChanged(self, self.map_layer, self.head, self.mean_heads, self.grid))
 
 
 def _compute_layout(width: int, height: int, shape: tuple[int, int] | None, label_w: int) -> _Layout:

@@ -1,0 +1,315 @@
+"""The attnlab dashboard: tabs for setup, training, attention, chat and saves; starts and stops the workers.
+
+Training runs in a thread worker (tui/worker.py) that posts tui/messages.py messages; this class turns
+them into widget updates. Panes live in tui/screens/, reusable widgets in tui/widgets/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.widgets import Button, Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.worker import get_current_worker
+
+from core.checkpoint import SaveError
+from core.config import ConfigError
+from core.tasks.corpus import CorpusError
+from core.trainer import load_model
+from tui import messages as msg
+from tui.screens.chat import ChatSource, ChatView
+from tui.screens.modals import PALETTE, TABS, HelpScreen, key_groups
+from tui.screens.saves import SavesPane
+from tui.screens.setup import SetupPane
+from tui.screens.train import AttentionPane, TrainPane
+from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
+from tui.widgets.sanitize import safe_text
+from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
+
+LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
+
+
+class AttnLab(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "attnlab"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
+    BINDINGS = [
+        Binding("s", "start", "Start/resume"),
+        Binding("p", "pause", "Pause"),
+        Binding("n", "single_step", "Step"),
+        Binding("S", "stop", "Stop", key_display="S"),
+        Binding("w", "save_now", "Save"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        *[Binding(str(i + 1), f"tab('{t}')", t.capitalize(), show=False) for i, t in enumerate(TABS)],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainer: GuardedTrainer | None = None
+        self.run_name: str | None = None
+        self.pump: EventPump | None = None
+        self.train_worker = None
+        self.setup_dirty = True
+        self.best_val: float | None = None
+        self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="setup", id="tabs"):
+            for tab, pane in zip(TABS, (SetupPane, TrainPane, AttentionPane, ChatView, SavesPane)):
+                with TabPane(tab.capitalize(), id=tab):
+                    yield pane(id=f"{tab}-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#task-picker").focus()
+
+    # -- state
+    @property
+    def training(self) -> bool:
+        return self.train_worker is not None and not self.train_worker.is_finished
+
+    def error(self, text: str) -> None:
+        self.notify(safe_text(text), severity="error", timeout=10)
+
+    def status(self, text: str) -> None:
+        self.query_one("#train-status", Static).update(safe_text(text))
+
+    def set_trainer(self, trainer: GuardedTrainer, run_name: str) -> None:
+        """Adopt a trainer: reset the plots and show its state (and history, for a resumed run)."""
+        self.trainer, self.run_name, self.best_val = trainer, run_name, None
+        plot = self.query_one(LossPlot)
+        plot.clear()
+        for series in ("train", "val"):
+            for step, elapsed, value in trainer.history[series]:
+                plot.add_point(series, step, elapsed, value)
+        vals = [v for _, _, v in trainer.history["val"]]
+        self.best_val = min(vals) if vals else None
+        self.query_one(LRSpark).clear()
+        stats = self.query_one(StatsPanel)
+        stats.clear_stats()
+        stats.update_stats({"step": trainer.step_count, "max_steps": trainer.cfg.train.max_steps,
+                            "params": trainer.model.num_params(), "metric_name": trainer.task.metric,
+                            "best_val": self.best_val})
+        self.query_one(ProgressBar).update(total=trainer.cfg.train.max_steps, progress=trainer.step_count)
+        self.query_one(AttentionPane).use_task(trainer.cfg.task)
+        if trainer.cfg.task != "reversal":
+            self.query_one(ChatView).set_source(ChatSource(
+                trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
+                f"chatting with {run_name} (training; snapshots of its weights)"))
+
+    # -- training control
+    def action_start(self, step_once: bool = False) -> None:
+        if self.training:
+            if self.trainer.is_paused:
+                self.trainer.resume()
+                self.status("training")
+            else:
+                self.notify("already training; p pauses, S stops", severity="warning")
+            return
+        tr = self.trainer
+        if tr is None or self.setup_dirty or tr.step_count >= tr.cfg.train.max_steps:
+            setup = self.query_one(SetupPane)
+            cfg = setup.validate()
+            if cfg is None:
+                self.notify(f"fix the settings first: {setup.error_text}", severity="error")
+                self.action_tab("setup")
+                return
+            try:
+                tr = GuardedTrainer(cfg)
+            except LOAD_ERRORS as e:
+                return self.error(f"cannot start: {describe(e)}")
+            self.set_trainer(tr, setup.run_name())
+            self.setup_dirty = False
+        else:
+            tr.rearm()
+        self.launch(step_once)
+
+    def launch(self, step_once: bool = False) -> None:
+        probe = self.query_one("#probe-input", Input).value.strip()
+        self.pump = EventPump(self.trainer, self.post_message, lambda: False, self.run_name, probe)
+        self.pump.step_once = step_once
+        self.status("training" if not step_once else "single step")
+        if self.query_one(TabbedContent).active in ("setup", "saves"):
+            self.action_tab("train")
+        self.train_worker = self._train(self.pump)
+
+    @work(thread=True, exclusive=True, group="train")
+    def _train(self, pump: EventPump) -> None:
+        worker = get_current_worker()
+        pump.cancelled = lambda: worker.is_cancelled
+        train_job(pump)
+
+    def action_pause(self) -> None:
+        if not self.training:
+            self.notify("not training", severity="warning")
+        elif self.trainer.is_paused:
+            self.trainer.resume()
+            self.status("training")
+        else:
+            self.trainer.pause()
+
+    def action_single_step(self) -> None:
+        if not self.training:
+            self.action_start(step_once=True)
+        elif self.trainer.is_paused:
+            self.pump.step_once = True
+            self.trainer.resume()
+        else:
+            self.trainer.pause()
+
+    def action_stop(self) -> None:
+        if self.training:
+            self.trainer.stop()
+            self.status("stopping…")
+
+    def action_save_now(self) -> None:
+        if self.trainer is None or not self.run_name:
+            self.notify("nothing to save yet: start training or resume a run", severity="warning")
+            return
+        self._save(self.trainer, self.run_name)
+
+    @work(thread=True, group="save")
+    def _save(self, trainer: GuardedTrainer, name: str) -> None:
+        try:
+            trainer.save(name, "last")  # waits for the current step (weights lock)
+            self.call_from_thread(self.notify, f"saved {name} at step {trainer.step_count}")
+            self.call_from_thread(self.query_one(SavesPane).action_refresh)
+        except (SaveError, OSError) as e:
+            self.post_message(msg.WorkerFailed("save", describe(e)))
+
+    # -- worker messages
+    def on_train_steps(self, message: msg.TrainSteps) -> None:
+        if not self.query(LRSpark):  # shutting down
+            return
+        plot, spark = self.query_one(LossPlot), self.query_one(LRSpark)
+        for ev in message.events:
+            plot.add_point("train", ev["step"], ev["elapsed_s"], ev["loss"])
+        for ev in message.events[-20:]:
+            spark.push(ev["lr"])
+        ev = message.events[-1]
+        self.query_one(StatsPanel).update_stats({k: ev[k] for k in ("step", "max_steps", "loss", "tokens_per_s",
+                                                                   "grad_norm")} | {"ms_per_step": ev["ms"]})
+        self.query_one(ProgressBar).update(total=ev["max_steps"], progress=ev["step"])
+        self.last_elapsed = ev["elapsed_s"]
+
+    def on_train_eval(self, message: msg.TrainEval) -> None:
+        ev = message.event
+        val = ev["val_loss"]
+        self.best_val = val if self.best_val is None else min(self.best_val, val)
+        self.query_one(LossPlot).add_point("val", ev["step"], getattr(self, "last_elapsed", 0.0), val)
+        self.query_one(StatsPanel).update_stats({"val_loss": val, "best_val": self.best_val,
+                                                 "metric_name": ev["metric"], "metric_value": ev.get(ev["metric"])})
+        if message.saved:
+            self.status(f"training — best {ev['metric']} so far saved at step {ev['step']}")
+
+    def on_attention_update(self, message: msg.AttentionUpdate) -> None:
+        self.query_one(AttentionMap).set_data(message.maps, message.labels)
+
+    def on_train_paused(self, message: msg.TrainPaused) -> None:
+        self.status(f"paused at step {message.step} — p resumes, n steps")
+
+    def on_train_done(self, message: msg.TrainDone) -> None:
+        ev = message.event
+        saved = f"; saved '{message.saved}'" if message.saved else ""
+        self.status(f"{ev['reason']} at step {ev['steps']}{saved} — s continues")
+        self.query_one(SavesPane).action_refresh()
+
+    def on_worker_failed(self, message: msg.WorkerFailed) -> None:
+        self.error(f"{message.what} failed: {message.cause}")
+        if message.what == "training":
+            self.status(f"failed: {message.cause} — s starts again (the last save is intact)")
+            self.trainer = None  # its state may be half-updated; start fresh or resume a save
+
+    # -- saves
+    def load_for_chat(self, name: str, tag: str) -> None:
+        try:
+            model, tok, cfg, meta = load_model(name, tag)
+        except LOAD_ERRORS as e:
+            return self.error(f"cannot load {name}: {describe(e)}")
+        if cfg.task == "reversal":
+            self.notify("a reversal model does not chat; showing its attention instead", severity="warning")
+            labels, maps = probe_model(model, tok, self.query_one("#probe-input", Input).value or "PYTHON",
+                                       cfg.model.block_size)
+            self.query_one(AttentionMap).set_data(maps, labels)
+            self.action_tab("attention")
+            return
+        self.loaded = (model, tok, cfg)
+        self.query_one(ChatView).set_source(ChatSource(model.snapshot, tok, cfg.model.block_size, name,
+                                                       f"{name} ({tag}, step {meta.get('step')})"))
+        self.action_tab("chat")
+
+    def resume_run(self, name: str, tag: str) -> None:
+        if self.training:
+            self.notify("stop the current training first (S)", severity="warning")
+            return
+        try:
+            tr = GuardedTrainer.from_save(name, tag)
+        except LOAD_ERRORS as e:
+            return self.error(f"cannot resume {name}: {describe(e)}")
+        self.set_trainer(tr, name)
+        self.setup_dirty = False
+        self.launch()
+
+    # -- buttons, navigation, help, palette, quit
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {"btn-start": self.action_start, "btn-pause": self.action_pause,
+                   "btn-step": self.action_single_step, "btn-stop": self.action_stop,
+                   "btn-save": self.action_save_now}
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    def on_setup_pane_edited(self, message) -> None:
+        self.setup_dirty = True
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        target = {"setup": "#task-picker", "train": "#loss-plot", "attention": "#attn-map",
+                  "chat": "#chat-box Input", "saves": "#runs-table"}.get(event.pane.id)
+        found = self.query(target) if target else []
+        if found:
+            found.first().focus()
+        if event.pane.id == "saves":
+            self.query_one(SavesPane).action_refresh()
+
+    def action_forward(self, tab: str, selector: str, name: str) -> None:
+        """Run a pane's or widget's own action (from the command palette), showing its tab."""
+        self.action_tab(tab)
+        getattr(self.query_one(selector), f"action_{name}")()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(key_groups(self.BINDINGS)))
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for title, keys, action in PALETTE:
+            yield SystemCommand(title, f"key: {keys}", partial(self.run_action, action))
+
+    async def action_quit(self) -> None:
+        """Stop training (waiting at most a second), save 'last', and exit."""
+        if self.training:
+            self.trainer.stop()
+            for _ in range(50):
+                if self.train_worker.is_finished:
+                    break
+                await asyncio.sleep(0.02)
+        if self.trainer is not None and self.run_name and self.training:
+            try:  # the worker is mid-step: save under the weights lock ourselves
+                await asyncio.to_thread(self.trainer.save, self.run_name, "last")
+            except (SaveError, OSError) as e:
+                self.notify(f"could not save on quit: {describe(e)}", severity="error")
+                return
+        self.exit()
+
+
+def run_app() -> int:
+    """Run the dashboard; the exit code for the `attnlab` command."""
+    AttnLab().run()
+    return 0

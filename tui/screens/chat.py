@@ -1,0 +1,172 @@
+"""ChatView: the conversation with a model (the one training, via snapshots, or a loaded save).
+
+Replies stream from a thread worker (group "chat"); the conversation is formatted by
+core.tasks.lm.build_prompt exactly as the dialogue task trains on it, cropped to the context window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Input, Label, Static
+from textual.worker import get_current_worker
+
+from core.checkpoint import SaveError, run_dir
+from core.config import ConfigError, load_config
+from core.tasks.lm import PromptTooLong, build_prompt
+from tui.messages import ChatChunk, ChatDone, WorkerFailed
+from tui.widgets import ChatPane
+from tui.widgets.sanitize import safe_text
+from tui.worker import chat_job
+
+SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"),
+            ("max_new_tokens", "max length"), ("seed", "seed"))
+
+
+@dataclass
+class ChatSource:
+    """Where replies come from: get_model() returns weights safe to sample from in another thread."""
+
+    get_model: Callable
+    tokenizer: object
+    block_size: int
+    run_name: str | None
+    label: str
+
+
+class ChatView(Horizontal):
+    BINDINGS = [
+        Binding("escape", "stop_reply", "Stop reply"),
+        Binding("ctrl+r", "regenerate", "Regenerate"),
+        Binding("ctrl+l", "new_chat", "New chat"),
+        Binding("ctrl+o", "export", "Export"),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source: ChatSource | None = None
+        self.history: list[tuple[str, str]] = []  # finished (question, answer) turns
+        self.question: str | None = None  # the question being answered
+        self.regens = 0
+
+    def compose(self) -> ComposeResult:
+        yield ChatPane(id="chat-box")
+        with Vertical(id="chat-side"):
+            yield Static("no model yet", id="chat-source")
+            defaults = load_config("qa").sample
+            for key, title in SETTINGS:
+                yield Label(title, classes="sample-label")
+                yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
+            yield Static("", id="sample-error")
+
+    @property
+    def pane(self) -> ChatPane:
+        return self.query_one(ChatPane)
+
+    def set_source(self, source: ChatSource | None) -> None:
+        self.source = source
+        self.query_one("#chat-source", Static).update(safe_text(source.label) if source else "no model yet")
+
+    def settings(self) -> dict:
+        """The sampling settings, validated like the config (raises ConfigError)."""
+        over = [f"sample.{k}={self.query_one(f'#sample-{k}', Input).value.strip()}" for k, _ in SETTINGS]
+        s = load_config("qa", overrides=over).sample
+        return {"temperature": s.temperature, "top_k": s.top_k, "top_p": s.top_p,
+                "max_new_tokens": s.max_new_tokens, "seed": s.seed + self.regens}
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if not event.input.has_class("sample-input"):
+            return
+        try:
+            self.settings()
+            text = ""
+        except ConfigError as e:
+            text = f"⚠ {safe_text(str(e))}"
+        self.query_one("#sample-error", Static).update(text)
+
+    def on_chat_pane_submitted(self, event: ChatPane.Submitted) -> None:
+        event.stop()
+        self.ask(event.text)
+
+    def ask(self, question: str) -> None:
+        """Stream the model's reply to `question` after the turns so far."""
+        pane = self.pane
+        if self.question is not None:
+            pane.add_system("a reply is still streaming; press Esc to stop it first")
+            return
+        if self.source is None:
+            pane.add_system("no model to chat with: train a Q&A or dialogue model, or load a save (Saves tab)")
+            return
+        unknown = self.source.tokenizer.unknown_chars(question)
+        if unknown:
+            shown = ", ".join(repr(c) for c in unknown[:10])
+            pane.add_system(f"characters this model has never seen were left out: {shown}")
+        try:
+            settings = self.settings()
+            prompt = build_prompt(self.history, question, self.source.block_size)
+        except (PromptTooLong, ConfigError) as e:
+            pane.add_system(str(e))
+            return
+        self.question = question
+        pane.begin_reply()
+        self._stream(self.source, prompt, settings)
+
+    @work(thread=True, exclusive=True, group="chat")
+    def _stream(self, source: ChatSource, prompt: str, settings: dict) -> None:
+        worker = get_current_worker()
+        chat_job(source.get_model, source.tokenizer, prompt, settings, self.post_message,
+                 lambda: worker.is_cancelled)
+
+    def on_chat_chunk(self, message: ChatChunk) -> None:
+        self.pane.append_reply(message.text)
+
+    def on_chat_done(self, message: ChatDone) -> None:
+        self.pane.end_reply(message.note)
+        if self.question is not None:
+            self.history.append((self.question, message.reply.strip()))
+        self.question = None
+
+    def on_worker_failed(self, message: WorkerFailed) -> None:
+        message.stop()
+        self.pane.end_reply("failed")
+        self.pane.add_system(f"sampling failed: {message.cause}")
+        self.app.notify(f"sampling failed: {message.cause}", severity="error", timeout=8)
+        self.question = None
+
+    def action_stop_reply(self) -> None:
+        self.workers.cancel_group(self, "chat")
+
+    def action_regenerate(self) -> None:
+        if self.question is not None or not self.history:
+            self.app.notify("nothing to regenerate yet", severity="warning")
+            return
+        question, _ = self.history.pop()
+        self.regens += 1
+        self.pane.add_system(f"regenerating the reply to: {question}")
+        self.ask(question)
+
+    def action_new_chat(self) -> None:
+        self.action_stop_reply()
+        self.pane.clear()
+        self.history.clear()
+        self.question = None
+
+    def action_export(self) -> None:
+        if self.source is None or not self.source.run_name:
+            self.app.notify("no run to export into; train or load a save first", severity="warning")
+            return
+        try:
+            folder = run_dir(self.source.run_name)
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
+            path.write_text(self.pane.to_markdown(), encoding="utf-8")
+        except (SaveError, OSError) as e:
+            self.app.notify(f"export failed: {e}", severity="error")
+            return
+        self.app.notify(f"transcript saved to {path}")

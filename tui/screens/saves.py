@@ -1,0 +1,117 @@
+"""SavesPane: the runs in saves/ (task, step, best metric, date); load to chat, resume, delete."""
+
+from __future__ import annotations
+
+import time
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Button, DataTable, Static
+
+from core.checkpoint import SaveError, delete_run, list_runs
+from tui.screens.modals import ConfirmScreen
+from tui.widgets.sanitize import safe_text
+
+
+def fmt_best(best) -> str:
+    """best_metric is [metric, -val_loss] (or None)."""
+    if isinstance(best, (list, tuple)) and len(best) == 2:
+        try:
+            return f"{float(best[0]):.3f} (val {-float(best[1]):.3f})"
+        except (TypeError, ValueError):
+            pass
+    return "—"
+
+
+class SavesPane(Vertical):
+    BINDINGS = [
+        Binding("c", "load_chat", "Load to chat"),
+        Binding("r", "resume", "Resume training"),
+        Binding("d", "delete", "Delete"),
+        Binding("u", "refresh", "Refresh"),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runs = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="saves-controls"):
+            yield Button("Load to chat", id="btn-load-chat")
+            yield Button("Resume", id="btn-resume")
+            yield Button("Delete", id="btn-delete", variant="error")
+            yield Button("Save now", id="btn-save-now")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="saves-status")
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("name", "task", "step", "best metric", "date", "tags")
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        try:
+            self.runs = list_runs()
+        except (SaveError, OSError) as e:
+            self.runs = []
+            self.query_one("#saves-status", Static).update(f"⚠ {safe_text(str(e))}")
+            return
+        for r in self.runs:
+            date = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
+            task = r.task or ("broken" if r.error else "—")
+            table.add_row(safe_text(r.name), safe_text(str(task)), "—" if r.step is None else str(r.step),
+                          fmt_best(r.best_metric), date, ",".join(r.tags or []), key=r.name)
+        status = f"{len(self.runs)} saved run(s)" if self.runs else "no saves yet — press w while training"
+        self.query_one("#saves-status", Static).update(status)
+
+    @property
+    def selected(self):
+        """The RunInfo under the cursor, or None."""
+        table = self.query_one(DataTable)
+        if not self.runs or table.cursor_row is None or table.cursor_row >= len(self.runs):
+            return None
+        return self.runs[table.cursor_row]
+
+    def _pick(self):
+        run = self.selected
+        if run is None:
+            self.app.notify("no save selected", severity="warning")
+        elif run.error:
+            self.app.notify(f"{run.name}: {run.error}", severity="error")
+            return None
+        return run
+
+    def action_load_chat(self) -> None:
+        run = self._pick()
+        if run:
+            self.app.load_for_chat(run.name, "best" if "best" in run.tags else "last")
+
+    def action_resume(self) -> None:
+        run = self._pick()
+        if run:
+            self.app.resume_run(run.name, "last" if "last" in run.tags else "best")
+
+    def action_delete(self) -> None:
+        run = self.selected
+        if run is None:
+            return
+
+        def done(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                delete_run(run.name)
+                self.app.notify(f"deleted {run.name}")
+            except (SaveError, OSError) as e:
+                self.app.notify(f"could not delete {run.name}: {e}", severity="error")
+            self.action_refresh()
+
+        self.app.push_screen(ConfirmScreen(f"Delete the run {safe_text(run.name)} and all its saves?"), done)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        actions = {"btn-load-chat": self.action_load_chat, "btn-resume": self.action_resume,
+                   "btn-delete": self.action_delete, "btn-save-now": self.app.action_save_now}
+        actions[event.button.id]()

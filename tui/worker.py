@@ -1,0 +1,163 @@
+"""The work done off the UI thread: training (with throttled events) and streaming chat replies.
+
+Functions here take `post` (a thread-safe message poster) and `cancelled` callables instead of touching
+widgets; tui/app.py runs them in Textual thread workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from core.checkpoint import SaveError
+from core.sample import stream_text
+from core.trainer import Trainer, TrainingDiverged
+from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, TrainDone, TrainEval, TrainPaused,
+                          TrainSteps, WorkerFailed)
+
+STEP_INTERVAL = 0.25  # seconds between batches of step events
+ATTENTION_INTERVAL = 0.4  # seconds between attention probes during training
+CHUNK_INTERVAL = 0.05  # seconds between chat chunks
+
+
+class GuardedTrainer(Trainer):
+    """A Trainer whose optimizer steps and saves hold a lock, so snapshots never see half-updated weights."""
+
+    def __init__(self, *args, **kwargs):
+        self.weights_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def step(self):
+        with self.weights_lock:
+            return super().step()
+
+    def save(self, *args, **kwargs):
+        with self.weights_lock:
+            return super().save(*args, **kwargs)
+
+    def snapshot(self):
+        """An independent copy of the model taken between optimizer steps."""
+        with self.weights_lock:
+            return self.model.snapshot()
+
+    def rearm(self):
+        """Clear a previous stop() so run() can continue this trainer."""
+        self._stop.clear()
+        self._run.set()
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the cause of a worker failure."""
+    if isinstance(exc, (TrainingDiverged, SaveError, ValueError, OSError)):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class EventPump:
+    """emit() for Trainer.run: batches step events, probes attention now and then, autosaves the best.
+
+    Runs in the training thread, between optimizer steps, so it may read the model safely.
+    """
+
+    def __init__(self, trainer, post, cancelled, run_name=None, probe_text=None):
+        self.trainer = trainer
+        self.post = post
+        self.cancelled = cancelled
+        self.run_name = run_name
+        self.probe_text = probe_text  # read each probe; the UI may replace it (a str is set atomically)
+        self.step_once = False  # pause after the next step (single-step mode)
+        self._steps: list[dict] = []
+        self._last_post = 0.0
+        self._last_probe = 0.0
+
+    def __call__(self, ev):
+        if self.cancelled():
+            self.trainer.stop()
+        kind = ev["event"]
+        if kind == "step":
+            self._steps.append(ev)
+            now = time.monotonic()
+            if self.step_once:
+                self.step_once = False
+                self.trainer.pause()
+                self.flush()
+                self.probe()
+            elif now - self._last_post >= STEP_INTERVAL:
+                self.flush()
+            if now - self._last_probe >= ATTENTION_INTERVAL:
+                self.probe()
+        elif kind == "eval":
+            self.flush()
+            saved = None
+            if ev.get("best") and self.run_name:
+                saved = self.save("best")
+            self.post(TrainEval(ev, saved))
+        elif kind == "paused":
+            self.flush()
+            self.post(TrainPaused(ev["step"]))
+
+    def flush(self):
+        if self._steps:
+            self.post(TrainSteps(self._steps))
+            self._steps = []
+        self._last_post = time.monotonic()
+
+    def probe(self):
+        self._last_probe = time.monotonic()
+        ev = self.trainer.attention_probe(self.probe_text or None)
+        self.post(AttentionUpdate(ev["labels"], ev["maps"], ev["step"]))
+
+    def save(self, tag):
+        """Save the current state; a failure is reported, never raised (training goes on)."""
+        try:
+            self.trainer.save(self.run_name, tag)
+            return tag
+        except (SaveError, OSError) as e:
+            self.post(WorkerFailed("save", describe(e)))
+            return None
+
+
+def train_job(pump, max_steps=None):
+    """Run the trainer to the end (or stop); saves 'last' after a clean end. Posts every outcome."""
+    tr = pump.trainer
+    try:
+        done = tr.run(pump, max_steps=max_steps)
+    except Exception as e:  # any failure: report it, keep the app alive, keep the last good save
+        pump.flush()
+        pump.post(WorkerFailed("training", describe(e)))
+        return
+    pump.flush()
+    if tr.step_count:
+        pump.probe()
+    saved = pump.save("last") if pump.run_name else None
+    pump.post(TrainDone(done, saved))
+
+
+def chat_job(get_model, tokenizer, prompt, settings, post, cancelled):
+    """Stream one reply; chunks are batched every ~50 ms. get_model() returns the weights to sample."""
+    try:
+        model = get_model()
+        reply, buf, last = [], [], time.monotonic()
+        for ch in stream_text(model, tokenizer, prompt, stop=("\n",), cancel=cancelled, unknown="drop",
+                              **settings):
+            reply.append(ch)
+            buf.append(ch)
+            if time.monotonic() - last >= CHUNK_INTERVAL:
+                post(ChatChunk("".join(buf)))
+                buf, last = [], time.monotonic()
+        if buf:
+            post(ChatChunk("".join(buf)))
+        note = "stopped" if cancelled() else ("max length" if len(reply) >= settings["max_new_tokens"] else None)
+        post(ChatDone("".join(reply), note))
+    except Exception as e:
+        post(WorkerFailed("chat", describe(e)))
+
+
+def probe_model(model, tokenizer, text, block_size):
+    """(labels, maps (L, nh, T, T)) of a loaded model on `text` (the last block_size characters)."""
+    text = "".join(ch for ch in text if not tokenizer.unknown_chars(ch))[-block_size:]
+    if not text:
+        raise ValueError("the probe text has no character this model knows; type some it has seen")
+    ids = tokenizer.encode(text, unknown="drop")[None, :]  # (1, T)
+    model.forward(ids)
+    return list(text), model.attention_maps()[:, 0].copy()
