@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, get_type_hints
 
 import yaml
+
+from core.text import safe_text
 
 TASKS = ("reversal", "qa", "dialogue")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -23,13 +24,7 @@ class ConfigError(ValueError):
     """A configuration problem, described in one line: where, which key, what is wrong, how to fix it."""
 
     def __init__(self, message: str):
-        super().__init__(_printable(message))
-
-
-def _printable(text: str) -> str:
-    """Control, format and separator characters escaped (user text is echoed in messages)."""
-    return "".join(c.encode("unicode_escape").decode("ascii")
-                   if unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") else c for c in text)
+        super().__init__(safe_text(message))  # user text is echoed in messages: never raw controls
 
 
 @dataclass(frozen=True)
@@ -386,3 +381,16 @@ def load_config(task: str | None = None, path: str | Path | None = None,
         for key, (value, where) in body.items():
             layers.append(({sec: {key: value}}, where))
     return _build(task, layers)
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str] | Mapping) -> Config:
+    """cfg with 'section.key=value' overrides on top, validated like load_config's (the task stays)."""
+    task, values = _parse_overrides(overrides)
+    if task is not None and task != cfg.task:
+        raise ConfigError(f"task={task}: a run keeps its task ({cfg.task}); start a new run for {task}")
+    d = config_to_dict(cfg)
+    layers = [({sec: d[sec] for sec in SECTIONS}, "the saved config")]
+    for sec, body in values.items():
+        for key, (value, where) in body.items():
+            layers.append(({sec: {key: value}}, where))
+    return _build(cfg.task, layers)

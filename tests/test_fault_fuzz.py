@@ -17,7 +17,7 @@ from core.tasks.corpus import MAX_LINE, CorpusError, parse_conversations, read_t
 from core.tasks.lm import PromptTooLong, build_prompt
 from core.tokenizer import CharTokenizer, TokenizerError
 from tests.fault_helpers import TINY_REVERSAL, assert_one_error_line, cli_inproc, cli_many, record
-from tui.widgets.sanitize import safe_text
+from core.text import safe_text
 
 N = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=N, deadline=None, derandomize=True,

@@ -21,7 +21,7 @@ from tui.widgets.heatmap import (
 )
 from tui.widgets.lossplot import EMA_CYCLE, BoundedSeries, LossPlot, bucket_downsample, ema
 from tui.widgets.lrspark import LRSpark
-from tui.widgets.sanitize import safe_label, safe_text
+from core.text import safe_label, safe_text
 from tui.widgets.stats import StatsPanel, fmt_eta, fmt_si, format_stats
 
 SIZE = (100, 40)

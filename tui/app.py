@@ -26,7 +26,7 @@ from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane
 from tui.screens.train import AttentionPane, TrainPane
 from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
-from tui.widgets.sanitize import safe_text
+from core.text import safe_text
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
 
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)

@@ -16,11 +16,11 @@ from pathlib import Path
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, os.environ.get("ATTNLAB_THREADS", "1"))
 
-from core.checkpoint import SaveError, list_runs  # noqa: E402
-from core.config import TASKS, ConfigError, load_config, replace_in  # noqa: E402
+from core.checkpoint import SaveError, list_runs, run_dir  # noqa: E402
+from core.config import TASKS, ConfigError, apply_overrides, load_config  # noqa: E402
 from core.tasks.corpus import CorpusError  # noqa: E402
 from core.tasks.lm import PromptTooLong, build_prompt  # noqa: E402
-from tui.widgets.sanitize import safe_text  # noqa: E402
+from core.text import safe_text  # noqa: E402
 from core.tokenizer import TokenizerError  # noqa: E402
 from core.trainer import Trainer, TrainingDiverged, load_model  # noqa: E402
 
@@ -93,12 +93,14 @@ def format_eval(ev):
 
 
 def cmd_train(args):
-    cfg = build_config(args)
+    for value in (args.save, args.resume):
+        if value is not None:
+            run_dir(value)  # a bad name is refused before any training, not at the first save
     until = parse_until(args.until) if args.until else None
     if args.resume:
-        tr = Trainer.from_save(args.resume, overrides=lambda c: _with_steps(c, args))
+        tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
     else:
-        tr = Trainer(cfg)
+        tr = Trainer(build_config(args))
     name = args.save or args.resume or f"{tr.cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = (lambda ev: print(json.dumps(_jsonable(ev)), flush=True)) if args.json else Progress(sys.stderr.isatty())
 
@@ -130,8 +132,11 @@ def cmd_train(args):
     return 0
 
 
-def _with_steps(cfg, args):
-    return replace_in(cfg, "train.max_steps", args.steps) if args.steps else cfg
+def resume_overrides(args):
+    """--set and --steps apply to a resumed run too (e.g. a lower lr after a divergence)."""
+    if args.corpus or args.val or args.config:
+        raise UserError("--resume keeps the run's corpus and config file; use --set to change a setting")
+    return list(args.set or []) + ([f"train.max_steps={args.steps}"] if args.steps else [])
 
 
 def cmd_eval(args):

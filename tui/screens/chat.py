@@ -22,7 +22,7 @@ from core.config import ConfigError, load_config
 from core.tasks.lm import PromptTooLong, build_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
-from tui.widgets.sanitize import safe_text
+from core.text import safe_text
 from tui.worker import chat_job
 
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"),

@@ -11,7 +11,7 @@ from textual.widgets import Button, DataTable, Static
 
 from core.checkpoint import SaveError, delete_run, list_runs
 from tui.screens.modals import ConfirmScreen
-from tui.widgets.sanitize import safe_text
+from core.text import safe_text
 
 
 def fmt_best(best) -> str:

@@ -13,7 +13,7 @@ from textual.widgets import Input, Label, RadioButton, RadioSet, Static
 from core.checkpoint import SaveError, run_dir
 from core.config import ConfigError, config_to_dict, load_config
 from core.tasks.corpus import CorpusError, load_conversations
-from tui.widgets.sanitize import safe_text
+from core.text import safe_text
 
 TASK_TITLES = {"reversal": "Reversal proof", "qa": "Q&A", "dialogue": "Dialogue"}
 KEYS = ("model.n_layer", "model.n_head", "model.n_embd", "model.block_size", "train.lr",

@@ -15,7 +15,7 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from .sanitize import safe_text
+from core.text import safe_text
 
 ROLES = ("user", "model", "system")
 _PREFIX = {"user": "you", "model": "model", "system": "note"}

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from .sanitize import safe_label
+from core.text import safe_label
 
 N_LEVELS = 64  # colour quantisation; the caption always shows the exact weight
 EMPTY_HINT = "no attention yet — start training"

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
-from .sanitize import safe_text
+from core.text import safe_text
 
 
 class LRSpark(Widget):

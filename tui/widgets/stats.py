@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from rich.text import Text
 from textual.widgets import Static
 
-from .sanitize import safe_text
+from core.text import safe_text
 
 UNKNOWN = "—"
 

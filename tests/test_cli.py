@@ -1,0 +1,75 @@
+"""The headless CLI, driven through main() with the saves folder in tmp_path."""
+
+import json
+
+import pytest
+
+from tui.cli import main
+
+
+@pytest.fixture(autouse=True)
+def saves(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_SAVES", str(tmp_path / "saves"))
+    return tmp_path / "saves"
+
+
+def events(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def test_train_reversal_json_until_target(capsys, saves):
+    assert main(["train", "reversal", "--json", "--save", "rev", "--until", "accuracy>=0.99"]) == 0
+    evs = events(capsys)
+    assert {e["event"] for e in evs} >= {"step", "eval", "done"}
+    done = evs[-1]
+    assert done["event"] == "done" and done["reason"] == "target reached"
+    assert done["metrics"]["accuracy"] >= 0.99 and done["steps"] == evs[-2]["step"]
+    assert (saves / "rev" / "best" / "weights.npz").is_file() and (saves / "rev" / "last" / "meta.json").is_file()
+
+
+def test_resume_continues_the_step_count_and_applies_set(capsys, saves):
+    assert main(["train", "reversal", "--json", "--save", "r", "--steps", "10"]) == 0
+    capsys.readouterr()
+    assert main(["train", "reversal", "--json", "--resume", "r", "--steps", "14", "--set", "train.lr=1e-3"]) == 0
+    evs = events(capsys)
+    steps = [e["step"] for e in evs if e["event"] == "step"]
+    assert steps == [11, 12, 13, 14]
+    assert evs[0]["lr"] < 1e-3 + 1e-12  # the new peak rate is in force
+    meta = json.loads((saves / "r" / "last" / "meta.json").read_text())
+    assert meta["step"] == 14
+
+
+def test_bad_name_is_refused_before_training(capsys, saves):
+    assert main(["train", "reversal", "--save", "../escape"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnlab: error:") and "escape" in err and "Traceback" not in err
+    assert not saves.exists() or not any(saves.iterdir())
+    assert main(["train", "reversal", "--save", ""]) == 2
+
+
+def test_bad_until_and_unknown_key_are_one_line_errors(capsys):
+    assert main(["train", "reversal", "--until", "accuracy>>1"]) == 2
+    assert "METRIC>=VALUE" in capsys.readouterr().err
+    assert main(["train", "reversal", "--set", "model.n_emb=32"]) == 2
+    err = capsys.readouterr().err
+    assert "n_emb" in err and "n_embd" in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_sample_runs_and_chat(capsys, monkeypatch, saves):
+    assert main(["train", "qa", "--json", "--save", "q", "--steps", "3", "--set", "model.n_layer=1",
+                 "--set", "model.n_embd=16", "--set", "model.n_head=2", "--set", "data.n_eval=2",
+                 "--set", "train.batch_size=4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "q", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert {"val_loss", "train_loss", "answer_exact", "train_answer_exact"} <= set(ev)
+    assert main(["sample", "q", "--prompt", "Q: Hi\nA:", "--max-new", "12", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert 1 <= len(out.rstrip("\n")) <= 12 * 4  # control characters would be shown escaped
+    assert main(["runs"]) == 0
+    assert "q " in capsys.readouterr().out
+    lines = iter(["Hello \u00e9!", "x" * 500, "/reset", "/quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "q", "--max-new", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "never seen" in out and "not sent" in out and out.count("bot> ") == 1
