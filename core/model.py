@@ -45,7 +45,7 @@ def init_params(cfg, rng, dtype=np.float32):
     return params
 
 
-def _views(buffer, shapes):
+def flat_views(buffer, shapes):
     """Dict of reshaped views into a flat buffer, in `shapes` order."""
     out, off = {}, 0
     for name, shape in shapes.items():
@@ -77,8 +77,8 @@ class Transformer:
         total = sum(int(np.prod(s)) for s in self.shapes.values())
         self.flat = np.zeros(total, self.dtype)  # (P,)
         self.grad_flat = np.zeros(total, self.dtype)  # (P,)
-        self.params = _views(self.flat, self.shapes)
-        self.grads = _views(self.grad_flat, self.shapes)
+        self.params = flat_views(self.flat, self.shapes)
+        self.grads = flat_views(self.grad_flat, self.shapes)
         if params is None:
             params = init_params(cfg, rng if rng is not None else np.random.default_rng(0), self.dtype)
         self.load_params(params)

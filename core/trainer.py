@@ -14,7 +14,7 @@ import numpy as np
 
 from core import checkpoint
 from core.config import ConfigError, config_from_dict, config_to_dict
-from core.model import Transformer
+from core.model import Transformer, flat_views
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
 from core.tokenizer import CharTokenizer
@@ -75,6 +75,11 @@ class Trainer:
 
     def stop(self):
         self._stop.set()
+        self._run.set()
+
+    def rearm(self):
+        """Clear a previous stop() so run() can continue this trainer."""
+        self._stop.clear()
         self._run.set()
 
     @property
@@ -200,8 +205,8 @@ class Trainer:
         if self.broken:
             raise checkpoint.SaveError(f"not saved: {self.broken}; the previous save is kept")
         opt = {"t": np.array(self.opt.t, dtype=np.int64)}
-        m_views = _split(self.opt.m, self.model.shapes)
-        v_views = _split(self.opt.v, self.model.shapes)
+        m_views = flat_views(self.opt.m, self.model.shapes)
+        v_views = flat_views(self.opt.v, self.model.shapes)
         for k in self.model.shapes:
             opt["m/" + k], opt["v/" + k] = m_views[k], v_views[k]
         return checkpoint.save_checkpoint(name, tag, self.model.params, opt, self.state_meta(),
@@ -279,15 +284,6 @@ def _saved_config(ck):
         return config_from_dict(ck.config, where=f"{ck.path}/config.yaml")
     except ConfigError as e:
         raise checkpoint.SaveError(f"{e}; the save is damaged or from another version") from None
-
-
-def _split(flat, shapes):
-    out, off = {}, 0
-    for name, shape in shapes.items():
-        n = int(np.prod(shape))
-        out[name] = flat[off:off + n].reshape(shape)
-        off += n
-    return out
 
 
 def _plain(d):

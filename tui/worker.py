@@ -40,11 +40,6 @@ class GuardedTrainer(Trainer):
         with self.weights_lock:
             return self.model.snapshot()
 
-    def rearm(self):
-        """Clear a previous stop() so run() can continue this trainer."""
-        self._stop.clear()
-        self._run.set()
-
 
 def describe(exc: BaseException) -> str:
     """One line naming the cause of a worker failure."""
