@@ -10,7 +10,7 @@ import sys
 SUITES = {
     "core": "bench.core",    # training step, matmul floor, KV-cache generation, PyTorch twin
     "tasks": "bench.tasks",  # per-task time-to-milestone (not written yet)
-    "tui": "bench.tui",      # dashboard frame and event throughput (not written yet)
+    "tui": "bench.tui",      # keypress latency while training, throughput with the UI vs headless
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

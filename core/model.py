@@ -182,7 +182,7 @@ class Transformer:
             raise RuntimeError("backward() needs a forward() with targets first")
         c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T, ws = self._cache
         self._cache = None  # the caches are consumed in place
-        cfg, P, G = self.cfg, self.params, self.grads
+        cfg, G = self.cfg, self.grads
         W = _buffers(ws)
         dlogits = ops.cross_entropy_backward(c_ce)  # (B, T, V)
         B = dlogits.shape[0]

@@ -6,7 +6,6 @@ prompt builder and safe_text: each returns a result or raises its own error clas
 one line with no control characters. The CLI turns bad corpora into one error line.
 """
 import os
-import string
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +15,8 @@ from core.config import SECTIONS, Config, ConfigError, load_config
 from core.tasks.corpus import MAX_LINE, CorpusError, parse_conversations, read_text
 from core.tasks.lm import PromptTooLong, build_prompt
 from core.tokenizer import CharTokenizer, TokenizerError
-from tests.fault_helpers import TINY_REVERSAL, assert_one_error_line, cli_inproc, cli_many, record
 from core.text import safe_text
+from tests.fault_helpers import assert_one_error_line, cli_inproc, cli_many, record
 
 N = int(os.environ.get("ATTNLAB_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=N, deadline=None, derandomize=True,

@@ -17,7 +17,7 @@ import pytest
 
 from core.checkpoint import SaveError, load_checkpoint
 from core.config import load_config
-from core.trainer import Trainer, load_model
+from core.trainer import Trainer
 from tests.fault_helpers import TINY_REVERSAL, assert_one_error_line, cli_inproc, cli_many, record
 
 

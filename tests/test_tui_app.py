@@ -17,7 +17,7 @@ from tui.app import AttnLab
 from tui.screens.chat import ChatView
 from tui.screens.modals import PALETTE, TABS, HelpScreen
 from tui.screens.setup import SetupPane, input_id
-from tui.widgets import AttentionMap, ChatPane, LossPlot, LRSpark, StatsPanel
+from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
 
 SIZE = (120, 40)
 TINY_QA = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=128",

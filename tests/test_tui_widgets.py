@@ -360,8 +360,10 @@ async def test_lossplot_keys():
             seen.append(plot.ema)
         assert seen == [0.98, 0.0, 0.6, 0.9]
         assert set(seen) == set(EMA_CYCLE)
-        await pilot.press("l")
-        assert plot.log_y and plot.dirty
+        redraws = plot.redraws
+        await pilot.press("l")  # a key redraws at once (the 60 s timer never fires here)
+        assert plot.log_y and plot.redraws == redraws + 1 and not plot.dirty
+        assert "(log)" in plot.render().plain
         await pilot.press("x")
         assert plot.x_axis == "time"
         await pilot.press("x")

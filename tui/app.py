@@ -18,6 +18,7 @@ from textual.worker import get_current_worker
 from core.checkpoint import SaveError
 from core.config import ConfigError
 from core.tasks.corpus import CorpusError
+from core.text import safe_text
 from core.trainer import load_model
 from tui import messages as msg
 from tui.screens.chat import ChatSource, ChatView
@@ -26,7 +27,6 @@ from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane
 from tui.screens.train import AttentionPane, TrainPane
 from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
-from core.text import safe_text
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
 
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
@@ -190,8 +190,7 @@ class AttnLab(App):
         plot, spark = self.query_one(LossPlot), self.query_one(LRSpark)
         for ev in message.events:
             plot.add_point("train", ev["step"], ev["elapsed_s"], ev["loss"])
-        for ev in message.events[-20:]:
-            spark.push(ev["lr"])
+        spark.extend(ev["lr"] for ev in message.events[-20:])
         ev = message.events[-1]
         self.query_one(StatsPanel).update_stats({k: ev[k] for k in ("step", "max_steps", "loss", "tokens_per_s",
                                                                    "grad_norm")} | {"ms_per_step": ev["ms"]})

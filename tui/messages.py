@@ -6,7 +6,7 @@ from textual.message import Message
 
 
 class TrainSteps(Message):
-    """A batch of step events gathered over ~0.25 s (posting every step would flood the UI)."""
+    """A batch of step events gathered over ~0.5 s (posting every step would flood the UI)."""
 
     def __init__(self, events: list[dict]) -> None:
         super().__init__()

@@ -15,7 +15,7 @@ from core.trainer import Trainer, TrainingDiverged
 from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, TrainDone, TrainEval, TrainPaused,
                           TrainSteps, WorkerFailed)
 
-STEP_INTERVAL = 0.25  # seconds between batches of step events
+STEP_INTERVAL = 0.5  # seconds between batches of step events (stats and progress redraw this often)
 ATTENTION_INTERVAL = 0.4  # seconds between attention probes during training
 CHUNK_INTERVAL = 0.05  # seconds between chat chunks
 

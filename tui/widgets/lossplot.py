@@ -105,7 +105,7 @@ class LossPlot(PlotextPlot, can_focus=True):
     log_y: reactive[bool] = reactive(False, init=False)
     x_axis: reactive[str] = reactive("step", init=False)
 
-    def __init__(self, *, max_points: int = 20_000, refresh_interval: float = 0.3, title: str = "loss",
+    def __init__(self, *, max_points: int = 20_000, refresh_interval: float = 0.5, title: str = "loss",
                  name: str | None = None, id: str | None = None, classes: str | None = None,
                  disabled: bool = False) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
@@ -205,14 +205,21 @@ class LossPlot(PlotextPlot, can_focus=True):
             raise ValueError(f"x_axis must be one of {X_AXES}, got {value!r}")
         return value
 
+    # a key press redraws at once (the timer's pace is for training updates, not for the user)
     def watch_ema(self) -> None:
-        self._dirty = True
+        self._redraw_now()
 
     def watch_log_y(self) -> None:
-        self._dirty = True
+        self._redraw_now()
 
     def watch_x_axis(self) -> None:
-        self._dirty = True
+        self._redraw_now()
+
+    def _redraw_now(self) -> None:
+        if self.is_mounted:
+            self.redraw()
+        else:
+            self._dirty = True
 
     def action_cycle_ema(self) -> None:
         later = [a for a in EMA_CYCLE if a > self.ema + 1e-9]

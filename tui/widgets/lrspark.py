@@ -59,6 +59,13 @@ class LRSpark(Widget):
         self._values.append(value)
         self._sync()
 
+    def extend(self, values) -> None:
+        """Append several values (non-finite ones ignored) and redraw once."""
+        finite = [float(v) for v in values if math.isfinite(float(v))]
+        if finite:
+            self._values.extend(finite)
+            self._sync()
+
     def clear(self) -> None:
         self._values.clear()
         self._sync()
@@ -69,5 +76,6 @@ class LRSpark(Widget):
     def _sync(self) -> None:
         if not self.is_mounted:
             return
-        self.query_one(Label).update(self._label_text())
+        label, text = self.query_one(Label), self._label_text()
+        label.update(text, layout=len(text) != len(str(label.content)))  # relayout only if the width changes
         self.query_one(Sparkline).data = list(self._values)

@@ -106,7 +106,7 @@ class StatsPanel(Static):
     def update_stats(self, d: Mapping[str, Any]) -> None:
         """Merge d into the shown stats (a key set to None shows '—') and redraw."""
         self.stats.update(d)
-        self.update(self._render_text())
+        self.update(self._render_text(), layout=False)  # always the same rows: no relayout of the screen
 
     def clear_stats(self) -> None:
         self.stats.clear()
