@@ -111,7 +111,7 @@ async def ui_run(cfg, steps=None, presses=0, seed=0, timeout=120.0):
             tr.stop()
         while app.training and time.monotonic() < end:
             await asyncio.sleep(0.1)
-        app.trainer.stop()
+        tr.stop()
     return tokens_per_s(tr), latencies
 
 
