@@ -127,3 +127,17 @@ def test_stream_loss_scores_every_character_once(tmp_path):
 def test_dialogue_task_has_slots_for_held_out_dialogues():
     task = make_task(load_config("dialogue", overrides=TINY))
     assert task.slots is not None and len(task.slots) == len(task.val_convs)
+
+
+def test_dialogue_training_windows_vary_the_remembered_values():
+    from core.tasks.dialogue import substitute
+    turns = [("My pet is a Dog.", "A dog is a nice pet."), ("What pet do I have?", "You have a dog.")]
+    out = substitute(turns, ["dog"], lambda: "zuma")
+    assert out == [("My pet is a Zuma.", "A zuma is a nice pet."), ("What pet do I have?", "You have a zuma.")]
+    assert substitute([("hotdog", "dog")], ["dog"], lambda: "x") == [("hotdog", "x")]  # whole words only
+    task = make_task(load_config("dialogue", overrides=TINY))
+    x, y, _ = task.batch("train", 8, np.random.default_rng(0))
+    assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])
+    train_text = task.tokenizer.decode(task.train_ids)
+    words = set(task.tokenizer.decode(x[:4].ravel()).replace("\n", " ").replace(".", " ").split())
+    assert words - set(train_text.replace("\n", " ").replace(".", " ").split())  # made-up values appear

@@ -6,11 +6,15 @@ dialogue's topic words and whose generated answer mentions one too.
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
+from core.tasks.corpus import format_conversation
 from core.tasks.lm import LMTask, build_prompt, normalise
+
+CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
 
 
 def read_slots(corpus_path, n_dialogues):
@@ -31,6 +35,16 @@ def recall_scores(results):
     return float(np.mean([normalise(v) in normalise(g) for g, v in results]))
 
 
+def substitute(turns, values, fresh):
+    """The turns with each slot value replaced by fresh() everywhere (whole words, first-letter case kept)."""
+    for value in values:
+        new = fresh()
+        pat = re.compile(rf"\b{re.escape(value)}\b", re.IGNORECASE)
+        repl = lambda m, new=new: new.capitalize() if m.group(0)[0].isupper() else new  # noqa: E731
+        turns = [(pat.sub(repl, q), pat.sub(repl, a)) for q, a in turns]
+    return turns
+
+
 def mentions(text, words):
     t = f" {normalise(text)} "
     return any(f" {normalise(w)} " in t for w in words)
@@ -44,6 +58,36 @@ class DialogueTask(LMTask):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.slots = read_slots(self.val_path, len(self.val_convs))
+        # with its own annotations (not a split of one file), training can vary the slot values
+        self.train_slots = read_slots(self.train_path, len(self.train_convs)) if self.val_path else None
+        have = set(self.tokenizer.chars)
+        self.syllables = [c + v for c in CONSONANTS for v in VOWELS if c in have and v in have]
+
+    def batch(self, split, batch_size, rng):
+        """As LMTask.batch, but in training half the windows hold dialogues whose remembered values
+        (names, pets, ...) are fresh made-up words: the model must copy them from the context, as it
+        must for held-out dialogues, instead of recalling the few values the corpus holds."""
+        x, y, mask = super().batch(split, batch_size, rng)
+        if split != "train" or not self.train_slots or not self.syllables:
+            return x, y, mask
+        for b in range(batch_size // 2):
+            w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
+            x[b], y[b] = w[:-1], w[1:]
+        return x, y, mask
+
+    def _word(self, rng):
+        return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
+
+    def _fresh_window(self, rng, n):
+        """n token ids of dialogues with fresh slot values, starting at a turn start."""
+        text = ""
+        while len(text) < n:
+            d = int(rng.integers(len(self.train_convs)))
+            values = [s["value"] for s in self.train_slots[d].get("slots", [])]
+            turns = substitute(self.train_convs[d], values, lambda: self._word(rng))
+            start = int(rng.integers(len(turns))) if not text and rng.random() < 0.5 else 0
+            text += ("\n" if text else "") + format_conversation(turns[start:])
+        return self.tokenizer.encode(text[:n], unknown="unk")
 
     def evaluate(self, model, rng=None, full=False):
         """Losses, context recall and topic coherence on held-out dialogues."""
