@@ -141,3 +141,26 @@ def test_dialogue_training_windows_vary_the_remembered_values():
     train_text = task.tokenizer.decode(task.train_ids)
     words = set(task.tokenizer.decode(x[:4].ravel()).replace("\n", " ").replace(".", " ").split())
     assert words - set(train_text.replace("\n", " ").replace(".", " ").split())  # made-up values appear
+
+
+def test_several_corpora_are_joined(tmp_path):
+    import os
+    a, b, v = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "v.txt"
+    a.write_text("".join(f"Q: a{i}?\nA: alpha {i}.\n\n" for i in range(5)))
+    b.write_text("".join(f"Q: b{i}?\nA: beta {i}.\n\n" for i in range(7)))
+    v.write_text("Q: c?\nA: gamma.\n")
+    task = make_task(load_config("qa", overrides=TINY + [f"data.corpus={a}{os.pathsep}{b}", f"data.val_corpus={v}"]))
+    assert len(task.train_convs) == 12 and task.val_convs == [[("c?", "gamma.")]]
+    assert "g" in task.tokenizer.chars  # the tokenizer covers every file
+
+
+def test_sparse_stream_loss_spreads_windows_over_the_stream():
+    task = make_task(load_config("qa", overrides=TINY))
+    seen = []
+
+    class Spy:
+        def forward(self, idx):
+            seen.extend(idx[:, 0].tolist())
+            return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
+    loss, _ = task.stream_loss(Spy(), task.train_ids, task.train_ans, max_windows=10)
+    assert loss == pytest.approx(np.log(task.tokenizer.vocab_size)) and len(seen) == 10

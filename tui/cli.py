@@ -50,7 +50,7 @@ def parse_until(text):
 def build_config(args):
     overrides = list(args.set or [])
     if getattr(args, "corpus", None):
-        overrides.append(f"data.corpus={Path(args.corpus).resolve()}")
+        overrides.append(f"data.corpus={os.pathsep.join(str(Path(c).resolve()) for c in args.corpus)}")
     if getattr(args, "val", None):
         overrides.append(f"data.val_corpus={Path(args.val).resolve()}")
     if getattr(args, "steps", None):
@@ -232,7 +232,7 @@ def make_parser():
     t.add_argument("task", choices=TASKS)
     t.add_argument("--config", help="YAML file of settings (sections model/train/data/sample)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. train.lr=3e-3")
-    t.add_argument("--corpus", help="training text in Q:/A: format")
+    t.add_argument("--corpus", action="append", help="training text in Q:/A: format (repeat to join several)")
     t.add_argument("--val", help="validation text in Q:/A: format (else the corpus is split)")
     t.add_argument("--save", metavar="NAME", help="save under saves/NAME (default: task and time)")
     t.add_argument("--resume", metavar="NAME", help="continue the run saved as NAME")

@@ -59,9 +59,13 @@ class DialogueTask(LMTask):
         super().__init__(cfg)
         self.slots = read_slots(self.val_path, len(self.val_convs))
         # with its own annotations (not a split of one file), training can vary the slot values
-        self.train_slots = read_slots(self.train_path, len(self.train_convs)) if self.val_path else None
+        own_files = self.val_path is not None and self.train_path is not None
+        self.train_slots = read_slots(self.train_path, len(self.train_convs)) if own_files else None
         have = set(self.tokenizer.chars)
         self.syllables = [c + v for c in CONSONANTS for v in VOWELS if c in have and v in have]
+        # made-up values: half syllable words, half real words of the training text (natural spelling)
+        text = self.tokenizer.decode(self.train_ids).lower()
+        self.words = sorted({w for w in re.findall(r"[a-z]{3,10}", text)})
 
     def batch(self, split, batch_size, rng):
         """As LMTask.batch, but in training half the windows hold dialogues whose remembered values
@@ -76,6 +80,8 @@ class DialogueTask(LMTask):
         return x, y, mask
 
     def _word(self, rng):
+        if self.words and rng.random() < 0.5:
+            return self.words[int(rng.integers(len(self.words)))]
         return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
 
     def _fresh_window(self, rng, n):

@@ -4,6 +4,7 @@ The stream is the corpus text encoded once; a batch is B random windows of block
 A parallel boolean stream marks answer characters, so loss can be reported on answers alone.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,8 +60,10 @@ class LMTask:
         self.cfg = cfg
         d = cfg.data
         own = CORPORA / self.default_dir
-        self.train_path = Path(d.corpus) if d.corpus else own / "train.txt"
-        train = load_conversations(self.train_path)
+        # data.corpus may list several files (os.pathsep between them): their conversations are joined
+        paths = [Path(c) for c in d.corpus.split(os.pathsep) if c] if d.corpus else [own / "train.txt"]
+        self.train_path = paths[0] if len(paths) == 1 else None  # a single file may have sidecars
+        train = [c for p in paths for c in load_conversations(p)]
         if d.val_corpus:
             self.val_path = Path(d.val_corpus)
             val = load_conversations(self.val_path)
@@ -71,7 +74,7 @@ class LMTask:
             self.val_path = None
             train, val = split_conversations(train, d.val_fraction, cfg.train.seed)
             if not val:
-                raise CorpusError(f"{self.train_path}: needs at least two conversations to hold one out "
+                raise CorpusError(f"{d.corpus}: needs at least two conversations to hold one out "
                                   "for validation, or pass a separate validation file")
         self.train_convs, self.val_convs = train, val
         alltext = "".join(f"Q: {q}\nA: {a}\n" for c in train + val for q, a in c)
@@ -80,7 +83,7 @@ class LMTask:
         self.val_ids, self.val_ans, _ = encode_conversations(val, self.tokenizer)
         T = cfg.model.block_size
         if len(self.train_ids) < T + 2:
-            raise CorpusError(f"{self.train_path}: only {len(self.train_ids)} characters; a model with "
+            raise CorpusError(f"{d.corpus or self.train_path}: only {len(self.train_ids)} characters; a model with "
                               f"block_size={T} needs more text than one window")
 
     def batch(self, split, batch_size, rng):
@@ -104,15 +107,17 @@ class LMTask:
         """Mean nats per character over the stream (all and answers only), each scored once.
 
         Windows of block_size advance by half a window; after the first, only their second half is
-        scored, so every character but the first is predicted with at least T/2 of context.
+        scored, so every character but the first is predicted with at least T/2 of context. With
+        max_windows, that many windows spread evenly over the stream give an unbiased estimate.
         """
         T = min(self.cfg.model.block_size, len(ids) - 1)
         hop = max(1, T // 2)
         starts = list(range(0, len(ids) - T, hop))
         if starts[-1] != len(ids) - 1 - T:
             starts.append(len(ids) - 1 - T)
-        if max_windows and len(starts) > max_windows:
-            starts = starts[:max_windows]
+        sparse = bool(max_windows) and len(starts) > max_windows
+        if sparse:
+            starts = [starts[i] for i in np.linspace(0, len(starts) - 1, max_windows).astype(int)]
         tot = ans_tot = 0.0
         n = ans_n = 0
         covered = 0  # first stream position not yet scored
@@ -125,7 +130,10 @@ class LMTask:
             logp = lg - np.log(np.exp(lg).sum(-1, keepdims=True))  # (B, T, V)
             nll = -np.take_along_axis(logp, w[:, 1:, None], axis=-1)[..., 0]  # (B, T)
             for r, start in enumerate(s):
-                first = max(covered, start + 1) - (start + 1)  # skip targets already scored
+                if sparse:  # separate windows: score the half that has T/2 of context
+                    first = 0 if start == 0 else hop
+                else:  # overlapping windows: skip targets already scored
+                    first = max(covered, start + 1) - (start + 1)
                 tgt_pos = start + 1 + np.arange(first, T)
                 vals = nll[r, first:]
                 tot += float(vals.sum()); n += vals.size
@@ -138,7 +146,7 @@ class LMTask:
         """val loss (all characters, answers) and train loss on a fixed sample of the training stream."""
         cap = None if full else 64
         val_all, val_ans = self.stream_loss(model, self.val_ids, self.val_ans, cap)
-        tr_all, tr_ans = self.stream_loss(model, self.train_ids, self.train_ans, 32 if not full else 256)
+        tr_all, tr_ans = self.stream_loss(model, self.train_ids, self.train_ans, 64 if not full else 512)
         return {"val_loss": val_all, "val_answer_loss": val_ans, "train_loss": tr_all, "train_answer_loss": tr_ans}
 
     def answer(self, model, history, question, max_chars=80):
