@@ -7,3 +7,13 @@ import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def saves(tmp_path, monkeypatch):
+    """Every test saves under its own temporary folder, never the repository's saves/."""
+    d = tmp_path / "saves"
+    monkeypatch.setenv("ATTNLAB_SAVES", str(d))
+    return d

@@ -10,11 +10,6 @@ from bench import tui as bench_tui
 TINY = ["model.n_layer=1", "model.n_head=2", "model.n_embd=16", "model.block_size=16", "train.batch_size=4"]
 
 
-@pytest.fixture(autouse=True)
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNLAB_SAVES", str(tmp_path / "saves"))
-
-
 def test_measure_keys_and_ratio_definition():
     r = bench_tui.measure(steps=6, presses=3, rounds=2, overrides=TINY)
     for key in ("key_latency_p50_ms", "key_latency_p95_ms", "ui_tokens_per_s", "headless_tokens_per_s",

@@ -2,15 +2,8 @@
 
 import json
 
-import pytest
 
 from tui.cli import main
-
-
-@pytest.fixture(autouse=True)
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNLAB_SAVES", str(tmp_path / "saves"))
-    return tmp_path / "saves"
 
 
 def events(capsys):

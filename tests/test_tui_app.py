@@ -24,13 +24,6 @@ TINY_QA = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_
            "train.batch_size=8", "train.eval_interval=1000", "train.max_steps=5000", "model.dropout=0.0"]
 
 
-@pytest.fixture(autouse=True)
-def saves(tmp_path, monkeypatch):
-    d = tmp_path / "saves"
-    monkeypatch.setenv("ATTNLAB_SAVES", str(d))
-    return d
-
-
 async def wait_for(pilot, cond, timeout=20.0, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -23,13 +23,6 @@ from tui.screens.chat import ChatView
 from tui.widgets import StatsPanel
 
 
-@pytest.fixture(autouse=True)
-def saves(tmp_path, monkeypatch):
-    d = tmp_path / "saves"
-    monkeypatch.setenv("ATTNLAB_SAVES", str(d))
-    return d
-
-
 @pytest.fixture
 def tiny_qa(saves):
     tr = Trainer(load_config("qa", overrides=TINY_QA))

@@ -11,6 +11,7 @@ from textual.widgets import Input
 
 from core.trainer import HISTORY
 from tests.fault_helpers import record
+from tests.test_tui_app import wait_for
 from tui.app import AttnLab
 from tui.screens.setup import SetupPane, input_id
 from tui.widgets import LossPlot, LRSpark, StatsPanel
@@ -22,11 +23,6 @@ PLOT_POINTS = 4000  # below STEPS, so the plot's history must compact to stay bo
 MB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def saves(tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNLAB_SAVES", str(tmp_path / "saves"))
-
-
 def memory():
     """(current RSS, peak RSS) of this process in bytes, from /proc/self/status."""
     fields = {}
@@ -36,15 +32,6 @@ def memory():
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0]) * 1024
     return fields["VmRSS"], fields["VmHWM"]
-
-
-async def wait_for(pilot, cond, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc for RSS")

@@ -45,6 +45,24 @@ def substitute(turns, values, fresh):
     return turns
 
 
+def slot_library(convs, annotations):
+    """Per slot, the corpus' fact turns and recall turns with the value cut out ("\\0" marks it,
+    "\\1" where it was capitalised), and the turns that carry no slot (small talk)."""
+    facts, recalls, fillers = {}, {}, []
+    for turns, ann in zip(convs, annotations):
+        used = set()
+        for s in ann.get("slots", []):
+            pat = re.compile(rf"\b{re.escape(s['value'])}\b", re.IGNORECASE)
+            cut = lambda text: pat.sub(lambda m: "\1" if m.group(0)[0].isupper() else "\0", text)  # noqa: E731
+            for kind, t in ((facts, s["fact_turn"]), (recalls, s["turn"])):
+                q, a = turns[t]
+                kind.setdefault(s["slot"], set()).add((cut(q), cut(a)))
+                used.add(t)
+        fillers += [t for i, t in enumerate(turns) if i not in used]
+    as_lists = lambda d: {k: sorted(v) for k, v in d.items()}  # noqa: E731
+    return as_lists(facts), as_lists(recalls), sorted(set(fillers))
+
+
 def mentions(text, words):
     t = f" {normalise(text)} "
     return any(f" {normalise(w)} " in t for w in words)
@@ -66,6 +84,7 @@ class DialogueTask(LMTask):
         # made-up values: half syllable words, half real words of the training text (natural spelling)
         text = self.tokenizer.decode(self.train_ids).lower()
         self.words = sorted({w for w in re.findall(r"[a-z]{3,10}", text)})
+        self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
 
     def batch(self, split, batch_size, rng):
         """As LMTask.batch, but in training half the windows hold dialogues whose remembered values
@@ -85,15 +104,37 @@ class DialogueTask(LMTask):
         return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
 
     def _fresh_window(self, rng, n):
-        """n token ids of dialogues with fresh slot values, starting at a turn start."""
+        """n token ids of dialogues with fresh slot values, starting at a turn start: half are corpus
+        dialogues with their values replaced, half are dense ones built from the corpus' own fact and
+        recall turns (two or three facts, then every one asked back, in shuffled order)."""
         text = ""
         while len(text) < n:
-            d = int(rng.integers(len(self.train_convs)))
-            values = [s["value"] for s in self.train_slots[d].get("slots", [])]
-            turns = substitute(self.train_convs[d], values, lambda: self._word(rng))
-            start = int(rng.integers(len(turns))) if not text and rng.random() < 0.5 else 0
-            text += ("\n" if text else "") + format_conversation(turns[start:])
+            if self.library and rng.random() < 0.5:
+                turns = self._dense_dialogue(rng)
+            else:
+                d = int(rng.integers(len(self.train_convs)))
+                values = [s["value"] for s in self.train_slots[d].get("slots", [])]
+                turns = substitute(self.train_convs[d], values, lambda: self._word(rng))
+                if not text and rng.random() < 0.5:
+                    turns = turns[int(rng.integers(len(turns))):]
+            text += ("\n" if text else "") + format_conversation(turns)
         return self.tokenizer.encode(text[:n], unknown="unk")
+
+    def _dense_dialogue(self, rng):
+        facts, recalls, fillers = self.library
+        names = sorted(facts)
+        chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
+        turns, asks = [], []
+        for slot in chosen:
+            word = self._word(rng)
+            put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
+            q, a = facts[slot][int(rng.integers(len(facts[slot])))]
+            turns.append((put(q), put(a)))
+            rq, ra = recalls[slot][int(rng.integers(len(recalls[slot])))]
+            asks.append((put(rq), put(ra)))
+            if fillers and rng.random() < 0.3:
+                turns.append(fillers[int(rng.integers(len(fillers)))])
+        return turns + [asks[i] for i in rng.permutation(len(asks))]
 
     def evaluate(self, model, rng=None, full=False):
         """Losses, context recall and topic coherence on held-out dialogues."""
