@@ -62,7 +62,7 @@ def reversal(seeds):
 
 SUITE = {
     "reversal": None,  # special: several lengths and seeds
-    "qa": ("qa", [], {"val_loss": ("<=", 1.5), "answer_exact": (">=", 0.6)}),
+    "qa": ("qa", [], {"val_loss": ("<=", 1.5), "answer_exact": (">=", 0.6), "train_answer_exact": (">=", 0.9)}),
     # TinyTalks, the external yardstick: train loss < 1.5 as fast as possible (qa preset, frequent evals)
     "tinytalks": ("qa", [f"data.corpus={TINYTALKS / 'train.txt'}", f"data.val_corpus={TINYTALKS / 'val.txt'}",
                          "train.eval_interval=25", "data.n_eval=10"],

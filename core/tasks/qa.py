@@ -57,11 +57,10 @@ class QATask(LMTask):
         s = answer_scores(everything)
         m["answer_exact"], m["answer_similarity"] = s["exact"], s["similarity"]
         m["answer_by_level"] = {lv: answer_scores(ps) for lv, ps in sorted(by_level.items())}
-        if full:
-            k = min(len(self.train_pairs), 200)
-            sel = np.linspace(0, len(self.train_pairs) - 1, k).astype(int)
-            m["train_answer_exact"] = answer_scores(
-                [(self.answer(model, [], self.train_pairs[i][0]), self.train_pairs[i][1]) for i in sel])["exact"]
+        k = len(self.train_pairs) if full else min(len(self.train_pairs), max(1, n // 3))
+        sel = np.linspace(0, len(self.train_pairs) - 1, k).astype(int)  # recall of training answers
+        m["train_answer_exact"] = answer_scores(
+            [(self.answer(model, [], self.train_pairs[i][0]), self.train_pairs[i][1]) for i in sel])["exact"]
         return m
 
     def probe(self, text=None):
