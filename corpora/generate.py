@@ -277,39 +277,44 @@ def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
-# slot -> (fact questions, fact answer, recall questions, recall answer); {v} value,
-# {V} capitalised value, {a}/{A} its article. The first four name facts open a dialogue
-# (turn 0); the last two are used later in it.
+# slot -> ([(fact question, recall answer)], fact answer, recall questions); {v} value,
+# {V} capitalised value, {a}/{A} its article. Each recall answer mirrors the words of the fact it
+# recalls ("I have a dog." ... "You have a dog."), as people do. The first four name facts open a
+# dialogue (turn 0); the last two are used later in it.
 DIALOGUE_TEMPLATES = {
-    "name": (["Hi, I am {v}.", "Hello, my name is {v}.", "Hi! My name is {v}.",
-              "Hey, I am {v}.", "My name is {v}.", "By the way, I am {v}."],
+    "name": ([("Hi, I am {v}.", "You are {v}."), ("Hello, my name is {v}.", "Your name is {v}."),
+              ("Hi! My name is {v}.", "Your name is {v}."), ("Hey, I am {v}.", "You are {v}."),
+              ("My name is {v}.", "Your name is {v}."), ("By the way, I am {v}.", "You are {v}.")],
              "Nice to meet you, {v}.",
-             ["What is my name?", "Do you know my name?", "Who am I?",
-              "Can you tell me my name?"], "Your name is {v}."),
-    "drink": (["I like to drink {v}.", "My favourite drink is {v}.", "I drink {v} every day."],
+             ["What is my name?", "Do you know my name?", "Who am I?", "Can you tell me my name?"]),
+    "drink": ([("I like to drink {v}.", "You like to drink {v}."),
+               ("My favourite drink is {v}.", "Your favourite drink is {v}."),
+               ("I drink {v} every day.", "You drink {v} every day.")],
               "{V} is a nice drink.",
-              ["What do I like to drink?", "What is my favourite drink?",
-               "Which drink do I like?"], "You like {v}."),
-    "pet": (["I have {a} {v}.", "I have a pet {v}.", "My pet is {a} {v}."],
+              ["What do I like to drink?", "What is my favourite drink?", "Which drink do I like?"]),
+    "pet": ([("I have {a} {v}.", "You have {a} {v}."), ("I have a pet {v}.", "You have a pet {v}."),
+             ("My pet is {a} {v}.", "Your pet is {a} {v}.")],
             "{A} {v} is a nice pet.",
-            ["What pet do I have?", "What is my pet?", "What animal do I have?"],
-            "You have {a} {v}."),
-    "city": (["I live in {v}.", "My home is in {v}.", "I live in the city of {v}."],
+            ["What pet do I have?", "What is my pet?", "What animal do I have?"]),
+    "city": ([("I live in {v}.", "You live in {v}."), ("My home is in {v}.", "Your home is in {v}."),
+              ("I live in the city of {v}.", "You live in the city of {v}.")],
              "{V} sounds like a nice place.",
-             ["Where do I live?", "What city do I live in?", "Which city is my home?"],
-             "You live in {v}."),
-    "colour": (["My favourite colour is {v}.", "I like the colour {v}.",
-                "{V} is my favourite colour."], "{V} is a lovely colour.",
-               ["What is my favourite colour?", "What colour do I like?"],
-               "Your favourite colour is {v}."),
-    "food": (["My favourite food is {v}.", "I love to eat {v}."], "{V} is tasty.",
-             ["What is my favourite food?", "What do I like to eat?"],
-             "Your favourite food is {v}."),
-    "sport": (["I play {v}.", "I like to play {v}.", "My sport is {v}."],
+             ["Where do I live?", "What city do I live in?", "Which city is my home?"]),
+    "colour": ([("My favourite colour is {v}.", "Your favourite colour is {v}."),
+                ("I like the colour {v}.", "You like the colour {v}."),
+                ("The colour I like best is {v}.", "The colour you like best is {v}.")],
+               "{V} is a lovely colour.",
+               ["What is my favourite colour?", "What colour do I like?"]),
+    "food": ([("My favourite food is {v}.", "Your favourite food is {v}."),
+              ("I love to eat {v}.", "You love to eat {v}.")], "{V} is tasty.",
+             ["What is my favourite food?", "What do I like to eat?"]),
+    "sport": ([("I play {v}.", "You play {v}."), ("I like to play {v}.", "You like to play {v}."),
+               ("My sport is {v}.", "Your sport is {v}.")],
               "{V} is a fun sport.",
-              ["What sport do I play?", "Which sport do I play?"], "You play {v}."),
-    "job": (["I work as {a} {v}.", "I am {a} {v} by trade."], "Being {a} {v} sounds great.",
-            ["What is my job?", "What do I do for work?"], "You are {a} {v}."),
+              ["What sport do I play?", "Which sport do I play?"]),
+    "job": ([("I work as {a} {v}.", "You work as {a} {v}."), ("I am {a} {v} by trade.", "You are {a} {v} by trade.")],
+            "Being {a} {v} sounds great.",
+            ["What is my job?", "What do I do for work?"]),
 }
 # (question, answer, slot it follows or None, place: "any" | "first" | "last")
 FILLERS = [
@@ -525,21 +530,22 @@ def make_dialogue(rng: random.Random, split: str) -> tuple[list[tuple[str, str]]
             continue
         values = {s: rng.choice(POOLS[s][SPLITS.index(split)]) for s in slots}
         turns, recalls = [], []
-        fact_turn = {}
+        fact_turn, mirror = {}, {}
         for i, (kind, x) in enumerate(items):
             if kind == "filler":
                 turns.append((x[0], x[1]))
                 continue
-            fact_qs, fact_a, recall_qs, recall_a = DIALOGUE_TEMPLATES[x]
+            fact_qs, fact_a, recall_qs = DIALOGUE_TEMPLATES[x]
             v = values[x]
             if kind == "fact":
                 choices = fact_qs[:4] if (x == "name" and i == 0) else fact_qs
                 if x == "name" and i > 0:
                     choices = fact_qs[4:]
-                turns.append((_fill(rng.choice(choices), v), _fill(fact_a, v)))
+                fact_q, mirror[x] = rng.choice(choices)
+                turns.append((_fill(fact_q, v), _fill(fact_a, v)))
                 fact_turn[x] = i
             else:
-                turns.append((rng.choice(recall_qs), _fill(recall_a, v)))
+                turns.append((rng.choice(recall_qs), _fill(mirror[x], v)))
                 recalls.append({"turn": i, "slot": x, "value": v, "fact_turn": fact_turn[x]})
         if len(dialogue_text(turns)) > MAX_DIALOGUE_CHARS:
             continue

@@ -46,21 +46,19 @@ def substitute(turns, values, fresh):
 
 
 def slot_library(convs, annotations):
-    """Per slot, the corpus' fact turns and recall turns with the value cut out ("\\0" marks it,
+    """Per slot, the corpus' (fact turn, recall turn) pairs with the value cut out ("\\0" marks it,
     "\\1" where it was capitalised), and the turns that carry no slot (small talk)."""
-    facts, recalls, fillers = {}, {}, []
+    pairs, fillers = {}, []
     for turns, ann in zip(convs, annotations):
         used = set()
         for s in ann.get("slots", []):
             pat = re.compile(rf"\b{re.escape(s['value'])}\b", re.IGNORECASE)
             cut = lambda text: pat.sub(lambda m: "\1" if m.group(0)[0].isupper() else "\0", text)  # noqa: E731
-            for kind, t in ((facts, s["fact_turn"]), (recalls, s["turn"])):
-                q, a = turns[t]
-                kind.setdefault(s["slot"], set()).add((cut(q), cut(a)))
-                used.add(t)
+            fact, recall = turns[s["fact_turn"]], turns[s["turn"]]
+            pairs.setdefault(s["slot"], set()).add(tuple(cut(t) for t in (*fact, *recall)))
+            used |= {s["fact_turn"], s["turn"]}
         fillers += [t for i, t in enumerate(turns) if i not in used]
-    as_lists = lambda d: {k: sorted(v) for k, v in d.items()}  # noqa: E731
-    return as_lists(facts), as_lists(recalls), sorted(set(fillers))
+    return {k: sorted(v) for k, v in pairs.items()}, sorted(set(fillers))
 
 
 def mentions(text, words):
@@ -121,16 +119,15 @@ class DialogueTask(LMTask):
         return self.tokenizer.encode(text[:n], unknown="unk")
 
     def _dense_dialogue(self, rng):
-        facts, recalls, fillers = self.library
-        names = sorted(facts)
+        pairs, fillers = self.library
+        names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
         turns, asks = [], []
         for slot in chosen:
             word = self._word(rng)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
-            q, a = facts[slot][int(rng.integers(len(facts[slot])))]
+            q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             turns.append((put(q), put(a)))
-            rq, ra = recalls[slot][int(rng.integers(len(recalls[slot])))]
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
