@@ -91,6 +91,11 @@ class Trainer:
         return self._stop.is_set()
 
     # -- work
+    def epoch(self):
+        """Passes over the training text so far (None for tasks that draw fresh data every batch)."""
+        size = getattr(self.task, "train_ids", None)
+        return None if size is None else self.tokens_seen / len(size)
+
     def lr(self):
         t = self.cfg.train
         return lr_at(self.step_count, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
@@ -122,7 +127,7 @@ class Trainer:
         self.history["train"].append((self.step_count, round(self.elapsed_s, 4), float(loss)))
         return {"event": "step", "step": self.step_count, "loss": float(loss), "lr": lr, "grad_norm": norm,
                 "tokens": n_tok, "ms": ms, "tokens_per_s": n_tok / max(ms / 1000, 1e-9),
-                "elapsed_s": self.elapsed_s, "max_steps": t.max_steps}
+                "elapsed_s": self.elapsed_s, "max_steps": t.max_steps, "epoch": self.epoch()}
 
     def metric_value(self, metrics):
         """What 'best' is judged by: the task metric (higher is better), ties broken by lower val loss."""

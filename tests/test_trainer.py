@@ -91,3 +91,10 @@ def test_evaluate_tracks_best_and_saves_load_for_inference(tmp_path):
     np.testing.assert_array_equal(model.flat, tr.model.flat)
     ans = tr.task.answer(model, [], "What is 2 plus 3?")
     assert isinstance(ans, str)
+
+
+def test_step_reports_epoch_for_corpus_tasks_only():
+    qa = Trainer(load_config("qa", overrides=TINY_LM))
+    ev = [qa.step() for _ in range(3)][-1]
+    assert ev["epoch"] == pytest.approx(3 * 4 * 32 / len(qa.task.train_ids))
+    assert Trainer(load_config("reversal")).step()["epoch"] is None

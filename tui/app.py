@@ -193,7 +193,7 @@ class AttnLab(App):
         spark.extend(ev["lr"] for ev in message.events[-20:])
         ev = message.events[-1]
         self.query_one(StatsPanel).update_stats({k: ev[k] for k in ("step", "max_steps", "loss", "tokens_per_s",
-                                                                   "grad_norm")} | {"ms_per_step": ev["ms"]})
+                                                                   "grad_norm", "epoch")} | {"ms_per_step": ev["ms"]})
         self.query_one(ProgressBar).update(total=ev["max_steps"], progress=ev["step"])
         self.last_elapsed = ev["elapsed_s"]
 
