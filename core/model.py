@@ -241,7 +241,7 @@ class Transformer:
         if start + Tn > cfg.block_size:
             raise ValueError(f"KV cache full: {start}+{Tn} positions exceed block_size={cfg.block_size}")
         if B == 1 and Tn == 1:
-            return self._decode_one(int(idx[0, 0]), kv)[None, None, :]
+            return self.decode_one(int(idx[0, 0]), kv)[None, None, :]
         x = P["wte.w"][idx] + P["wpe.w"][start:start + Tn]  # (B, Tn, C)
         for i in range(cfg.n_layer):
             p = f"h.{i}."
@@ -256,37 +256,44 @@ class Transformer:
         x, _ = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"])
         return x @ self.head_weight()  # (B, Tn, V)
 
-    def _decode_one(self, tok, kv):
-        """forward_step for one token of one sequence: the same math on vectors, fewest numpy calls."""
+    def decode_one(self, tok, kv):
+        """Logits (V,) for one more token of one sequence: forward_step's math on vectors, fewest numpy calls."""
         cfg, P = self.cfg, self.params
         pos, C, nh = kv["len"], cfg.n_embd, cfg.n_head
+        if pos >= cfg.block_size:
+            raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={cfg.block_size}")
         hs = C // nh
         f = self.dtype.type
-        scale, k_gelu, a_gelu = f(1.0 / np.sqrt(hs)), f(np.sqrt(2.0 / np.pi)), f(0.044715)
+        scale, k_gelu, a_gelu, half = f(1.0 / np.sqrt(hs)), f(np.sqrt(2.0 / np.pi)), f(0.044715), f(0.5)
         x = P["wte.w"][tok] + P["wpe.w"][pos]  # (C,)
-        for i in range(cfg.n_layer):
-            p = f"h.{i}."
-            h = _ln_vec(x, P[p + "ln_1.w"], P[p + "ln_1.b"])  # (C,)
-            qkv = h @ P[p + "attn.c_attn.w"]  # (3C,)
-            qkv += P[p + "attn.c_attn.b"]
-            K, V = kv["kv"][i, 0, 0], kv["kv"][i, 1, 0]  # (nh, Tmax, hs)
-            K[:, pos] = qkv[C:2 * C].reshape(nh, hs)
-            V[:, pos] = qkv[2 * C:].reshape(nh, hs)
-            q = qkv[:C].reshape(nh, 1, hs) * scale  # (nh, 1, hs)
-            att = q @ K[:, :pos + 1].transpose(0, 2, 1)  # (nh, 1, pos+1)
-            att = np.exp(att - att.max(axis=-1, keepdims=True))
-            att /= att.sum(axis=-1, keepdims=True)
-            y = (att @ V[:, :pos + 1]).reshape(C)  # (C,)
-            x = x + y @ P[p + "attn.c_proj.w"] + P[p + "attn.c_proj.b"]
-            h = _ln_vec(x, P[p + "ln_2.w"], P[p + "ln_2.b"])
-            h = h @ P[p + "mlp.c_fc.w"] + P[p + "mlp.c_fc.b"]  # (4C,)
-            h = h * (f(0.5) + f(0.5) * np.tanh(k_gelu * (h + a_gelu * h * h * h)))  # tanh GELU
-            x = x + h @ P[p + "mlp.c_proj.w"] + P[p + "mlp.c_proj.b"]
+        for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
+            qkv = _ln_vec(x, ln1w, ln1b) @ wqkv  # (3C,)
+            qkv += bqkv
+            cache = kv["kv"][i, :, 0]  # (2, nh, Tmax, hs): K and V
+            cache[:, :, pos] = qkv[C:].reshape(2, nh, hs)
+            att = (qkv[:C].reshape(nh, 1, hs) * scale) @ cache[0, :, :pos + 1].transpose(0, 2, 1)  # (nh, 1, pos+1)
+            att = np.exp(att - _max(att, axis=-1, keepdims=True))
+            att /= _sum(att, axis=-1, keepdims=True)
+            x = x + (att @ cache[1, :, :pos + 1]).reshape(C) @ wo + bo  # (C,)
+            h = _ln_vec(x, ln2w, ln2b) @ wfc + bfc  # (4C,)
+            h = h * (half + half * np.tanh(k_gelu * (h + a_gelu * h * h * h)))  # tanh GELU
+            x = x + h @ wp + bp
         kv["len"] = pos + 1
         return _ln_vec(x, P["ln_f.w"], P["ln_f.b"]) @ self.head_weight()  # (V,)
+
+    def _layer_params(self):
+        """Per layer, its twelve parameter views in block order (views stay valid as weights change)."""
+        if getattr(self, "_layers", None) is None:
+            names = ("ln_1.w", "ln_1.b", "attn.c_attn.w", "attn.c_attn.b", "attn.c_proj.w", "attn.c_proj.b",
+                     "ln_2.w", "ln_2.b", "mlp.c_fc.w", "mlp.c_fc.b", "mlp.c_proj.w", "mlp.c_proj.b")
+            self._layers = [tuple(self.params[f"h.{i}.{n}"] for n in names) for i in range(self.cfg.n_layer)]
+        return self._layers
+
+
+_max, _sum = np.maximum.reduce, np.add.reduce  # the ufunc methods skip ndarray.max/sum's Python wrappers
 
 
 def _ln_vec(x, w, b, eps=1e-5):
     """LayerNorm of one vector (C,)."""
-    xc = x - x.mean()
-    return xc * (w / np.sqrt(xc @ xc / x.dtype.type(x.size) + x.dtype.type(eps))) + b
+    xc = x - _sum(x) / x.size
+    return xc * (w / np.sqrt(xc @ xc / x.size + eps)) + b

@@ -15,9 +15,9 @@ def window_keep(block_size):
 
 def pick_token(logits, temperature=1.0, top_k=0, top_p=1.0, rng=None):
     """Choose the next id from logits (V,): greedy at temperature 0, else top-k / nucleus sampling."""
-    logits = np.asarray(logits, dtype=np.float64)  # (V,)
     if temperature <= 0:
         return int(np.argmax(logits))
+    logits = np.asarray(logits, dtype=np.float64)  # (V,)
     z = logits / temperature
     if 0 < top_k < z.size:
         kth = np.partition(z, -top_k)[-top_k]
@@ -43,15 +43,14 @@ def next_logits(model, ids, state, use_cache=True):
     if n - state["start"] > block:
         state["start"] = n - window_keep(block)
         state["kv"] = None
-    window = ids[state["start"]:]
-    if not use_cache or not model.cfg.causal:
-        logits, _ = model.forward(np.asarray([window], dtype=np.int64))
-        return logits[0, -1]
     kv = state.get("kv")
-    if kv is None or kv["len"] != len(window) - 1:
-        kv = state["kv"] = model.new_kv_cache()
-        return model.forward_step(np.asarray([window], dtype=np.int64), kv)[0, -1]
-    return model.forward_step(np.asarray([[window[-1]]], dtype=np.int64), kv)[0, -1]
+    if use_cache and kv is not None and kv["len"] == n - state["start"] - 1:
+        return model.decode_one(ids[-1], kv)  # the common case: one new position
+    window = np.asarray([ids[state["start"]:]], dtype=np.int64)  # (1, T)
+    if not use_cache or not model.cfg.causal:
+        return model.forward(window)[0][0, -1]
+    kv = state["kv"] = model.new_kv_cache()
+    return model.forward_step(window, kv)[0, -1]
 
 
 def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, rng=None,
