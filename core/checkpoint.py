@@ -299,13 +299,20 @@ def _check_optim(path: Path, opt: dict[str, np.ndarray], params: dict[str, np.nd
             raise _err(path, f"array {k!r} has shape {a.shape} but {pname} has {params[pname].shape}")
 
 
-def _load_meta(path: Path) -> dict:
+def _read_text(path: Path) -> str:
+    """A metadata file's text; missing or non-UTF-8 is a SaveError."""
     if not path.is_file():
         raise _err(path, "file is missing")
     try:
-        meta = json.loads(path.read_bytes().decode("utf-8"))
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError:
         raise _err(path, "is not UTF-8 text") from None
+
+
+def _load_meta(path: Path) -> dict:
+    text = _read_text(path)
+    try:
+        meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise _err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
     if not isinstance(meta, dict):
@@ -320,12 +327,9 @@ def _load_meta(path: Path) -> dict:
 
 
 def _load_config(path: Path) -> dict:
-    if not path.is_file():
-        raise _err(path, "file is missing")
+    text = _read_text(path)
     try:
-        config = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _err(path, "is not UTF-8 text") from None
+        config = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
