@@ -17,6 +17,9 @@ class TorchTwin:
     """Parameters as torch tensors under our names; weights stored as torch.nn.Linear does (out, in)."""
 
     def __init__(self, model, threads=1, weight_decay=0.1, betas=(0.9, 0.99)):
+        if model.cfg.pos != "learned":
+            raise ValueError("the PyTorch twin has learned positions only; rotary (model.pos='rope') "
+                             "models are checked against finite differences instead")
         torch.set_num_threads(threads)
         self.cfg = model.cfg
         dt = _dtype(model.dtype)

@@ -36,6 +36,38 @@ def split_heads(qkv, n_head):
     return (h[:, :, i].transpose(0, 2, 1, 3) for i in range(3))  # 3 x (B, nh, T, hs)
 
 
+def rope_tables(n, hs, dtype=np.float32, base=10000.0):
+    """Rotary position tables cos, sin (n, hs) for positions 0..n-1.
+
+    Channel j of a head turns with channel j + hs/2 by the angle pos * base^(-2j/hs); `sin` carries
+    the sign of each half so that rope(x) = x * cos + swap_halves(x) * sin.
+    """
+    half = hs // 2
+    ang = np.arange(n)[:, None] * base ** (-np.arange(half) / half)[None, :]  # (n, hs/2)
+    cos, sin = np.cos(ang), np.sin(ang)
+    return (np.concatenate([cos, cos], 1).astype(dtype),  # (n, hs)
+            np.concatenate([-sin, sin], 1).astype(dtype))  # (n, hs)
+
+
+def rope_forward(x, cos, sin, out=None):
+    """Rotate the (..., T, hs) channel pairs of x by their position's angles: x*cos + swap(x)*sin."""
+    h = x.shape[-1] // 2
+    out = np.multiply(x, cos, out=out)
+    out[..., :h] += x[..., h:] * sin[..., :h]
+    out[..., h:] += x[..., :h] * sin[..., h:]
+    return out
+
+
+def rope_backward(dy, cos, sin, out=None):
+    """The transposed rotation (turn back): dy*cos + swap(dy*sin)."""
+    h = dy.shape[-1] // 2
+    ds = dy * sin
+    out = np.multiply(dy, cos, out=out)
+    out[..., :h] += ds[..., h:]
+    out[..., h:] += ds[..., :h]
+    return out
+
+
 def _softmax_rows(att):
     """In-place softmax over the last axis."""
     att -= att.max(axis=-1, keepdims=True)
@@ -45,10 +77,11 @@ def _softmax_rows(att):
     att *= s
 
 
-def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None):
+def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None, rope=None):
     """softmax(q k^T / sqrt(hs) + bias) v for each head; returns (y (B, T, C), cache).
 
     Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)).
+    rope = (cos, sin) tables (T, hs): q and k are rotated by position first (relative positions).
     """
     B, T, C3 = qkv.shape
     C = C3 // 3
@@ -56,7 +89,12 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
     scale = qkv.dtype.type(1.0 / np.sqrt(hs))
     qs_buf, att_buf = work if work is not None else (None, None)
-    qs = np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
+    if rope is None:
+        qs = np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
+    else:
+        cos, sin = rope
+        qs = rope_forward(q, cos * scale, sin * scale, out=qs_buf)  # (B, nh, T, hs), rotated and scaled
+        k = rope_forward(k, cos, sin)  # (B, nh, T, hs), rotated keys
     att = mm(qs, k.transpose(0, 1, 3, 2), out=att_buf)  # (B, nh, T, T)
     if bias is not None:
         att += bias
@@ -70,7 +108,7 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     if out is None:
         out = np.empty((B, T, C), qkv.dtype)  # (B, T, C)
     mm(used, v, out=out.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3))  # written as (B, T, C)
-    return out, (qs, k, v, att, used, keep, scale, n_head)
+    return out, (qs, k, v, att, used, keep, scale, n_head, rope)
 
 
 def attention_backward(dy, cache, out=None, work=None):
@@ -78,7 +116,7 @@ def attention_backward(dy, cache, out=None, work=None):
 
     Optional buffers: out (B, T, 3C); work (B, nh, T, T). The cache's probabilities survive.
     """
-    qs, k, v, att, used, keep, scale, n_head = cache
+    qs, k, v, att, used, keep, scale, n_head, rope = cache
     B, nh, T, hs = qs.shape
     dy4 = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
     if out is None:
@@ -92,16 +130,22 @@ def attention_backward(dy, cache, out=None, work=None):
     rowdot = np.einsum("bhij,bhij->bhi", datt, att)[..., None]  # (B, nh, T, 1)
     datt -= rowdot
     datt *= att
-    mm(datt, k, out=dq)
-    dq *= scale
-    mm(datt.transpose(0, 1, 3, 2), qs, out=dk)  # qs already carries the scale
+    if rope is None:
+        mm(datt, k, out=dq)
+        dq *= scale
+        mm(datt.transpose(0, 1, 3, 2), qs, out=dk)  # qs already carries the scale
+        return out
+    cos, sin = rope  # k and qs are the rotated ones: turn their gradients back
+    rope_backward(mm(datt, k), cos * scale, sin * scale, out=dq)
+    rope_backward(mm(datt.transpose(0, 1, 3, 2), qs), cos, sin, out=dk)
     return out
 
 
-def attention_step(qkv_new, k_cache, v_cache, start, n_head):
+def attention_step(qkv_new, k_cache, v_cache, start, n_head, rope=None):
     """Attention for new positions [start, start+Tn) against cached keys/values (causal).
 
-    qkv_new (B, Tn, 3C); k_cache, v_cache (B, nh, Tmax, hs) are written in place.
+    qkv_new (B, Tn, 3C); k_cache, v_cache (B, nh, Tmax, hs) are written in place (keys rotated when
+    rope = (cos, sin) tables for positions [start, start+Tn) are given).
     Returns y (B, Tn, C) and the attention probabilities (B, nh, Tn, start+Tn).
     """
     B, Tn, C3 = qkv_new.shape
@@ -109,9 +153,15 @@ def attention_step(qkv_new, k_cache, v_cache, start, n_head):
     hs = C // n_head
     h = qkv_new.reshape(B, Tn, 3, n_head, hs).transpose(2, 0, 3, 1, 4)  # (3, B, nh, Tn, hs)
     end = start + Tn
-    k_cache[:, :, start:end] = h[1]
+    scale = qkv_new.dtype.type(1.0 / np.sqrt(hs))
+    if rope is None:
+        k_cache[:, :, start:end] = h[1]
+        q = h[0] * scale  # (B, nh, Tn, hs)
+    else:
+        cos, sin = rope
+        rope_forward(h[1], cos, sin, out=k_cache[:, :, start:end])
+        q = rope_forward(h[0], cos * scale, sin * scale)  # (B, nh, Tn, hs)
     v_cache[:, :, start:end] = h[2]
-    q = h[0] * qkv_new.dtype.type(1.0 / np.sqrt(hs))  # (B, nh, Tn, hs)
     att = np.matmul(q, k_cache[:, :, :end].transpose(0, 1, 3, 2))  # (B, nh, Tn, end)
     if Tn > 1:
         # new query i sits at absolute position start+i and may see keys up to it

@@ -35,6 +35,7 @@ class ModelConfig:
     n_head: int = 4
     n_embd: int = 64
     causal: bool = True      # False = bidirectional encoder (reversal)
+    pos: str = "learned"     # positions: "learned" embeddings (GPT-2) or "rope" (rotary, relative)
     tie_weights: bool = True  # lm_head shares wte
     dropout: float = 0.0     # residual + attention-prob dropout, train only
 
@@ -66,6 +67,9 @@ class DataConfig:
     seq_len: int = 6         # reversal length
     n_train: int = 0         # reversal train set size, 0 = sample fresh each batch
     n_eval: int = 1000       # held-out examples for metrics
+    fresh_fraction: float = 0.5  # dialogue: share of training windows whose slot values are made up
+    letter_words: float = 0.0    # dialogue: share of made-up values that are random letters (else
+                                 # half syllable words, half words of the training text)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,8 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig, "train": TrainConfig, "data": DataConfig, "sample": SampleConfig,
 }
 _TYPES = {name: get_type_hints(cls) for name, cls in SECTIONS.items()}
+
+CHOICES: dict[str, tuple[str, ...]] = {"model.pos": ("learned", "rope")}
 
 # (low, high, low_inclusive, high_inclusive); None = unbounded on that side
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
@@ -118,6 +124,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.seq_len": (0, None, False, False),
     "data.n_train": (0, None, True, False),
     "data.n_eval": (0, None, False, False),
+    "data.fresh_fraction": (0, 1, True, True),
+    "data.letter_words": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),
@@ -238,10 +246,19 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         if not _in_range(value, lo, hi, lo_inc, hi_inc):
             raise ConfigError(f"{where(dotted)}: {dotted} = {value!r} is out of range; "
                               f"it must be {_range_text(lo, hi, lo_inc, hi_inc)}")
+    for dotted, allowed in CHOICES.items():
+        sec, key = dotted.split(".")
+        value = getattr(getattr(cfg, sec), key)
+        if value not in allowed:
+            raise _unknown(f"{where(dotted)}: {dotted} = {value!r}", "value", str(value), allowed)
     m, t = cfg.model, cfg.train
     if m.n_embd % m.n_head:
         raise ConfigError(f"{where('model.n_embd', 'model.n_head')}: model.n_embd = {m.n_embd} is not "
                           f"divisible by model.n_head = {m.n_head}; pick n_embd a multiple of n_head")
+    if m.pos == "rope" and (m.n_embd // m.n_head) % 2:
+        raise ConfigError(f"{where('model.pos', 'model.n_embd', 'model.n_head')}: model.pos = 'rope' turns "
+                          f"channels in pairs, but a head has {m.n_embd // m.n_head} (n_embd / n_head); "
+                          f"pick an even head size")
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")

@@ -5,16 +5,20 @@ Parameters live in one dict of views into `flat` (names as in nanoGPT), gradient
 backward walks it in reverse, one line per op. Causal (language model) or bidirectional (encoder).
 """
 
+import math
+
 import numpy as np
 
 from core import ops
-from core.attention import attention_backward, attention_forward, attention_step, mask_bias
+from core.attention import attention_backward, attention_forward, attention_step, mask_bias, rope_tables
 
 
 def param_shapes(cfg):
     """Ordered {name: shape} for a ModelConfig."""
     V, T, C = cfg.vocab_size, cfg.block_size, cfg.n_embd
-    shapes = {"wte.w": (V, C), "wpe.w": (T, C)}
+    shapes = {"wte.w": (V, C)}
+    if cfg.pos == "learned":
+        shapes["wpe.w"] = (T, C)  # with rope, positions enter attention as rotations instead
     for i in range(cfg.n_layer):
         p = f"h.{i}."
         shapes.update({
@@ -66,7 +70,8 @@ def _buffers(ws):
 
 
 class Transformer:
-    """Token + position embeddings, n_layer pre-LN blocks, final LN, (tied) output head."""
+    """Token + position embeddings (learned, or rotary in attention), n_layer pre-LN blocks, final
+    LN, (tied) output head."""
 
     def __init__(self, cfg, params=None, rng=None, dtype=np.float32):
         if cfg.vocab_size <= 0:
@@ -84,6 +89,8 @@ class Transformer:
         self.load_params(params)
         self._cache = None
         self._ws = {}  # (B, T) -> activation buffers, see _workspace
+        hs = cfg.n_embd // cfg.n_head
+        self.rope = rope_tables(cfg.block_size, hs, self.dtype) if cfg.pos == "rope" else None  # 2 x (T, hs)
 
     def num_params(self):
         return int(self.flat.size)
@@ -148,7 +155,12 @@ class Transformer:
         ws = self._workspace(B, T)
         W = _buffers(ws)
         bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
-        x = np.add(P["wte.w"][idx], P["wpe.w"][:T], out=None if ws is None else ws["x"].reshape(B, T, -1))  # (B, T, C)
+        rope = None if self.rope is None else (self.rope[0][:T], self.rope[1][:T])
+        xbuf = None if ws is None else ws["x"].reshape(B, T, -1)
+        if rope is None:
+            x = np.add(P["wte.w"][idx], P["wpe.w"][:T], out=xbuf)  # (B, T, C)
+        else:
+            x = np.take(P["wte.w"], idx, axis=0, out=xbuf)  # (B, T, C)
         x, c_drop0 = ops.dropout_forward(x, drop, rng)
         blocks = []
         for i in range(cfg.n_layer):
@@ -156,7 +168,7 @@ class Transformer:
             h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], out=W("ln1", i), xhat=W("ln1_xhat", i))  # (B, T, C)
             qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"], out=W("qkv", i))  # (B, T, 3C)
             work = None if ws is None else (W("qs", i), W("att", i))
-            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work)  # (B, T, C)
+            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope)  # (B, T, C)
             a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
@@ -210,8 +222,9 @@ class Transformer:
             da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...] = ops.layernorm_backward(da, c_ln1, dx=W("dln"), tmp=W("tmp"))
             dx += da  # residual
         dx = ops.dropout_backward(dx, c_drop0)  # (B, T, C)
-        G["wpe.w"][T:] = 0.0
-        np.sum(dx, axis=0, out=G["wpe.w"][:T])  # (T, C)
+        if "wpe.w" in G:
+            G["wpe.w"][T:] = 0.0
+            np.sum(dx, axis=0, out=G["wpe.w"][:T])  # (T, C)
         dwte = ops.embedding_backward(dx, c_tok, dw=W("dwte"))  # (V, C)
         if cfg.tie_weights:
             G["wte.w"] += dwte  # used twice: the gradients accumulate
@@ -242,12 +255,15 @@ class Transformer:
             raise ValueError(f"KV cache full: {start}+{Tn} positions exceed block_size={cfg.block_size}")
         if B == 1 and Tn == 1:
             return self.decode_one(int(idx[0, 0]), kv)[None, None, :]
-        x = P["wte.w"][idx] + P["wpe.w"][start:start + Tn]  # (B, Tn, C)
+        x = P["wte.w"][idx]  # (B, Tn, C)
+        rope = None if self.rope is None else (self.rope[0][start:start + Tn], self.rope[1][start:start + Tn])
+        if rope is None:
+            x = x + P["wpe.w"][start:start + Tn]
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             h, _ = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"])
             qkv = h @ P[p + "attn.c_attn.w"] + P[p + "attn.c_attn.b"]  # (B, Tn, 3C)
-            a, _ = attention_step(qkv, kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head)  # (B, Tn, C)
+            a, _ = attention_step(qkv, kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head, rope)  # (B, Tn, C)
             x = x + (a @ P[p + "attn.c_proj.w"] + P[p + "attn.c_proj.b"])
             h, _ = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"])
             h, _ = ops.gelu_forward(h @ P[p + "mlp.c_fc.w"] + P[p + "mlp.c_fc.b"])  # (B, Tn, 4C)
@@ -257,29 +273,83 @@ class Transformer:
         return x @ self.head_weight()  # (B, Tn, V)
 
     def decode_one(self, tok, kv):
-        """Logits (V,) for one more token of one sequence: forward_step's math on vectors, fewest numpy calls."""
+        """Logits (V,) for one more token of one sequence: forward_step's math on vectors, with the
+        weights folded for decoding (see _decode_weights) so that each layer is ~30 numpy calls."""
         cfg, P = self.cfg, self.params
-        pos, C, nh = kv["len"], cfg.n_embd, cfg.n_head
+        pos = kv["len"]
         if pos >= cfg.block_size:
             raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={cfg.block_size}")
+        if kv.get("fold") is None:
+            kv["fold"] = self._decode_weights()
+        layers, w_head, b_head, c_gelu = kv["fold"]
+        C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
         hs = C // nh
-        f = self.dtype.type
-        scale, k_gelu, a_gelu, half = f(1.0 / np.sqrt(hs)), f(np.sqrt(2.0 / np.pi)), f(0.044715), f(0.5)
-        x = P["wte.w"][tok] + P["wpe.w"][pos]  # (C,)
-        for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
-            qkv = _ln_vec(x, ln1w, ln1b) @ wqkv  # (3C,)
-            qkv += bqkv
-            cache = kv["kv"][i, :, 0]  # (2, nh, Tmax, hs): K and V
+        inv_c = 1.0 / C
+        if self.rope is None:
+            x = P["wte.w"][tok] + P["wpe.w"][pos]  # (C,)
+        else:
+            x = P["wte.w"][tok].copy()  # (C,)
+            cos, sin = self.rope[0][pos], self.rope[1][pos]  # (hs,)
+            swap = np.r_[hs // 2:hs, 0:hs // 2]  # (hs,) the channel each one turns with
+        kvs = kv["kv"]
+        for i, (w_qkv, b_qkv, w_o, b_o, w_fc, b_fc, w_p, b_p) in enumerate(layers):
+            h = x - _sum(x) * inv_c  # (C,) centred; LayerNorm's gain and bias live in w_qkv, b_qkv
+            h *= 1.0 / math.sqrt(float(h @ h) * inv_c + 1e-5)
+            qkv = h @ w_qkv  # (3C,), q already scaled by 1/sqrt(hs)
+            qkv += b_qkv
+            cache = kvs[i, :, 0]  # (2, nh, Tmax, hs): K and V
             cache[:, :, pos] = qkv[C:].reshape(2, nh, hs)
-            att = (qkv[:C].reshape(nh, 1, hs) * scale) @ cache[0, :, :pos + 1].transpose(0, 2, 1)  # (nh, 1, pos+1)
-            att = np.exp(att - _max(att, axis=-1, keepdims=True))
+            q = qkv[:C].reshape(nh, 1, hs)  # (nh, 1, hs)
+            if self.rope is not None:
+                k = cache[0, :, pos]  # (nh, hs)
+                k[...] = k * cos + k[:, swap] * sin
+                q = q * cos + q[..., swap] * sin
+            att = q @ cache[0, :, :n].transpose(0, 2, 1)  # (nh, 1, n)
+            att -= _max(att, axis=-1, keepdims=True)
+            np.exp(att, out=att)
             att /= _sum(att, axis=-1, keepdims=True)
-            x = x + (att @ cache[1, :, :pos + 1]).reshape(C) @ wo + bo  # (C,)
-            h = _ln_vec(x, ln2w, ln2b) @ wfc + bfc  # (4C,)
-            h = h * (half + half * np.tanh(k_gelu * (h + a_gelu * h * h * h)))  # tanh GELU
-            x = x + h @ wp + bp
-        kv["len"] = pos + 1
-        return _ln_vec(x, P["ln_f.w"], P["ln_f.b"]) @ self.head_weight()  # (V,)
+            a = (att @ cache[1, :, :n]).reshape(C) @ w_o  # (C,)
+            a += b_o
+            x += a
+            h = x - _sum(x) * inv_c  # (C,)
+            h *= 1.0 / math.sqrt(float(h @ h) * inv_c + 1e-5)
+            g = h @ w_fc  # (4C,) = k * (fc pre-activation), k = sqrt(2/pi)
+            g += b_fc
+            u = g * g  # tanh GELU: h*(1+tanh(k(h + a h^3)))/2 with g = k h; 1/(2k) lives in w_p
+            u *= c_gelu
+            u += 1.0
+            u *= g
+            np.tanh(u, out=u)
+            u += 1.0
+            u *= g
+            m = u @ w_p  # (C,)
+            m += b_p
+            x += m
+        kv["len"] = n
+        h = x - _sum(x) * inv_c
+        h *= 1.0 / math.sqrt(float(h @ h) * inv_c + 1e-5)
+        logits = h @ w_head  # (V,)
+        logits += b_head
+        return logits
+
+    def _decode_weights(self):
+        """Per layer (w_qkv, b_qkv, w_o, b_o, w_fc, b_fc, w_p, b_p), then the head's (w, b) and GELU's
+        cubic coefficient: LayerNorm gains and biases folded into the matrix after them, the attention
+        scale into the q columns, GELU's constants into c_fc and c_proj. Weights must not change
+        while one cache is in use (one generation); each new cache folds them afresh."""
+        cfg, f = self.cfg, self.dtype.type
+        C, hs = cfg.n_embd, cfg.n_embd // cfg.n_head
+        k = np.sqrt(2.0 / np.pi)
+        layers = []
+        for ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp in self._layer_params():
+            w_qkv, b_qkv = ln1w[:, None] * wqkv, ln1b @ wqkv + bqkv  # (C, 3C), (3C,)
+            w_qkv[:, :C] *= f(1.0 / np.sqrt(hs))
+            b_qkv[:C] *= f(1.0 / np.sqrt(hs))
+            w_fc, b_fc = ln2w[:, None] * wfc * f(k), (ln2b @ wfc + bfc) * f(k)  # (C, 4C), (4C,)
+            layers.append((w_qkv, b_qkv, wo, bo, w_fc, b_fc, wp * f(0.5 / k), bp))
+        head = self.head_weight()  # (C, V)
+        lnw, lnb = self.params["ln_f.w"], self.params["ln_f.b"]
+        return layers, lnw[:, None] * head, lnb @ head, f(0.044715 / k ** 2)
 
     def _layer_params(self):
         """Per layer, its twelve parameter views in block order (views stay valid as weights change)."""
@@ -292,8 +362,3 @@ class Transformer:
 
 _max, _sum = np.maximum.reduce, np.add.reduce  # the ufunc methods skip ndarray.max/sum's Python wrappers
 
-
-def _ln_vec(x, w, b, eps=1e-5):
-    """LayerNorm of one vector (C,)."""
-    xc = x - _sum(x) / x.size
-    return xc * (w / np.sqrt(xc @ xc / x.size + eps)) + b

@@ -1,27 +1,30 @@
 import numpy as np
 import pytest
 
-from core.attention import attention_backward, attention_forward, attention_step, mask_bias
+from core.attention import (attention_backward, attention_forward, attention_step, mask_bias, rope_backward,
+                            rope_forward, rope_tables)
 from tests.gradcheck import numeric_grad, rel_error
 
 
-def run(qkv, nh, bias, dout):
-    y, _ = attention_forward(qkv, nh, bias)
+def run(qkv, nh, bias, dout, rope=None):
+    y, _ = attention_forward(qkv, nh, bias, rope=rope)
     return float((y * dout).sum())
 
 
 @pytest.mark.parametrize("causal", [True, False])
 @pytest.mark.parametrize("padded", [False, True])
-def test_attention_backward_matches_finite_differences(causal, padded):
+@pytest.mark.parametrize("rotary", [False, True])
+def test_attention_backward_matches_finite_differences(causal, padded, rotary):
     rng = np.random.default_rng(3)
-    B, T, nh, hs = 2, 5, 2, 3
+    B, T, nh, hs = 2, 5, 2, 4 if rotary else 3
     qkv = rng.standard_normal((B, T, 3 * nh * hs))
     key_mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool) if padded else None
     bias = mask_bias(T, causal, key_mask, np.float64)
+    rope = rope_tables(T, hs, np.float64, base=3.0) if rotary else None  # a small base: big angles
     dout = rng.standard_normal((B, T, nh * hs))
-    _, cache = attention_forward(qkv, nh, bias)
+    _, cache = attention_forward(qkv, nh, bias, rope=rope)
     dqkv = attention_backward(dout.copy(), cache)
-    num = numeric_grad(lambda: run(qkv, nh, bias, dout), qkv)
+    num = numeric_grad(lambda: run(qkv, nh, bias, dout, rope), qkv)
     assert rel_error(dqkv, num) < 1e-6
     # q, k and v all receive gradient: attention is in the gradient path
     C = nh * hs
@@ -65,4 +68,32 @@ def test_step_matches_full_causal_attention():
     vc = np.zeros((B, nh, 8, hs))
     y0, _ = attention_step(qkv[:, :3], kc, vc, 0, nh)  # prefill 3
     ys = [y0] + [attention_step(qkv[:, t:t + 1], kc, vc, t, nh)[0] for t in range(3, T)]
+    np.testing.assert_allclose(np.concatenate(ys, axis=1), y_full, atol=1e-12)
+
+
+def test_rope_is_a_rotation_and_its_backward_turns_back():
+    rng = np.random.default_rng(0)
+    cos, sin = rope_tables(6, 8, np.float64)
+    x = rng.standard_normal((2, 3, 6, 8))
+    y = rope_forward(x, cos, sin)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=-1), np.linalg.norm(x, axis=-1))  # lengths kept
+    np.testing.assert_allclose(y[..., 0, :], x[..., 0, :])  # position 0 does not turn
+    np.testing.assert_allclose(rope_backward(y, cos, sin), x, atol=1e-12)  # the transpose inverts it
+    # scores depend on the offset alone: q at position i against k at j equals q at i+1 against k at j+1
+    q, k = rng.standard_normal(8), rng.standard_normal(8)
+    rq = rope_forward(np.tile(q, (6, 1)), cos, sin)
+    rk = rope_forward(np.tile(k, (6, 1)), cos, sin)
+    np.testing.assert_allclose(rq[4] @ rk[1], rq[5] @ rk[2])
+    np.testing.assert_allclose(rq[3] @ rk[3], q @ k)
+
+
+def test_step_with_rope_matches_full_causal_attention():
+    rng = np.random.default_rng(6)
+    B, T, nh, hs = 1, 6, 2, 4
+    qkv = rng.standard_normal((B, T, 3 * nh * hs))
+    cos, sin = rope_tables(8, hs, np.float64)
+    y_full, _ = attention_forward(qkv, nh, mask_bias(T, True, None, np.float64), rope=(cos[:T], sin[:T]))
+    kc, vc = np.zeros((B, nh, 8, hs)), np.zeros((B, nh, 8, hs))
+    y0, _ = attention_step(qkv[:, :3], kc, vc, 0, nh, (cos[:3], sin[:3]))
+    ys = [y0] + [attention_step(qkv[:, t:t + 1], kc, vc, t, nh, (cos[t:t + 1], sin[t:t + 1]))[0] for t in range(3, T)]
     np.testing.assert_allclose(np.concatenate(ys, axis=1), y_full, atol=1e-12)

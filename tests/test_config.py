@@ -273,6 +273,15 @@ def test_reversal_seq_len_must_fit_block():
     assert load_config("reversal", overrides=["data.seq_len=16"]).data.seq_len == 16
 
 
+def test_position_encoding_choice():
+    assert load_config("qa").model.pos == "learned"
+    assert load_config("qa", overrides=["model.pos=rope"]).model.pos == "rope"
+    msg = raises(lambda: load_config("qa", overrides=["model.pos=rotary"]), "model.pos", "learned", "rope")
+    assert "unknown value" in msg
+    raises(lambda: load_config("qa", overrides=["model.pos=rope", "model.n_embd=12", "model.n_head=4"]),
+           "model.pos", "even head size")
+
+
 def test_min_lr_above_lr():
     raises(lambda: load_config("qa", overrides=["train.lr=1e-5"]), "train.min_lr", "train.lr")
 

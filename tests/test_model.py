@@ -20,12 +20,12 @@ def bump_params(m, rng):
         p += rng.standard_normal(p.shape) * 0.3
 
 
-@pytest.mark.parametrize("causal", [True, False])
-@pytest.mark.parametrize("tie", [True, False])
-@pytest.mark.parametrize("padded", [False, True])
-def test_model_backward_matches_finite_differences(causal, tie, padded):
+@pytest.mark.parametrize("causal,tie,padded,pos", [
+    (c, t, p, "learned") for c in (True, False) for t in (True, False) for p in (False, True)
+] + [(True, True, False, "rope"), (False, False, True, "rope")])
+def test_model_backward_matches_finite_differences(causal, tie, padded, pos):
     rng = np.random.default_rng(1)
-    m = tiny(causal, tie)
+    m = tiny(causal, tie, pos=pos)
     bump_params(m, rng)
     idx = rng.integers(0, 7, (2, 5))
     targets = rng.integers(0, 7, (2, 5))
@@ -147,8 +147,10 @@ def test_dropout_backward_matches_finite_differences():
     assert rel_error(g[sel], num[sel]) < 1e-6
 
 
-def test_forward_step_matches_full_forward():
-    m = tiny()
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_forward_step_matches_full_forward(pos):
+    m = tiny(pos=pos)
+    bump_params(m, np.random.default_rng(3))
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 7, (1, 6))
     full = m.forward(idx)[0]
@@ -164,3 +166,9 @@ def test_too_long_input_is_a_clear_error():
     m = tiny()
     with pytest.raises(ValueError, match="block_size=6"):
         m.forward(np.zeros((1, 7), np.int64))
+
+
+def test_rope_model_has_no_position_table():
+    learned, rope = tiny(), tiny(pos="rope")
+    assert "wpe.w" not in rope.params and "wpe.w" in learned.params
+    assert learned.num_params() - rope.num_params() == 6 * 8  # block_size x n_embd

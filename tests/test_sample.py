@@ -7,16 +7,17 @@ from core.sample import generate, next_logits, pick_token, stream_text, window_k
 from core.tokenizer import CharTokenizer
 
 
-def model(block=12, seed=0):
-    cfg = ModelConfig(vocab_size=9, block_size=block, n_layer=2, n_head=2, n_embd=16)
+def model(block=12, seed=0, pos="learned"):
+    cfg = ModelConfig(vocab_size=9, block_size=block, n_layer=2, n_head=2, n_embd=16, pos=pos)
     m = Transformer(cfg, rng=np.random.default_rng(seed))
     for p in m.params.values():  # a peaky distribution so samples differ from uniform noise
         p += np.random.default_rng(seed + 1).standard_normal(p.shape).astype(np.float32) * 0.3
     return m
 
 
-def test_cached_logits_match_uncached_across_window_hops():
-    m = model()
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_cached_logits_match_uncached_across_window_hops(pos):
+    m = model(pos=pos)
     ids = list(np.random.default_rng(1).integers(0, 9, 5))
     s_cache, s_full = {"start": 0, "kv": None}, {"start": 0, "kv": None}
     for step in range(40):  # far past block_size: the window hops several times
