@@ -164,3 +164,22 @@ def test_sparse_stream_loss_spreads_windows_over_the_stream():
             return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
     loss, _ = task.stream_loss(Spy(), task.train_ids, task.train_ans, max_windows=10)
     assert loss == pytest.approx(np.log(task.tokenizer.vocab_size)) and len(seen) == 10
+
+
+def test_dialogue_made_up_values_follow_the_config():
+    letters = make_task(load_config("dialogue", overrides=TINY + ["data.letter_words=1.0"]))
+    rng = np.random.default_rng(0)
+    words = [letters._word(rng) for _ in range(200)]
+    assert all(3 <= len(w) <= 10 and w.isalpha() and w.islower() for w in words)
+    assert len(set(words)) > 190  # random letters: practically never the same word twice
+    assert any(not any(v in w for v in "aeiou") for w in words)  # no syllable structure to lean on
+    plain = make_task(load_config("dialogue", overrides=TINY + ["data.letter_words=0.0"]))
+    assert all(w in plain.words or set(w[1::2]) <= set("aeiou") for w in (plain._word(rng) for _ in range(200)))
+    # fresh_fraction sets how many windows of a batch carry made-up values
+    none = make_task(load_config("dialogue", overrides=TINY + ["data.fresh_fraction=0.0"]))
+    x, _, _ = none.batch("train", 8, np.random.default_rng(1))
+    train_text = none.tokenizer.decode(none.train_ids)
+    assert all(none.tokenizer.decode(row) in train_text for row in x)  # every window is corpus text
+    every = make_task(load_config("dialogue", overrides=TINY + ["data.fresh_fraction=1.0"]))
+    x, _, _ = every.batch("train", 8, np.random.default_rng(1))
+    assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6

@@ -78,6 +78,7 @@ class DialogueTask(LMTask):
         own_files = self.val_path is not None and self.train_path is not None
         self.train_slots = read_slots(self.train_path, len(self.train_convs)) if own_files else None
         have = set(self.tokenizer.chars)
+        self.letters = [c for c in "abcdefghijklmnopqrstuvwxyz" if c in have]
         self.syllables = [c + v for c in CONSONANTS for v in VOWELS if c in have and v in have]
         # made-up values: half syllable words, half real words of the training text (natural spelling)
         text = self.tokenizer.decode(self.train_ids).lower()
@@ -85,18 +86,21 @@ class DialogueTask(LMTask):
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
 
     def batch(self, split, batch_size, rng):
-        """As LMTask.batch, but in training half the windows hold dialogues whose remembered values
-        (names, pets, ...) are fresh made-up words: the model must copy them from the context, as it
-        must for held-out dialogues, instead of recalling the few values the corpus holds."""
+        """As LMTask.batch, but in training a share (data.fresh_fraction) of the windows hold dialogues
+        whose remembered values (names, pets, ...) are fresh made-up words: the model must copy them
+        from the context, as it must for held-out dialogues, instead of recalling the few values the
+        corpus holds."""
         x, y, mask = super().batch(split, batch_size, rng)
         if split != "train" or not self.train_slots or not self.syllables:
             return x, y, mask
-        for b in range(batch_size // 2):
+        for b in range(int(round(batch_size * self.cfg.data.fresh_fraction))):
             w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
         return x, y, mask
 
     def _word(self, rng):
+        if self.letters and rng.random() < self.cfg.data.letter_words:  # no spelling to lean on: copy
+            return "".join(self.letters[i] for i in rng.integers(0, len(self.letters), rng.integers(3, 11)))
         if self.words and rng.random() < 0.5:
             return self.words[int(rng.integers(len(self.words)))]
         return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
