@@ -9,8 +9,9 @@ import sys
 
 SUITES = {
     "core": "bench.core",    # training step, matmul floor, KV-cache generation, PyTorch twin
-    "tasks": "bench.tasks",  # per-task time-to-milestone (not written yet)
+    "tasks": "bench.tasks",  # per-task time-to-milestone
     "tui": "bench.tui",      # keypress latency while training, throughput with the UI vs headless
+    "sweep": "bench.sweep",  # one task under several override sets, in parallel processes
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
