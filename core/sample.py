@@ -1,7 +1,8 @@
 """Sampling: a generator that yields one token (or character) at a time, with a KV cache.
 
 The context window slides in hops: when the text outgrows block_size, it restarts from the last
-half window, so the cache is rebuilt once per half window instead of on every character. The uncached
+half window, so the cache is rebuilt once per half window instead of on every character (in place:
+the weights the cache folded for decoding are kept for the whole generation). The uncached
 path uses the same rule, so both see exactly the same context and give the same logits.
 """
 
@@ -40,16 +41,19 @@ def next_logits(model, ids, state, use_cache=True):
     """Logits (V,) for the token after `ids`; `state` holds the window start and the KV cache."""
     block = model.cfg.block_size
     n = len(ids)
+    kv = state.get("kv")
     if n - state["start"] > block:
         state["start"] = n - window_keep(block)
-        state["kv"] = None
-    kv = state.get("kv")
+        if kv is not None:
+            kv["len"] = 0  # the window moved: its positions are computed afresh into the same cache
     if use_cache and kv is not None and kv["len"] == n - state["start"] - 1:
         return model.decode_one(ids[-1], kv)  # the common case: one new position
     window = np.asarray([ids[state["start"]:]], dtype=np.int64)  # (1, T)
     if not use_cache or not model.cfg.causal:
         return model.forward(window)[0][0, -1]
-    kv = state["kv"] = model.new_kv_cache()
+    if kv is None:
+        kv = state["kv"] = model.new_kv_cache()
+    kv["len"] = 0
     return model.forward_step(window, kv)[0, -1]
 
 
