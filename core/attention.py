@@ -7,7 +7,7 @@ attention probabilities, which the UI draws. Masked weights are exactly zero.
 
 import numpy as np
 
-from core.ops import mm
+from core.ops import mm, softmax_rows
 
 NEG = -1e30  # additive mask: exp(NEG - max) underflows to exactly 0 in float32 and float64
 
@@ -68,19 +68,11 @@ def rope_backward(dy, cos, sin, out=None):
     return out
 
 
-def _softmax_rows(att):
-    """In-place softmax over the last axis."""
-    att -= att.max(axis=-1, keepdims=True)
-    np.exp(att, out=att)
-    s = att.sum(axis=-1, keepdims=True)  # (..., 1)
-    np.reciprocal(s, out=s)
-    att *= s
-
-
 def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None, rope=None):
     """softmax(q k^T / sqrt(hs) + bias) v for each head; returns (y (B, T, C), cache).
 
-    Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)).
+    Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)[, scratch of att's
+    shape, free during the forward]).
     rope = (cos, sin) tables (T, hs): q and k are rotated by position first (relative positions).
     """
     B, T, C3 = qkv.shape
@@ -88,7 +80,7 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     hs = C // n_head
     q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
     scale = qkv.dtype.type(1.0 / np.sqrt(hs))
-    qs_buf, att_buf = work if work is not None else (None, None)
+    qs_buf, att_buf, scratch = (tuple(work) + (None,))[:3] if work is not None else (None, None, None)
     if rope is None:
         qs = np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
     else:
@@ -98,7 +90,7 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     att = mm(qs, k.transpose(0, 1, 3, 2), out=att_buf)  # (B, nh, T, T)
     if bias is not None:
         att += bias
-    _softmax_rows(att)  # probabilities, rows sum to 1
+    softmax_rows(att, out=att, scratch=scratch)  # probabilities, rows sum to 1
     keep = None
     used = att
     if dropout > 0.0 and rng is not None:
@@ -167,6 +159,6 @@ def attention_step(qkv_new, k_cache, v_cache, start, n_head, rope=None):
         # new query i sits at absolute position start+i and may see keys up to it
         hide = np.arange(end)[None, :] > (start + np.arange(Tn))[:, None]  # (Tn, end)
         att[:, :, hide] = NEG
-    _softmax_rows(att)
+    softmax_rows(att, out=att)
     y = np.matmul(att, v_cache[:, :, :end])  # (B, nh, Tn, hs)
     return y.transpose(0, 2, 1, 3).reshape(B, Tn, C), att

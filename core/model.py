@@ -167,7 +167,7 @@ class Transformer:
             p = f"h.{i}."
             h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], out=W("ln1", i), xhat=W("ln1_xhat", i))  # (B, T, C)
             qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"], out=W("qkv", i))  # (B, T, 3C)
-            work = None if ws is None else (W("qs", i), W("att", i))
+            work = None if ws is None else (W("qs", i), W("att", i), W("datt"))  # datt: backward's scratch
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope)  # (B, T, C)
             a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)

@@ -149,6 +149,34 @@ def gelu_backward(dout, cache, work=None):
     return g
 
 
+_EXP_SAFE = 60.0  # exp(60) ~ 1e26: even 10^5 such terms sum far below float32's largest number
+_MIN_ROW_SUM = 1e-20  # a row summing to more keeps its largest terms well inside normal numbers
+
+
+def softmax_rows(x, out=None, scratch=None):
+    """Softmax over the last axis of x (..., n), into `out` (may be x itself); returns it.
+
+    Softmax does not change when a row is shifted. The usual shift by the row's max guards exp
+    against overflow and a row against underflowing to all zeros, but a max along a short last axis
+    is numpy's slowest reduction (a third of attention's softmax). So when the largest value
+    anywhere is small, exp runs unshifted and is kept if every row's sum is comfortably normal;
+    otherwise the row-max path runs on the untouched input. `scratch` (x's shape) may be a buffer.
+    """
+    ones = _ones(x.shape[-1], x.dtype)  # (n,)
+    if np.maximum.reduce(x, axis=None) < x.dtype.type(_EXP_SAFE):  # False for NaN: the usual path
+        e = np.exp(x, out=out if out is not None and out is not x else scratch)
+        s = e @ ones  # (...,) row sums as BLAS matrix-vector products
+        if np.minimum.reduce(s, axis=None) > _MIN_ROW_SUM:
+            np.reciprocal(s, out=s)
+            return np.multiply(e, s[..., None], out=e if out is None else out)
+    out = np.subtract(x, np.maximum.reduce(x, axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    s = out @ ones  # (...,)
+    np.reciprocal(s, out=s)
+    out *= s[..., None]
+    return out
+
+
 def dropout_forward(x, p, rng):
     """Inverted dropout: zero with probability p, scale survivors by 1/(1-p)."""
     if p <= 0.0:
@@ -173,10 +201,7 @@ def cross_entropy_forward(logits, targets, ignore_index=-1):
     t = targets.reshape(-1)  # (N,)
     valid = t != ignore_index  # (N,)
     n = int(valid.sum())
-    probs = l2 - l2.max(axis=1, keepdims=True)  # (N, V)
-    np.exp(probs, out=probs)
-    sums = probs.sum(axis=1, keepdims=True)  # (N, 1)
-    probs /= sums
+    probs = softmax_rows(l2)  # (N, V)
     tv = np.where(valid, t, 0)  # (N,)
     p_t = probs[np.arange(t.size), tv]  # (N,)
     logp = np.log(np.maximum(p_t, np.finfo(logits.dtype).tiny))  # (N,)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.attention import (attention_backward, attention_forward, attention_step, mask_bias, rope_backward,
+from core.attention import (NEG, attention_backward, attention_forward, attention_step, mask_bias, rope_backward,
                             rope_forward, rope_tables)
 from tests.gradcheck import numeric_grad, rel_error
 
@@ -97,3 +97,27 @@ def test_step_with_rope_matches_full_causal_attention():
     y0, _ = attention_step(qkv[:, :3], kc, vc, 0, nh, (cos[:3], sin[:3]))
     ys = [y0] + [attention_step(qkv[:, t:t + 1], kc, vc, t, nh, (cos[t:t + 1], sin[t:t + 1]))[0] for t in range(3, T)]
     np.testing.assert_allclose(np.concatenate(ys, axis=1), y_full, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_exact_on_huge_and_tiny_score_rows(dtype):
+    from core.ops import softmax_rows
+
+    def reference(a):
+        a = a.astype(np.float64)
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    rng = np.random.default_rng(0)
+    for scale, shift in [(1.0, 0.0), (30.0, 0.0), (1.0, 500.0), (1.0, -500.0), (1.0, -95.0)]:
+        a = (rng.standard_normal((2, 3, 5, 7)) * scale + shift).astype(dtype)
+        a[0, 0, 0, 3:] = NEG  # a masked tail
+        if shift == 0.0 and scale == 1.0:
+            a[1, 2, 4] -= 200.0  # one row far below the rest: the unshifted path must not take it
+        want = reference(a)
+        np.testing.assert_allclose(softmax_rows(a), want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
+        softmax_rows(a, out=a)
+        np.testing.assert_allclose(a, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
+        np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+    nan = np.full((1, 4), np.nan, dtype)
+    softmax_rows(nan, out=nan)
+    assert np.isnan(nan).all()  # a diverged score stays visible
