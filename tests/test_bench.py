@@ -17,15 +17,27 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 def test_measure_keys_and_ratio_definitions():
     r = bench_core.measure(TINY, batch=4, repeats=2, gen_repeats=1, warmup=1, use_torch=HAS_TORCH)
     for key in ("step_ms", "matmul_ms", "matmul_ratio", "tokens_per_s", "step_gflop", "step_gflop_per_s",
-                "gen_cps_cache", "gen_cps_nocache", "kv_speedup"):
+                "gen_cps_cache", "gen_cps_nocache", "kv_speedup", "full_step_us_cache", "full_step_us_nocache",
+                "kv_speedup_full"):
         assert key in r and np.isfinite(r[key]) and r[key] > 0, key
     assert r["matmul_ratio"] == pytest.approx(r["step_ms"] / r["matmul_ms"])
     assert r["kv_speedup"] == pytest.approx(r["gen_cps_cache"] / r["gen_cps_nocache"])
+    assert r["kv_speedup_full"] == pytest.approx(r["full_step_us_nocache"] / r["full_step_us_cache"])
     assert r["tokens_per_s"] == pytest.approx(4 * 8 / (r["step_ms"] / 1e3))
     if HAS_TORCH:
         assert r["torch_ratio"] == pytest.approx(r["step_ms"] / r["torch_step_ms"])
     json.loads(json.dumps(r))  # plain data
-    assert "kv_speedup" in bench_core.format_table(r)
+    assert "kv_speedup" in bench_core.format_table(r) and "kv_speedup_full" in bench_core.format_table(r)
+
+
+def test_full_context_step_times_the_same_logits():
+    m = Transformer(TINY, rng=np.random.default_rng(0))
+    ids = list(range(8))  # block_size tokens: a full window
+    kv = m.new_kv_cache()
+    m.forward_step(np.asarray([ids[:-1]]), kv)
+    np.testing.assert_allclose(m.decode_one(ids[-1], kv), m.forward(np.asarray([ids]))[0][0, -1], atol=1e-5)
+    assert bench_core.full_context_step_s(m, ids, True, n=3) > 0
+    assert bench_core.full_context_step_s(m, ids, False, n=3) > 0
 
 
 def test_matmul_trace_counts_the_reference_flops():
