@@ -6,6 +6,7 @@ backward walks it in reverse, one line per op. Causal (language model) or bidire
 """
 
 import math
+import threading
 import weakref
 
 import numpy as np
@@ -98,6 +99,7 @@ class Transformer:
         hs = cfg.n_embd // cfg.n_head
         self.rope = rope_tables(cfg.block_size, hs, self.dtype) if cfg.pos == "rope" else None  # 2 x (T, hs)
         self._decode_pool = []  # [weakref to the KVCache using it, its buffers], see new_kv_cache
+        self._pool_lock = threading.Lock()  # two threads never take the same buffers
 
     def num_params(self):
         return int(self.flat.size)
@@ -253,17 +255,18 @@ class Transformer:
         """
         cfg = self.cfg
         shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
-        kv = KVCache(len=0)
-        slot = next((s for s in self._decode_pool if s[0]() is None), None) if batch == 1 else None
-        if slot is None and batch == 1 and len(self._decode_pool) < 4:
-            slot = [None, {"kv": np.zeros(shape, self.dtype), "fold": None}]
-            self._decode_pool.append(slot)
+        kv = KVCache(len=0, fold=None)
+        with self._pool_lock:
+            slot = next((s for s in self._decode_pool if s[0]() is None), None) if batch == 1 else None
+            if slot is None and batch == 1 and len(self._decode_pool) < 4:
+                slot = [None, {"kv": np.zeros(shape, self.dtype), "fold": None}]
+                self._decode_pool.append(slot)
+            if slot is not None:
+                slot[0] = weakref.ref(kv)
         if slot is None:
-            kv["kv"], kv["fold"] = np.zeros(shape, self.dtype), None
+            kv["kv"] = np.zeros(shape, self.dtype)
         else:
-            slot[0] = weakref.ref(kv)
             kv["kv"] = slot[1]["kv"]  # positions past len are never read, so no zeroing is needed
-            kv["fold"] = None
             kv["pool"] = slot[1]
         return kv
 
@@ -363,10 +366,10 @@ class Transformer:
         """Decoding state for one cache: per layer (w_qkv, w_o, w_fc, w_p), each a matrix (in + 1, out)
         whose last row is the bias, and the head's; constant vectors (1/C, GELU's cubic coefficient,
         ones, a 1-element scratch); and the vectors a layer fills, each with a constant 1 at the end to
-        meet the bias row. LayerNorm gains and biases are
-        folded into the matrix after them, the attention scale into the q columns, GELU's constants
-        into c_fc and c_proj. Weights must not change while one cache is in use (one generation).
-        `into`, an earlier result for this model, is overwritten instead of allocating anew."""
+        meet the bias row. LayerNorm gains and biases are folded into the matrix after them, the
+        attention scale into the q columns, GELU's constants into c_fc and c_proj. Weights must not
+        change while one cache is in use (one generation). `into`, an earlier result for this model,
+        is overwritten instead of allocating anew."""
         cfg, f, dt = self.cfg, self.dtype.type, self.dtype
         C, nh, hs = cfg.n_embd, cfg.n_head, cfg.n_embd // cfg.n_head
         k = np.sqrt(2.0 / np.pi)

@@ -81,3 +81,23 @@ def test_stream_text_stops_at_stop_string_and_can_be_cancelled():
 def test_empty_prompt_is_an_error():
     with pytest.raises(ValueError):
         next(generate(model(), [], max_new_tokens=1))
+
+
+def test_a_new_cache_takes_over_a_dead_ones_buffers_and_refolds_the_weights():
+    m = model(pos="rope")
+    ids = [1, 2, 3, 4]
+    kv = m.new_kv_cache()
+    m.forward_step(np.asarray([ids[:-1]]), kv)
+    before = m.decode_one(ids[-1], kv)
+    buffers = kv["kv"]
+    live = m.new_kv_cache()
+    assert live["kv"] is not buffers  # a cache in use keeps its own
+    del kv, live
+    for p in m.params.values():  # the weights change between generations (training went on)
+        p *= np.float32(1.1)
+    kv = m.new_kv_cache()
+    assert kv["kv"] is buffers or kv["kv"].base is buffers.base  # reused, no fresh pages
+    m.forward_step(np.asarray([ids[:-1]]), kv)
+    after = m.decode_one(ids[-1], kv)
+    np.testing.assert_allclose(after, m.forward(np.asarray([ids]))[0][0, -1], atol=1e-5)  # folded afresh
+    assert not np.allclose(after, before)
