@@ -174,8 +174,12 @@ async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
         chat.ask("x" * 200)
         await pilot.pause()
         assert "context" in chat.pane.transcript()[-1][1]
-        await pilot.press("ctrl+r")  # regenerate the last reply
+        replies = [t for r, t in chat.pane.transcript() if r == "model"]
+        await pilot.press("ctrl+r")  # regenerate the last reply: it replaces the old one
         await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.pane.busy, what="regenerated")
+        after = [t for r, t in chat.pane.transcript() if r == "model"]
+        assert len(after) == len(replies) and after[0] == replies[0]  # the first reply is untouched
+        assert after[-1] == chat.history[-1][1] or after[-1].strip() == chat.history[-1][1]
         await pilot.press("ctrl+o")
         await pilot.pause()
         exported = list((saves / "tinyqa").glob("chat-*.md"))

@@ -473,6 +473,27 @@ async def test_chat_streaming_is_batched_then_flushed():
         assert chat.transcript() == [] and not chat.query(ChatTurn)
 
 
+async def test_chat_drops_the_last_reply_for_a_regenerated_one():
+    chat = ChatPane()
+    app = OneWidgetApp(chat)
+    async with app.run_test(size=SIZE) as pilot:
+        assert not chat.drop_last_reply()  # nothing to drop
+        for q, a in (("one", "same"), ("two", "same")):  # equal texts: only the last one goes
+            chat.add_user(q)
+            chat.begin_reply()
+            chat.append_reply(a)
+            chat.end_reply()
+        chat.add_system("a note")
+        chat.begin_reply()
+        assert not chat.drop_last_reply()  # never while a reply streams
+        chat.end_reply()
+        assert chat.drop_last_reply()  # the empty reply just closed
+        assert chat.drop_last_reply()
+        await pilot.pause()
+        assert chat.transcript() == [("user", "one"), ("model", "same"), ("user", "two"), ("system", "a note")]
+        assert [t.role for t in chat.query(ChatTurn)] == ["user", "model", "user", "system"]
+
+
 async def test_chat_shows_escapes_and_markup_literally():
     chat = ChatPane()
     app = OneWidgetApp(chat)

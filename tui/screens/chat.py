@@ -147,8 +147,8 @@ class ChatView(Horizontal):
             self.app.notify("nothing to regenerate yet", severity="warning")
             return
         question, _ = self.history.pop()
-        self.regens += 1
-        self.pane.add_system(f"regenerating the reply to: {question}")
+        self.regens += 1  # a new seed: the same settings would give the same reply
+        self.pane.drop_last_reply()  # the new reply streams in where the old one was read
         self.ask(question)
 
     def action_new_chat(self) -> None:

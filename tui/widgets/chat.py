@@ -162,6 +162,23 @@ class ChatPane(Widget):
         self._reply.show()
         self._scroll_end()
 
+    def drop_last_reply(self) -> bool:
+        """Remove the last finished model turn, so that a regenerated one takes its place.
+
+        Returns False (and changes nothing) while a reply streams or when there is none.
+        """
+        if self._reply is not None:
+            return False
+        live = {id(e) for e in self._transcript}  # a widget being removed may still be queried
+        replies = [t for t in self.query_one(VerticalScroll).query(ChatTurn)
+                   if t.role == "model" and id(t.entry) in live]
+        if not replies:
+            return False
+        last = replies[-1]
+        self._transcript[:] = [e for e in self._transcript if e is not last.entry]
+        last.remove()
+        return True
+
     def clear(self) -> None:
         """Remove every turn (an open reply is closed first)."""
         self.end_reply()
