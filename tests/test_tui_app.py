@@ -324,3 +324,29 @@ async def test_help_lists_every_key_and_palette_has_every_action():
             assert title in titles
         await app.run_action("tab('attention')")
         assert app.query_one("#tabs").active == "attention"
+
+
+async def test_dialogue_with_rotary_positions_trains_draws_attention_and_chats(saves):
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        app.query(RadioButton)[2].value = True  # Dialogue: its preset has model.pos = rope
+        await pilot.pause()
+        for key, value in (("model.n_layer", 1), ("model.n_head", 2), ("model.n_embd", 32),
+                           ("model.block_size", 128), ("train.batch_size", 4), ("train.eval_interval", 1000)):
+            set_hp(app, key, value)
+        await pilot.pause()
+        assert app.query_one(SetupPane).error_text is None
+        app.query_one("#task-picker").focus()
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) > 3, what="training")
+        assert app.trainer.cfg.task == "dialogue" and app.trainer.cfg.model.pos == "rope"
+        attn = app.query_one(AttentionMap)
+        await wait_for(pilot, lambda: attn.has_data, what="attention data")
+        app.action_tab("chat")
+        chat = app.query_one(ChatView)
+        app.query_one("#sample-max_new_tokens", Input).value = "20"
+        chat.pane.input.value = "My name is Zed."
+        await chat.pane.input.action_submit()
+        await wait_for(pilot, lambda: chat.history, what="a reply from the rotary model")
+        app.action_stop()
+        await wait_for(pilot, lambda: not app.training, what="stop")
