@@ -350,3 +350,26 @@ async def test_dialogue_with_rotary_positions_trains_draws_attention_and_chats(s
         await wait_for(pilot, lambda: chat.history, what="a reply from the rotary model")
         app.action_stop()
         await wait_for(pilot, lambda: not app.training, what="stop")
+
+
+async def test_saves_tab_switches_the_tag_to_load(saves, monkeypatch):
+    tr = Trainer(load_config("qa", overrides=TINY_QA))
+    tr.step()
+    tr.save("twotags", "best")
+    tr.step()
+    tr.save("twotags", "last")
+    calls = []
+    monkeypatch.setattr(AttnLab, "load_for_chat", lambda self, name, tag: calls.append(("chat", name, tag)))
+    monkeypatch.setattr(AttnLab, "resume_run", lambda self, name, tag: calls.append(("resume", name, tag)))
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        pane = app.query_one("#saves-pane")
+        await wait_for(pilot, lambda: pane.runs, what="the saves list")
+        await pilot.press("c", "r")  # the defaults: chat with best, resume from last
+        await pilot.press("t")  # best -> the next tag
+        await pilot.pause()
+        assert "'last'" in str(app.query_one("#saves-status").render())
+        await pilot.press("c", "t", "r")
+        assert calls == [("chat", "twotags", "best"), ("resume", "twotags", "last"),
+                         ("chat", "twotags", "last"), ("resume", "twotags", "best")]

@@ -39,6 +39,7 @@ PALETTE = [("Start or resume training", "s", "start"), ("Pause / resume training
            ("Saves: load selected to chat", "c in saves", "forward('saves', '#saves-pane', 'load_chat')"),
            ("Saves: resume selected run", "r in saves", "forward('saves', '#saves-pane', 'resume')"),
            ("Saves: delete selected run", "d in saves", "forward('saves', '#saves-pane', 'delete')"),
+           ("Saves: switch the tag to load (best, last)", "t in saves", "forward('saves', '#saves-pane', 'cycle_tag')"),
            ("Loss plot: cycle EMA smoothing", "e on the plot", "forward('train', '#loss-plot', 'cycle_ema')"),
            ("Loss plot: toggle log scale", "l on the plot", "forward('train', '#loss-plot', 'toggle_log')"),
            ("Loss plot: step / time on x", "x on the plot", "forward('train', '#loss-plot', 'toggle_x')"),

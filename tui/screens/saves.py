@@ -29,12 +29,14 @@ class SavesPane(Vertical):
         Binding("c", "load_chat", "Load to chat"),
         Binding("r", "resume", "Resume training"),
         Binding("d", "delete", "Delete"),
+        Binding("t", "cycle_tag", "Switch tag"),
         Binding("u", "refresh", "Refresh"),
     ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.runs = []
+        self.tag_choice: dict[str, str] = {}  # run name -> the tag the user picked with t
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="saves-controls"):
@@ -83,15 +85,34 @@ class SavesPane(Vertical):
             return None
         return run
 
+    def tag_for(self, run, prefer: str) -> str:
+        """The tag picked with t for this run, else `prefer` if the run has it, else its first tag."""
+        tags = list(run.tags or [])
+        picked = self.tag_choice.get(run.name)
+        if picked in tags:
+            return picked
+        return prefer if prefer in tags or not tags else tags[0]
+
+    def action_cycle_tag(self) -> None:
+        """Pick the next of the selected run's tags (best, last, ...) for loading and resuming."""
+        run = self._pick()
+        if not run or not run.tags:
+            return
+        tags = list(run.tags)
+        current = self.tag_for(run, "best")
+        self.tag_choice[run.name] = tags[(tags.index(current) + 1) % len(tags)] if current in tags else tags[0]
+        self.query_one("#saves-status", Static).update(
+            f"{safe_text(run.name)}: c and r now use the '{safe_text(self.tag_choice[run.name])}' save (t switches)")
+
     def action_load_chat(self) -> None:
         run = self._pick()
         if run:
-            self.app.load_for_chat(run.name, "best" if "best" in run.tags else "last")
+            self.app.load_for_chat(run.name, self.tag_for(run, "best"))
 
     def action_resume(self) -> None:
         run = self._pick()
         if run:
-            self.app.resume_run(run.name, "last" if "last" in run.tags else "best")
+            self.app.resume_run(run.name, self.tag_for(run, "last"))
 
     def action_delete(self) -> None:
         run = self.selected
