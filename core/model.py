@@ -3,16 +3,16 @@
 Parameters live in one dict of views into `flat` (names as in nanoGPT), gradients in views of
 `grad_flat`, so the optimizer and clipping are a few vectorised calls. Forward keeps a cache;
 backward walks it in reverse, one line per op. Causal (language model) or bidirectional (encoder).
+Decoding one token at a time (KV cache) lives in core/decode.py.
 """
 
-import math
 import threading
-import weakref
 
 import numpy as np
 
 from core import ops
-from core.attention import attention_backward, attention_forward, attention_step, mask_bias, rope_tables
+from core.attention import attention_backward, attention_forward, mask_bias, rope_tables
+from core.decode import Decoding
 
 
 def param_shapes(cfg):
@@ -61,11 +61,6 @@ def flat_views(buffer, shapes):
     return out
 
 
-class KVCache(dict):
-    """One sequence's cached keys and values ('kv', 'len') and its folded decoding weights ('fold')."""
-    __slots__ = ("__weakref__",)
-
-
 _WS_MIN_ROWS = 256  # batches with fewer rows (B*T) allocate per call; bigger ones reuse buffers
 
 
@@ -76,7 +71,7 @@ def _buffers(ws):
     return lambda name, i=None: ws[name] if i is None else ws["layers"][i][name]
 
 
-class Transformer:
+class Transformer(Decoding):
     """Token + position embeddings (learned, or rotary in attention), n_layer pre-LN blocks, final
     LN, (tied) output head."""
 
@@ -247,155 +242,6 @@ class Transformer:
             raise RuntimeError("attention_maps() needs a forward() first")
         return np.stack([blk[2][3] for blk in self._cache[2]]).copy()
 
-    def new_kv_cache(self, batch=1):
-        """Per-layer K and V buffers (B, nh, block_size, hs) for incremental decoding, len 0.
-
-        A batch-1 cache takes over the buffers of one that no longer exists, if any: fresh
-        multi-megabyte arrays cost a page fault per 4 KB on first use (a millisecond a generation).
-        """
-        cfg = self.cfg
-        shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
-        kv = KVCache(len=0, fold=None)
-        with self._pool_lock:
-            slot = next((s for s in self._decode_pool if s[0]() is None), None) if batch == 1 else None
-            if slot is None and batch == 1 and len(self._decode_pool) < 4:
-                slot = [None, {"kv": np.zeros(shape, self.dtype), "fold": None}]
-                self._decode_pool.append(slot)
-            if slot is not None:
-                slot[0] = weakref.ref(kv)
-        if slot is None:
-            kv["kv"] = np.zeros(shape, self.dtype)
-        else:
-            kv["kv"] = slot[1]["kv"]  # positions past len are never read, so no zeroing is needed
-            kv["pool"] = slot[1]
-        return kv
-
-    def forward_step(self, idx, kv):
-        """Causal logits (B, Tn, V) for new tokens idx (B, Tn) appended after kv['len'] cached ones."""
-        cfg, P = self.cfg, self.params
-        if not cfg.causal:
-            raise ValueError("incremental decoding needs a causal model")
-        B, Tn = idx.shape
-        start = kv["len"]
-        if start + Tn > cfg.block_size:
-            raise ValueError(f"KV cache full: {start}+{Tn} positions exceed block_size={cfg.block_size}")
-        if B == 1 and Tn == 1:
-            return self.decode_one(int(idx[0, 0]), kv)[None, None, :]
-        x = P["wte.w"][idx.reshape(-1)]  # (B*Tn, C), rows in (B, Tn) order
-        rope = None if self.rope is None else (self.rope[0][start:start + Tn], self.rope[1][start:start + Tn])
-        if rope is None:
-            x = (x.reshape(B, Tn, -1) + P["wpe.w"][start:start + Tn]).reshape(B * Tn, -1)
-        for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
-            h, _ = ops.layernorm_forward(x, ln1w, ln1b)  # (B*Tn, C)
-            qkv, _ = ops.linear_forward(h, wqkv, bqkv)  # (B*Tn, 3C)
-            a, _ = attention_step(qkv.reshape(B, Tn, -1), kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head, rope)
-            a, _ = ops.linear_forward(a.reshape(B * Tn, -1), wo, bo)  # (B*Tn, C)
-            x += a
-            h, _ = ops.layernorm_forward(x, ln2w, ln2b)
-            h, _ = ops.linear_forward(h, wfc, bfc)  # (B*Tn, 4C)
-            h, _ = ops.gelu_forward(h)
-            h, _ = ops.linear_forward(h, wp, bp)  # (B*Tn, C)
-            x += h
-        kv["len"] = start + Tn
-        x, _ = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"])
-        return (x @ self.head_weight()).reshape(B, Tn, -1)  # (B, Tn, V)
-
-    def _folded(self, kv):
-        """The cache's folded decoding weights, made on first use (into its pooled buffers if any)."""
-        if kv.get("fold") is None:
-            pool = kv.get("pool")
-            kv["fold"] = self._decode_weights(None if pool is None else pool["fold"])
-            if pool is not None:
-                pool["fold"] = kv["fold"]
-        return kv["fold"]
-
-    def decode_one(self, tok, kv):
-        """Logits (V,) for one more token of one sequence: forward_step's math on vectors, with the
-        weights folded for decoding (see _decode_weights) so that a layer is ~28 numpy calls."""
-        cfg, P = self.cfg, self.params
-        pos = kv["len"]
-        if pos >= cfg.block_size:
-            raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={cfg.block_size}")
-        layers, head, (inv_c, c_gelu, ones, r), (h1, h, y, u1, u) = self._folded(kv)
-        C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
-        hs = C // nh
-        if self.rope is None:
-            x = P["wte.w"][tok] + P["wpe.w"][pos]  # (C,)
-        else:
-            x = P["wte.w"][tok].copy()  # (C,)
-            cos, sin = self.rope[0][pos], self.rope[1][pos]  # (hs,)
-            swap = np.r_[hs // 2:hs, 0:hs // 2]  # (hs,) the channel each one turns with
-
-        def normalise():  # h = LayerNorm(x) without its gain and bias (those live in the next matrix)
-            np.subtract(x, np.dot(x, inv_c), out=h)
-            r[0] = 1.0 / math.sqrt(float(np.dot(h, h)) / C + 1e-5)
-            np.multiply(h, r, out=h)
-        # Constants are arrays, not Python numbers: numpy takes ~3x longer to apply a scalar to a vector.
-        kvs = kv["kv"]
-        for i, (w_qkv, w_o, w_fc, w_p) in enumerate(layers):  # each (in + 1, out): the bias is the last row
-            normalise()  # h1 = [h, 1]
-            qkv = np.dot(h1, w_qkv)  # (3C,), q already scaled by 1/sqrt(hs)
-            cache = kvs[i, :, 0]  # (2, nh, Tmax, hs): K and V
-            cache[:, :, pos] = qkv[C:].reshape(2, nh, hs)
-            q = qkv[:C].reshape(nh, 1, hs)  # (nh, 1, hs)
-            if self.rope is not None:
-                k = cache[0, :, pos]  # (nh, hs)
-                k[...] = k * cos + k[:, swap] * sin
-                q = q * cos + q[..., swap] * sin
-            att = np.matmul(q, cache[0, :, :n].transpose(0, 2, 1))  # (nh, 1, n)
-            att -= _max(att, axis=-1, keepdims=True)
-            np.exp(att, out=att)
-            att /= _sum(att, axis=-1, keepdims=True)
-            np.matmul(att, cache[1, :, :n], out=y)  # (nh, 1, hs), a view of h1's first C entries
-            x += np.dot(h1, w_o)  # (C,)
-            normalise()
-            g = np.dot(h1, w_fc)  # (4C,) = k * (fc pre-activation), k = sqrt(2/pi)
-            np.multiply(g, g, out=u)  # tanh GELU: h*(1+tanh(k(h + a h^3)))/2 with g = k h; 1/(2k) is in w_p
-            u *= c_gelu
-            u += ones
-            u *= g
-            np.tanh(u, out=u)
-            u += ones
-            u *= g  # u1 = [u, 1]
-            x += np.dot(u1, w_p)  # (C,)
-        kv["len"] = n
-        normalise()
-        return np.dot(h1, head)  # (V,), a fresh array
-
-    def _decode_weights(self, into=None):
-        """Decoding state for one cache: per layer (w_qkv, w_o, w_fc, w_p), each a matrix (in + 1, out)
-        whose last row is the bias, and the head's; constant vectors (1/C, GELU's cubic coefficient,
-        ones, a 1-element scratch); and the vectors a layer fills, each with a constant 1 at the end to
-        meet the bias row. LayerNorm gains and biases are folded into the matrix after them, the
-        attention scale into the q columns, GELU's constants into c_fc and c_proj. Weights must not
-        change while one cache is in use (one generation). `into`, an earlier result for this model,
-        is overwritten instead of allocating anew."""
-        cfg, f, dt = self.cfg, self.dtype.type, self.dtype
-        C, nh, hs = cfg.n_embd, cfg.n_head, cfg.n_embd // cfg.n_head
-        k = np.sqrt(2.0 / np.pi)
-
-        spare = iter([] if into is None else [m for layer in into[0] for m in layer] + [into[1]])
-
-        def fold(w, b, gain=None, shift=None, scale=1.0, bias_scale=1.0):  # [gain * w; shift @ w + b], scaled
-            out = next(spare, None)
-            if out is None:
-                out = np.empty((w.shape[0] + 1, w.shape[1]), dt)  # (in + 1, out)
-            np.multiply(w, (gain if gain is not None else f(1.0))[..., None] * f(scale), out=out[:-1])
-            out[-1] = b if shift is None else shift @ w + b
-            out[-1] *= f(bias_scale)
-            return out
-        layers = []
-        for ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp in self._layer_params():
-            w_qkv = fold(wqkv, bqkv, ln1w, ln1b)  # (C + 1, 3C)
-            w_qkv[:, :C] *= f(1.0 / np.sqrt(hs))
-            layers.append((w_qkv, fold(wo, bo), fold(wfc, bfc, ln2w, ln2b, k, k), fold(wp, bp, scale=0.5 / k)))
-        head = fold(self.head_weight(), np.zeros(cfg.vocab_size, dt), self.params["ln_f.w"], self.params["ln_f.b"])
-        if into is not None:
-            return layers, head, into[2], into[3]
-        consts = (np.full(C, 1.0 / C, dt), np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt))
-        h1, u1 = np.ones(C + 1, dt), np.ones(4 * C + 1, dt)  # the last entries stay 1
-        return layers, head, consts, (h1, h1[:C], h1[:C].reshape(nh, 1, hs), u1, u1[:4 * C])
-
     def _layer_params(self):
         """Per layer, its twelve parameter views in block order (views stay valid as weights change)."""
         if getattr(self, "_layers", None) is None:
@@ -403,7 +249,3 @@ class Transformer:
                      "ln_2.w", "ln_2.b", "mlp.c_fc.w", "mlp.c_fc.b", "mlp.c_proj.w", "mlp.c_proj.b")
             self._layers = [tuple(self.params[f"h.{i}.{n}"] for n in names) for i in range(self.cfg.n_layer)]
         return self._layers
-
-
-_max, _sum = np.maximum.reduce, np.add.reduce  # the ufunc methods skip ndarray.max/sum's Python wrappers
-
