@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from core import ops
-from core.attention import attention_step
+from core.attention import attention_step, rope_forward
 
 _max, _sum = np.maximum.reduce, np.add.reduce  # the ufunc methods skip ndarray.max/sum's Python wrappers
 
@@ -60,7 +60,7 @@ class Decoding:
         if B == 1 and Tn == 1:
             return self.decode_one(int(idx[0, 0]), kv)[None, None, :]
         x = P["wte.w"][idx.reshape(-1)]  # (B*Tn, C), rows in (B, Tn) order
-        rope = None if self.rope is None else (self.rope[0][start:start + Tn], self.rope[1][start:start + Tn])
+        rope = self.rope_at(start, start + Tn)
         if rope is None:
             x = (x.reshape(B, Tn, -1) + P["wpe.w"][start:start + Tn]).reshape(B * Tn, -1)
         for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
@@ -97,12 +97,8 @@ class Decoding:
         layers, head, (inv_c, c_gelu, ones, r), (h1, h, y, u1, u) = self._folded(kv)
         C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
         hs = C // nh
-        if self.rope is None:
-            x = P["wte.w"][tok] + P["wpe.w"][pos]  # (C,)
-        else:
-            x = P["wte.w"][tok].copy()  # (C,)
-            cos, sin = self.rope[0][pos], self.rope[1][pos]  # (hs,)
-            swap = np.r_[hs // 2:hs, 0:hs // 2]  # (hs,) the channel each one turns with
+        rope = self.rope_at(pos, n)  # (1, hs) tables, or None
+        x = P["wte.w"][tok] + P["wpe.w"][pos] if rope is None else P["wte.w"][tok].copy()  # (C,)
 
         def normalise():  # h = LayerNorm(x) without its gain and bias (those live in the next matrix)
             np.subtract(x, np.dot(x, inv_c), out=h)
@@ -116,10 +112,9 @@ class Decoding:
             cache = kvs[i, :, 0]  # (2, nh, Tmax, hs): K and V
             cache[:, :, pos] = qkv[C:].reshape(2, nh, hs)
             q = qkv[:C].reshape(nh, 1, hs)  # (nh, 1, hs)
-            if self.rope is not None:
-                k = cache[0, :, pos]  # (nh, hs)
-                k[...] = k * cos + k[:, swap] * sin
-                q = q * cos + q[..., swap] * sin
+            if rope is not None:
+                cache[0, :, pos] = rope_forward(cache[0, :, pos], *rope)  # (nh, hs) keys, turned
+                q = rope_forward(q, *rope)
             att = np.matmul(q, cache[0, :, :n].transpose(0, 2, 1))  # (nh, 1, n)
             att -= _max(att, axis=-1, keepdims=True)
             np.exp(att, out=att)

@@ -114,6 +114,10 @@ class Transformer(Decoding):
         """An independent copy (own buffers), e.g. for sampling while training goes on."""
         return Transformer(self.cfg, params=self.params, dtype=self.dtype)
 
+    def rope_at(self, start, stop):
+        """The rotary (cos, sin) tables (stop - start, hs) for positions [start, stop), or None."""
+        return None if self.rope is None else (self.rope[0][start:stop], self.rope[1][start:stop])
+
     def head_weight(self):
         return self.params["wte.w"].T if self.cfg.tie_weights else self.params["lm_head.w"]  # (C, V)
 
@@ -159,7 +163,7 @@ class Transformer(Decoding):
         ws = self._workspace(B, T)
         W = _buffers(ws)
         bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
-        rope = None if self.rope is None else (self.rope[0][:T], self.rope[1][:T])
+        rope = self.rope_at(0, T)
         xbuf = None if ws is None else ws["x"].reshape(B, T, -1)
         if rope is None:
             x = np.add(P["wte.w"][idx], P["wpe.w"][:T], out=xbuf)  # (B, T, C)

@@ -140,13 +140,32 @@ async def test_worker_exception_is_a_notification_and_the_last_save_survives(sav
         await wait_for(pilot, lambda: not app.training, what="stop")
 
 
-@pytest.fixture
-def tiny_qa(saves):
+def save_tiny_qa(steps):
+    """A tiny Q&A model trained `steps` steps and saved as tinyqa/best."""
     tr = Trainer(load_config("qa", overrides=TINY_QA))
-    for _ in range(20):
+    for _ in range(steps):
         tr.step()
     tr.save("tinyqa", "best")
     return tr
+
+
+@pytest.fixture
+def tiny_qa(saves):
+    return save_tiny_qa(20)
+
+
+async def start_training(app, pilot, task_index, settings):
+    """Pick a task on the Setup tab, type the settings, press s, and wait for a few steps."""
+    app.query(RadioButton)[task_index].value = True
+    await pilot.pause()
+    for key, value in settings:
+        if app.query("#" + input_id(key)):
+            set_hp(app, key, value)
+    await pilot.pause()
+    assert app.query_one(SetupPane).error_text is None
+    app.query_one("#task-picker").focus()
+    await pilot.press("s")
+    await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) > 2, what="training")
 
 
 async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
@@ -192,17 +211,7 @@ async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
 async def test_chat_while_training_uses_snapshots(saves):
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
-        app.query(RadioButton)[1].value = True
-        await pilot.pause()
-        for item in TINY_QA:
-            key, value = item.split("=")
-            if app.query("#" + input_id(key)):
-                set_hp(app, key, value)
-        await pilot.pause()
-        assert app.query_one(SetupPane).error_text is None
-        app.query_one("#task-picker").focus()
-        await pilot.press("s")
-        await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) > 2, what="training")
+        await start_training(app, pilot, 1, [item.split("=") for item in TINY_QA])
         app.action_tab("chat")  # calls, not presses: Pilot waits for an idle CPU after each press
         chat = app.query_one(ChatView)
         app.query_one("#sample-max_new_tokens", Input).value = "20"
@@ -329,16 +338,9 @@ async def test_help_lists_every_key_and_palette_has_every_action():
 async def test_dialogue_with_rotary_positions_trains_draws_attention_and_chats(saves):
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
-        app.query(RadioButton)[2].value = True  # Dialogue: its preset has model.pos = rope
-        await pilot.pause()
-        for key, value in (("model.n_layer", 1), ("model.n_head", 2), ("model.n_embd", 32),
-                           ("model.block_size", 128), ("train.batch_size", 4), ("train.eval_interval", 1000)):
-            set_hp(app, key, value)
-        await pilot.pause()
-        assert app.query_one(SetupPane).error_text is None
-        app.query_one("#task-picker").focus()
-        await pilot.press("s")
-        await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) > 3, what="training")
+        await start_training(app, pilot, 2, (("model.n_layer", 1), ("model.n_head", 2), ("model.n_embd", 32),
+                                             ("model.block_size", 128), ("train.batch_size", 4),
+                                             ("train.eval_interval", 1000)))  # Dialogue: rope preset
         assert app.trainer.cfg.task == "dialogue" and app.trainer.cfg.model.pos == "rope"
         attn = app.query_one(AttentionMap)
         await wait_for(pilot, lambda: attn.has_data, what="attention data")

@@ -14,10 +14,8 @@ import pytest
 
 from core import checkpoint
 from core.checkpoint import list_runs, load_checkpoint
-from core.config import load_config
-from core.trainer import Trainer
 from tests.fault_helpers import record
-from tests.test_tui_app import SIZE, TINY_QA, record_notes, set_hp, wait_for
+from tests.test_tui_app import SIZE, record_notes, save_tiny_qa, set_hp, wait_for
 from tui.app import AttnLab
 from tui.screens.chat import ChatView
 from tui.widgets import StatsPanel
@@ -25,11 +23,7 @@ from tui.widgets import StatsPanel
 
 @pytest.fixture
 def tiny_qa(saves):
-    tr = Trainer(load_config("qa", overrides=TINY_QA))
-    for _ in range(5):
-        tr.step()
-    tr.save("tinyqa", "best")
-    return tr
+    return save_tiny_qa(5)
 
 
 @pytest.mark.parametrize("where", ["mid-reply", "before the first character"])
