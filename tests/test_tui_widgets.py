@@ -348,6 +348,23 @@ async def test_lossplot_small_history_is_not_downsampled_and_log_survives_bad_va
         plot.render()  # an empty log plot must not fail either
 
 
+async def test_lossplot_log_scale_draws_a_solved_task_whose_loss_reaches_zero():
+    # a solved task logs losses of exactly 0; their EMA decays towards 1e-100 and beyond
+    plot = LossPlot(refresh_interval=60.0)
+    app = OneWidgetApp(plot)
+    async with app.run_test(size=SIZE) as pilot:
+        for i in range(400):
+            plot.add_point("train", i, float(i), 3.0 * 0.5 ** i)
+        plot.ema = 0.9
+        plot.log_y = True
+        plot.redraw()
+        await pilot.pause()
+        text = plot.render().plain
+        assert "(log)" in text
+        assert min(min(line[1]) for line in plot._lines) >= 1e-9  # the floor, not 1e-120
+        assert sum(c in text for c in "⠁⠂⠄⡀⠈⠐⠠⢀⣀⣿") > 0  # a curve is drawn
+
+
 async def test_lossplot_keys():
     plot = LossPlot(refresh_interval=60.0)
     app = OneWidgetApp(plot)

@@ -17,6 +17,7 @@ from textual_plotext import PlotextPlot
 SERIES = ("train", "val")
 EMA_CYCLE = (0.0, 0.6, 0.9, 0.98)
 X_AXES = ("step", "time")
+LOG_FLOOR = 1e-9  # a log plot shows smaller losses (exactly 0 once a task is solved) at this floor
 
 
 def ema(values, alpha: float) -> np.ndarray:
@@ -183,8 +184,12 @@ class LossPlot(PlotextPlot, can_focus=True):
 
     def _prepare(self, xs: np.ndarray, ys: np.ndarray, width: int, label: str, color,
                  marker: str = "braille") -> tuple[list[float], list[float], str, object, str]:
-        keep = np.isfinite(ys) & ((ys > 0) if self.log_y else True)  # log scale cannot show <= 0
+        keep = np.isfinite(ys) & ((ys >= 0) if self.log_y else True)  # log scale cannot show < 0
         xs, ys = xs[keep], ys[keep]
+        if self.log_y:
+            # 0 and ever-smaller EMAs (1e-100 and on) would stretch the axis over so many decades
+            # that plotext draws nothing
+            ys = np.maximum(ys, LOG_FLOOR)
         if xs.size > width:
             xs, ys = bucket_downsample(xs, ys, width)
             self.downsampled = True
