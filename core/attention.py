@@ -68,9 +68,10 @@ def rope_backward(dy, cos, sin, out=None):
     return out
 
 
-def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None, rope=None):
-    """softmax(q k^T / sqrt(hs) + bias) v for each head; returns (y (B, T, C), cache).
+def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, work=None, rope=None, scale=None):
+    """softmax(scale q k^T + bias) v for each head; returns (y (B, T, C), cache).
 
+    `scale` defaults to 1/sqrt(hs); a caller that folded it into q's projection passes 1.
     Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)[, scratch of att's
     shape, free during the forward]).
     rope = (cos, sin) tables (T, hs): q and k are rotated by position first (relative positions).
@@ -79,10 +80,10 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     C = C3 // 3
     hs = C // n_head
     q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
-    scale = qkv.dtype.type(1.0 / np.sqrt(hs))
+    scale = qkv.dtype.type(1.0 / np.sqrt(hs) if scale is None else scale)
     qs_buf, att_buf, scratch = (tuple(work) + (None,))[:3] if work is not None else (None, None, None)
     if rope is None:
-        qs = np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
+        qs = q if scale == 1 else np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
     else:
         cos, sin = rope
         qs = rope_forward(q, cos * scale, sin * scale, out=qs_buf)  # (B, nh, T, hs), rotated and scaled
@@ -100,32 +101,36 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     if out is None:
         out = np.empty((B, T, C), qkv.dtype)  # (B, T, C)
     mm(used, v, out=out.reshape(B, T, n_head, hs).transpose(0, 2, 1, 3))  # written as (B, T, C)
-    return out, (qs, k, v, att, used, keep, scale, n_head, rope)
+    return out, (qs, k, v, att, used, keep, scale, n_head, rope, q, out)
 
 
 def attention_backward(dy, cache, out=None, work=None):
     """Gradient with respect to the fused projection, (B, T, 3C).
 
     Optional buffers: out (B, T, 3C); work (B, nh, T, T). The cache's probabilities survive.
+    Without rope, dy is consumed: it is scaled in place by the score scale (unless 1) once dv is known.
     """
-    qs, k, v, att, used, keep, scale, n_head, rope = cache
+    qs, k, v, att, used, keep, scale, n_head, rope, q, y = cache
     B, nh, T, hs = qs.shape
     dy4 = dy.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
+    y4 = y.reshape(B, T, nh, hs).transpose(0, 2, 1, 3)  # (B, nh, T, hs)
     if out is None:
         out = np.empty((B, T, 3 * nh * hs), dtype=dy.dtype)  # (B, T, 3C)
     dq, dk, dv = split_heads(out, nh)  # (B, nh, T, hs) views to write into
     mm(used.transpose(0, 1, 3, 2), dy4, out=dv)
+    if rope is None and scale != 1:
+        # the score scale moves onto dy (contiguous, cheap), so that dq and dk need no scaling
+        np.multiply(dy, scale, out=dy)
     datt = mm(dy4, v.transpose(0, 1, 3, 2), out=work)  # (B, nh, T, T)
     if keep is not None:
         datt *= keep
-    # softmax backward: ds = p * (dp - sum(dp * p))
-    rowdot = np.einsum("bhij,bhij->bhi", datt, att)[..., None]  # (B, nh, T, 1)
+    # softmax backward: ds = p * (dp - sum_j dp_j p_j), and sum_j dp_j p_j = dy . y per row (y = used v)
+    rowdot = np.einsum("bhtd,bhtd->bht", dy4, y4)[..., None]  # (B, nh, T, 1)
     datt -= rowdot
     datt *= att
     if rope is None:
-        mm(datt, k, out=dq)
-        dq *= scale
-        mm(datt.transpose(0, 1, 3, 2), qs, out=dk)  # qs already carries the scale
+        mm(datt, k, out=dq)  # datt carries the scale
+        mm(datt.transpose(0, 1, 3, 2), q, out=dk)
         return out
     cos, sin = rope  # k and qs are the rotated ones: turn their gradients back
     rope_backward(mm(datt, k), cos * scale, sin * scale, out=dq)

@@ -93,6 +93,9 @@ class Transformer(Decoding):
         self._ws = {}  # (B, T) -> activation buffers, see _workspace
         hs = cfg.n_embd // cfg.n_head
         self.rope = rope_tables(cfg.block_size, hs, self.dtype) if cfg.pos == "rope" else None  # 2 x (T, hs)
+        # attention's 1/sqrt(hs) rides in c_attn's folded weights, on the q columns
+        self._qkv_scale = np.ones(3 * cfg.n_embd, self.dtype)  # (3C,)
+        self._qkv_scale[:cfg.n_embd] = 1.0 / np.sqrt(hs)
         self._decode_pool = []  # [weakref to the KVCache using it, its buffers], see new_kv_cache
         self._pool_lock = threading.Lock()  # two threads never take the same buffers
 
@@ -138,12 +141,13 @@ class Transformer(Decoding):
             ws = {
                 "x": e(N, C),  # residual stream, updated in place
                 "layers": [{
-                    "ln1_xhat": e(N, C), "ln1": e(N, C), "qkv": e(N, 3 * C),
+                    "ln1_xhat": e(N, C), "qkv": e(N, 3 * C),
                     "qs": e(B, nh, T, hs), "att": e(B, nh, T, T), "y": e(B, T, C), "proj": e(N, C),
-                    "ln2_xhat": e(N, C), "ln2": e(N, C), "fc": e(N, 4 * C), "fc2": e(N, 4 * C),
-                    "s": e(N, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
+                    "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
                 } for _ in range(L)],
-                "lnf_xhat": e(N, C), "lnf": e(N, C),
+                "lnf_xhat": e(N, C),
+                # forward scratch, shared by all layers: LayerNorm's squares, GELU's s
+                "sq": e(N, C), "s": e(N, 4 * C),
                 # backward scratch, shared by all layers
                 "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
                 "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "dwte": e(cfg.vocab_size, C),
@@ -173,61 +177,55 @@ class Transformer(Decoding):
         blocks = []
         for i in range(cfg.n_layer):
             p = f"h.{i}."
-            h, c_ln1 = ops.layernorm_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], out=W("ln1", i), xhat=W("ln1_xhat", i))  # (B, T, C)
-            qkv, c_qkv = ops.linear_forward(h, P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"], out=W("qkv", i))  # (B, T, 3C)
+            qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
+                                                      out=W("qkv", i), xhat=W("ln1_xhat", i), scratch=W("sq"),
+                                                      col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
             work = None if ws is None else (W("qs", i), W("att", i), W("datt"))  # datt: backward's scratch
-            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope)  # (B, T, C)
+            a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
             a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
-            h, c_ln2 = ops.layernorm_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], out=W("ln2", i), xhat=W("ln2_xhat", i))  # (B, T, C)
-            h, c_fc = ops.linear_forward(h, P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"], out=W("fc", i))  # (B, T, 4C)
-            h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), work=None if ws is None else (W("fc2", i), W("s", i)))  # (B, T, 4C)
+            h, c_fc = ops.layernorm_linear_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"],
+                                                   out=W("fc", i), xhat=W("ln2_xhat", i), scratch=W("sq"))  # (B, T, 4C)
+            h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), scratch=W("s"), grad=targets is not None, overwrite=True)  # (B, T, 4C); c_fc's buffer now holds GELU's derivative
             h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("mp", i))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
-            blocks.append((c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2))
-        x, c_lnf = ops.layernorm_forward(x, P["ln_f.w"], P["ln_f.b"], out=W("lnf"), xhat=W("lnf_xhat"))  # (B, T, C)
-        x2 = x.reshape(B * T, -1)  # (B*T, C)
-        logits = ops.mm(x2, self.head_weight()).reshape(B, T, -1)  # (B, T, V), fresh: callers may keep it
+            blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2))
+        logits, c_head = ops.layernorm_linear_forward(x, P["ln_f.w"], P["ln_f.b"], self.head_weight(),
+                                                      xhat=W("lnf_xhat"), scratch=W("sq"))  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
         if targets is not None:
             loss, c_ce = ops.cross_entropy_forward(logits, targets)
-        self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_lnf, x2, c_ce, T, ws)
+        self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_head, c_ce, T, ws)
         return logits, loss
 
     def backward(self):
         """Gradients of the last forward's loss, written into self.grads (same keys as params)."""
-        if self._cache is None or self._cache[5] is None:
+        if self._cache is None or self._cache[4] is None:
             raise RuntimeError("backward() needs a forward() with targets first")
-        c_tok, c_drop0, blocks, c_lnf, x2, c_ce, T, ws = self._cache
+        c_tok, c_drop0, blocks, c_head, c_ce, T, ws = self._cache
         self._cache = None  # the caches are consumed in place
         cfg, G = self.cfg, self.grads
         W = _buffers(ws)
         dlogits = ops.cross_entropy_backward(c_ce)  # (B, T, V)
-        B = dlogits.shape[0]
-        d2 = dlogits.reshape(B * T, -1)  # (B*T, V)
-        dx = ops.mm(d2, self.head_weight().T, out=W("dh"))  # (B*T, C)
-        if cfg.tie_weights:
-            ops.mm(d2.T, x2, out=G["wte.w"])  # (V, C), the embedding adds to it below
-        else:
-            ops.mm(x2.T, d2, out=G["lm_head.w"])  # (C, V)
-        dx, G["ln_f.w"][...], G["ln_f.b"][...] = ops.layernorm_backward(dx, c_lnf, dx=W("dx"), tmp=W("tmp"))
-        dx = dx.reshape(B, T, -1)  # (B, T, C), the residual gradient, accumulated in place
+        head_grad = dict(dw_t=G["wte.w"]) if cfg.tie_weights else dict(dw=G["lm_head.w"])  # tied: (V, C), the embedding adds to it below
+        dx, G["ln_f.w"][...], G["ln_f.b"][...], _, _ = ops.layernorm_linear_backward(
+            dlogits, c_head, dx=W("dx"), tmp=W("tmp"), **head_grad)  # (B, T, C), the residual gradient, accumulated in place
         for i in reversed(range(cfg.n_layer)):
             p = f"h.{i}."
-            c_ln1, c_qkv, c_att, c_proj, c_d1, c_ln2, c_fc, c_gelu, c_mp, c_d2 = blocks[i]
+            c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2 = blocks[i]
             dh = ops.dropout_backward(dx, c_d2)  # (B, T, C)
             dh, _, _ = ops.linear_backward(dh, c_mp, G[p + "mlp.c_proj.w"], G[p + "mlp.c_proj.b"], dx=W("d4"))  # (B, T, 4C)
-            dh = ops.gelu_backward(dh, c_gelu, work=c_gelu[0])  # (B, T, 4C), in the cache's x^2 buffer
-            dh, _, _ = ops.linear_backward(dh, c_fc, G[p + "mlp.c_fc.w"], G[p + "mlp.c_fc.b"], dx=W("dh"))  # (B, T, C)
-            dh, G[p + "ln_2.w"][...], G[p + "ln_2.b"][...] = ops.layernorm_backward(dh, c_ln2, dx=W("dln"), tmp=W("tmp"))
+            dh = ops.gelu_backward(dh, c_gelu, out=dh)  # (B, T, 4C)
+            dh, G[p + "ln_2.w"][...], G[p + "ln_2.b"][...], _, _ = ops.layernorm_linear_backward(
+                dh, c_fc, G[p + "mlp.c_fc.w"], G[p + "mlp.c_fc.b"], dx=W("dln"), tmp=W("tmp"))  # (B, T, C)
             dx += dh  # residual
             da = ops.dropout_backward(dx, c_d1)  # (B, T, C)
             da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"], dx=W("dh"))  # (B, T, C)
             da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"))  # (B, T, 3C)
-            da, _, _ = ops.linear_backward(da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dh"))  # (B, T, C)
-            da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...] = ops.layernorm_backward(da, c_ln1, dx=W("dln"), tmp=W("tmp"))
+            da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...], _, _ = ops.layernorm_linear_backward(
+                da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dln"), tmp=W("tmp"))  # (B, T, C)
             dx += da  # residual
         dx = ops.dropout_backward(dx, c_drop0)  # (B, T, C)
         if "wpe.w" in G:
@@ -244,7 +242,7 @@ class Transformer(Decoding):
         """(n_layer, B, nh, T, T) copy of the last forward's attention probabilities."""
         if self._cache is None:
             raise RuntimeError("attention_maps() needs a forward() first")
-        return np.stack([blk[2][3] for blk in self._cache[2]]).copy()
+        return np.stack([blk[1][3] for blk in self._cache[2]]).copy()
 
     def _layer_params(self):
         """Per layer, its twelve parameter views in block order (views stay valid as weights change)."""

@@ -68,24 +68,41 @@ def linear_backward(dout, cache, dw=None, db=None, dx=None):
     return dx, dw, db
 
 
+def _normalize(x2, eps, xhat=None, scratch=None):
+    """Rows of x2 (N, C) shifted to zero mean and scaled to unit variance: (xhat (N, C), rstd (N,)).
+
+    `xhat` receives the result; `scratch` (N, C) takes the squares. x2 itself is not kept.
+    """
+    C = x2.shape[-1]
+    inv_c = np.full(C, 1.0 / C, x2.dtype)  # (C,)
+    mean = x2 @ inv_c  # (N,)
+    xhat = np.subtract(x2, mean[:, None], out=xhat)  # (N, C)
+    sq = np.multiply(xhat, xhat, out=scratch)  # (N, C)
+    var = sq @ inv_c  # (N,)
+    var += x2.dtype.type(eps)
+    rstd = np.sqrt(var, out=var)
+    np.reciprocal(rstd, out=rstd)  # (N,)
+    xhat *= rstd[:, None]
+    return xhat, rstd
+
+
+def _normalize_backward(dxhat, xhat, rstd, a, e, tmp=None):
+    """dx = rstd (dxhat + a + xhat e), written into dxhat (N, C), where a = -mean(dxhat) and
+    e = -mean(dxhat xhat) per row (N,) come from the caller, which has them cheaply."""
+    dxhat += a[:, None]
+    dxhat += np.multiply(xhat, e[:, None], out=tmp)
+    dxhat *= rstd[:, None]
+    return dxhat
+
+
 def layernorm_forward(x, w, b, eps=1e-5, out=None, xhat=None):
     """Normalise the last axis of x (..., C) to zero mean and unit variance, then scale and shift.
 
     `out` and `xhat` (N, C) may be buffers; x itself is not kept, so the caller may overwrite it.
     """
     C = x.shape[-1]
-    t = x.dtype.type
-    x2 = x.reshape(-1, C)  # (N, C)
-    inv_c = np.full(C, 1.0 / C, x.dtype)  # (C,)
-    mean = x2 @ inv_c  # (N,)
-    xhat = np.subtract(x2, mean[:, None], out=xhat)  # (N, C)
-    sq = np.multiply(xhat, xhat, out=out)  # (N, C), `out` used as scratch
-    var = sq @ inv_c  # (N,)
-    var += t(eps)
-    rstd = np.sqrt(var, out=var)
-    np.reciprocal(rstd, out=rstd)  # (N,)
-    xhat *= rstd[:, None]
-    out = np.multiply(xhat, w, out=sq)  # (N, C)
+    xhat, rstd = _normalize(x.reshape(-1, C), eps, xhat=xhat, scratch=out)  # (N, C), (N,)
+    out = np.multiply(xhat, w, out=out)  # (N, C)
     out += b
     return out.reshape(x.shape), (xhat, rstd, w, x.shape)
 
@@ -94,59 +111,103 @@ def layernorm_backward(dout, cache, dx=None, tmp=None):
     """Return (dx, dw, db) for layernorm_forward; `dx`, `tmp` (N, C) may be buffers."""
     xhat, rstd, w, shape = cache
     C = xhat.shape[-1]
-    t = xhat.dtype.type
+    neg_inv_c = xhat.dtype.type(-1.0 / C)
     d2 = dout.reshape(-1, C)  # (N, C)
     ones = _ones(d2.shape[0], d2.dtype)  # (N,)
     prod = np.multiply(d2, xhat, out=tmp)  # (N, C) dout * xhat
     dw = ones @ prod  # (C,)
     db = ones @ d2  # (C,)
-    # dx = rstd * (dout w - mean(dout w) - xhat mean(dout w xhat))
-    a = (d2 @ w) * t(-1.0 / C)  # (N,) -mean(dout w)
-    e = (prod @ w) * t(-1.0 / C)  # (N,) -mean(dout w xhat)
-    dx = np.multiply(d2, w, out=dx)  # (N, C)
-    dx += a[:, None]
-    np.multiply(xhat, e[:, None], out=prod)
-    dx += prod
-    dx *= rstd[:, None]
+    a = (d2 @ w) * neg_inv_c  # (N,) -mean(dout w)
+    e = (prod @ w) * neg_inv_c  # (N,) -mean(dout w xhat)
+    dx = _normalize_backward(np.multiply(d2, w, out=dx), xhat, rstd, a, e, tmp=prod)  # (N, C)
     return dx.reshape(shape), dw, db
 
 
-def gelu_forward(x, out=None, work=None):
-    """GELU, tanh approximation: x * s with s = 0.5 (1 + tanh(k (x + a x^3))).
+def layernorm_linear_forward(x, ln_w, ln_b, w, b=None, eps=1e-5, out=None, xhat=None, scratch=None, col_scale=None):
+    """linear(layernorm(x)) with the LayerNorm's gain g and shift beta folded into the weights:
+    (xhat g + beta) @ w + b == xhat @ (g[:, None] w) + (beta @ w + b).
 
-    Optional buffers, each the size of x: `out` for the result, `work` = (x^2, s) for the cache,
-    which keeps x, x^2 and s.
+    The fold spares two passes over (N, Cin) forward and one backward; only small (Cin, Cout)
+    products are added. x (..., Cin), w (Cin, Cout), b (Cout,) or None. `col_scale` (Cout,), if
+    given, multiplies the output's columns the same way, for free (attention's 1/sqrt(hs) on q).
+    Buffers: `out` (N, Cout), `xhat` and `scratch` (N, Cin). Returns (y (..., Cout), cache).
+    """
+    Cin, Cout = w.shape
+    xhat, rstd = _normalize(x.reshape(-1, Cin), eps, xhat=xhat, scratch=scratch)  # (N, Cin), (N,)
+    w_fold = w * ln_w[:, None]  # (Cin, Cout)
+    b_fold = ln_b @ w  # (Cout,)
+    if b is not None:
+        b_fold += b
+    if col_scale is not None:
+        w_fold *= col_scale
+        b_fold *= col_scale
+    y = mm(xhat, w_fold, out=out)  # (N, Cout)
+    y += b_fold
+    return y.reshape(*x.shape[:-1], Cout), (xhat, rstd, ln_w, ln_b, w, w_fold, b is not None, col_scale, x.shape)
+
+
+def layernorm_linear_backward(dout, cache, dw=None, db=None, dx=None, tmp=None, dw_t=None):
+    """Return (dx, d ln_w, d ln_b, dw, db) for layernorm_linear_forward (db is None without a bias).
+
+    Buffers: `dw` (Cin, Cout), `db` (Cout,), `dx` and `tmp` (N, Cin). `dw_t` (Cout, Cin), given
+    instead of `dw`, receives the weight gradient transposed (a tied head's (V, C) embedding
+    gradient); the returned dw is then its transposed view.
+    """
+    xhat, rstd, ln_w, ln_b, w, w_fold, has_bias, col_scale, shape = cache
+    Cin, Cout = w.shape
+    d2 = dout.reshape(-1, Cout)  # (N, Cout)
+    dxhat = mm(d2, w_fold.T, out=dx)  # (N, Cin)
+    m = mm(xhat.T, d2, out=dw) if dw_t is None else mm(d2.T, xhat, out=dw_t).T  # (Cin, Cout) xhat^T dout
+    col = np.matmul(_ones(d2.shape[0], d2.dtype), d2, out=db if has_bias else None)  # (Cout,) column sums
+    if col_scale is not None:  # the scaled columns' gradients, as if dout had been scaled
+        m *= col_scale
+        col *= col_scale
+    d_ln_w = np.einsum("ij,ij->i", m, w)  # (Cin,)
+    d_ln_b = w @ col  # (Cin,)
+    m *= ln_w[:, None]  # the weight saw xhat g + beta: dw = g (xhat^T dout) + beta (x) col
+    m += ln_b[:, None] * col[None, :]
+    neg_inv_c = np.full(Cin, -1.0 / Cin, xhat.dtype)  # (Cin,)
+    prod = np.multiply(dxhat, xhat, out=tmp)  # (N, Cin)
+    a = dxhat @ neg_inv_c  # (N,) -mean(dxhat)
+    e = prod @ neg_inv_c  # (N,) -mean(dxhat xhat)
+    dx = _normalize_backward(dxhat, xhat, rstd, a, e, tmp=prod)  # (N, Cin)
+    return dx.reshape(shape), d_ln_w, d_ln_b, m, (col if has_bias else None)
+
+
+def gelu_forward(x, out=None, scratch=None, grad=True, overwrite=False):
+    """GELU, tanh approximation: y = x s with s = 0.5 (1 + tanh(k (x + a x^3))).
+
+    With `grad`, the derivative dy/dx = s + y z' (1 - s), z' = 2k (1 + 3a x^2), is the cache. It
+    is made here, while x, s and y are fresh in cache, mostly by in-place passes, as
+    1 - (1 - s)(1 - y z'); with `overwrite` it is written over x, which the caller then gives up.
+    `out` (for y) and `scratch` (for s) may be buffers of x's shape.
     """
     t = x.dtype.type
-    x2_buf, s_buf = (None, None) if work is None else (w.reshape(x.shape) for w in work)
-    x2 = np.multiply(x, x, out=x2_buf)  # (..., C)
-    s = np.multiply(x2, t(_GELU_K * _GELU_A), out=s_buf)
+    s = np.multiply(x, x, out=None if scratch is None else scratch.reshape(x.shape))  # (..., C)
+    s *= t(_GELU_K * _GELU_A)
     s += t(_GELU_K)
     s *= x  # k (x + a x^3)
     np.tanh(s, out=s)
     s *= t(0.5)
     s += t(0.5)
     y = np.multiply(x, s, out=None if out is None else out.reshape(x.shape))  # (..., C)
-    return y, (x, x2, s)
+    if not grad:
+        return y, None
+    d = np.multiply(x, x, out=x if overwrite else None)  # (..., C) x^2
+    d *= t(-6.0 * _GELU_A * _GELU_K)
+    d -= t(2.0 * _GELU_K)  # -z'
+    d *= y
+    d += t(1.0)  # 1 - y z'
+    np.subtract(t(1.0), s, out=s)  # 1 - s
+    d *= s
+    np.subtract(t(1.0), d, out=d)  # s + y z' (1 - s)
+    return y, d
 
 
-def gelu_backward(dout, cache, work=None):
-    """d/dx [x s] = s (1 + x z' (1 - s)) with z' = 2k (1 + 3a x^2); consumes the cache's x^2.
-
-    `work` (same shape) is scratch; the model passes the cached x's buffer, which it no longer needs.
-    """
-    x, x2, s = cache
-    t = x.dtype.type
-    g = x2
-    g *= t(6.0 * _GELU_A * _GELU_K)
-    g += t(2.0 * _GELU_K)
-    g *= x  # x z'
-    om = np.subtract(t(1.0), s, out=None if work is None else work.reshape(s.shape))  # (..., C)
-    g *= om
-    g += t(1.0)
-    g *= s
-    g *= dout
-    return g
+def gelu_backward(dout, cache, out=None):
+    """dx = dout * gelu'(x), with the derivative gelu_forward left in the cache; the result goes
+    into `out` (may be dout itself), else over the cache."""
+    return np.multiply(dout, cache, out=cache if out is None else out)
 
 
 _EXP_SAFE = 60.0  # exp(60) ~ 1e26: even 10^5 such terms sum far below float32's largest number

@@ -50,6 +50,46 @@ def test_layernorm_backward(rng):
     assert rel_error(db, numeric_grad(f, b)) < TOL
 
 
+@pytest.mark.parametrize("bias, scaled, transposed", [(True, False, False), (True, True, False), (False, False, True)])
+def test_layernorm_linear_matches_the_two_ops_and_finite_differences(rng, bias, scaled, transposed):
+    x = rng.standard_normal((2, 3, 6)) * 3 + 1
+    g, beta = rng.standard_normal(6), rng.standard_normal(6)
+    w = rng.standard_normal((6, 5))
+    b = rng.standard_normal(5) if bias else None
+    s = rng.uniform(0.2, 2.0, 5) if scaled else None
+    dout = rng.standard_normal((2, 3, 5))
+
+    def fwd():
+        return ops.layernorm_linear_forward(x, g, beta, w, b, col_scale=s)[0]
+
+    ln, _ = ops.layernorm_forward(x, g, beta)
+    ref = (ln @ w + (0 if b is None else b)) * (1 if s is None else s)
+    np.testing.assert_allclose(fwd(), ref, rtol=1e-12, atol=1e-12)
+    x_before = x.copy()
+    _, cache = ops.layernorm_linear_forward(x, g, beta, w, b, col_scale=s)
+    dw_t = np.full((5, 6), np.nan) if transposed else None  # a tied head's (V, C) gradient buffer
+    dx, dg, dbeta, dw, db = ops.layernorm_linear_backward(dout, cache, dw_t=dw_t)
+    np.testing.assert_array_equal(x, x_before)  # the input is not consumed
+    f = lambda: scalar_of(fwd(), dout)
+    for got, param in ((dx, x), (dg, g), (dbeta, beta), (dw, w)) + (((db, b),) if bias else ()):
+        assert rel_error(got, numeric_grad(f, param)) < TOL
+    assert db is None if not bias else db.shape == (5,)
+    if transposed:
+        np.testing.assert_array_equal(dw_t, dw.T)  # written into the given buffer
+
+
+def test_gelu_forward_without_grad_and_overwriting_its_input(rng):
+    x = rng.standard_normal((3, 7)) * 2
+    y, none = ops.gelu_forward(x.copy(), grad=False)
+    assert none is None
+    xc = x.copy()
+    y2, d = ops.gelu_forward(xc, overwrite=True)
+    assert d is xc  # the derivative took the input's buffer
+    np.testing.assert_array_equal(y, y2)
+    y3, d3 = ops.gelu_forward(x)
+    np.testing.assert_array_equal(d3, d)
+
+
 def test_gelu_matches_tanh_formula(rng):
     x = rng.standard_normal(50) * 3
     ref = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
