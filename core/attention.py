@@ -73,7 +73,7 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
 
     `scale` defaults to 1/sqrt(hs); a caller that folded it into q's projection passes 1.
     Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)[, scratch of att's
-    shape, free during the forward]).
+    shape, free during the forward[, kt (B, nh, hs, T), free after it]]).
     rope = (cos, sin) tables (T, hs): q and k are rotated by position first (relative positions).
     """
     B, T, C3 = qkv.shape
@@ -81,14 +81,16 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     hs = C // n_head
     q, k, v = split_heads(qkv, n_head)  # (B, nh, T, hs)
     scale = qkv.dtype.type(1.0 / np.sqrt(hs) if scale is None else scale)
-    qs_buf, att_buf, scratch = (tuple(work) + (None,))[:3] if work is not None else (None, None, None)
+    qs_buf, att_buf, scratch, kt_buf = (tuple(work or ()) + (None,) * 4)[:4]
     if rope is None:
         qs = q if scale == 1 else np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
     else:
         cos, sin = rope
         qs = rope_forward(q, cos * scale, sin * scale, out=qs_buf)  # (B, nh, T, hs), rotated and scaled
         k = rope_forward(k, cos, sin)  # (B, nh, T, hs), rotated keys
-    att = mm(qs, k.transpose(0, 1, 3, 2), out=att_buf)  # (B, nh, T, T)
+    # BLAS multiplies by a transposed (T, hs) slice far slower than by a row-major (hs, T) one
+    kt = _transposed_copy(k, kt_buf)  # (B, nh, hs, T)
+    att = mm(qs, kt, out=att_buf)  # (B, nh, T, T)
     if bias is not None:
         att += bias
     softmax_rows(att, out=att, scratch=scratch)  # probabilities, rows sum to 1
@@ -104,10 +106,19 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     return out, (qs, k, v, att, used, keep, scale, n_head, rope, q, out)
 
 
-def attention_backward(dy, cache, out=None, work=None):
+def _transposed_copy(x, out=None):
+    """x (..., m, n) copied as a contiguous (..., n, m) array, into `out` if given."""
+    if out is None:
+        return np.ascontiguousarray(x.swapaxes(-1, -2))
+    np.copyto(out, x.swapaxes(-1, -2))
+    return out
+
+
+def attention_backward(dy, cache, out=None, work=None, vt=None):
     """Gradient with respect to the fused projection, (B, T, 3C).
 
-    Optional buffers: out (B, T, 3C); work (B, nh, T, T). The cache's probabilities survive.
+    Optional buffers: out (B, T, 3C); work (B, nh, T, T); vt (B, nh, hs, T). The cache's
+    probabilities survive.
     Without rope, dy is consumed: it is scaled in place by the score scale (unless 1) once dv is known.
     """
     qs, k, v, att, used, keep, scale, n_head, rope, q, y = cache
@@ -121,7 +132,7 @@ def attention_backward(dy, cache, out=None, work=None):
     if rope is None and scale != 1:
         # the score scale moves onto dy (contiguous, cheap), so that dq and dk need no scaling
         np.multiply(dy, scale, out=dy)
-    datt = mm(dy4, v.transpose(0, 1, 3, 2), out=work)  # (B, nh, T, T)
+    datt = mm(dy4, _transposed_copy(v, vt), out=work)  # (B, nh, T, T)
     if keep is not None:
         datt *= keep
     # softmax backward: ds = p * (dp - sum_j dp_j p_j), and sum_j dp_j p_j = dy . y per row (y = used v)

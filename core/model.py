@@ -150,7 +150,7 @@ class Transformer(Decoding):
                 "sq": e(N, C), "s": e(N, 4 * C),
                 # backward scratch, shared by all layers
                 "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
-                "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "dwte": e(cfg.vocab_size, C),
+                "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "kt": e(B, nh, hs, T), "dwte": e(cfg.vocab_size, C),
             }
             while len(self._ws) >= 2:
                 self._ws.pop(next(iter(self._ws)))
@@ -180,7 +180,7 @@ class Transformer(Decoding):
             qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
                                                       out=W("qkv", i), xhat=W("ln1_xhat", i), scratch=W("sq"),
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
-            work = None if ws is None else (W("qs", i), W("att", i), W("datt"))  # datt: backward's scratch
+            work = None if ws is None else (W("qs", i), W("att", i), W("datt"), W("kt"))  # datt, kt: shared scratch
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
             a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
@@ -223,7 +223,7 @@ class Transformer(Decoding):
             dx += dh  # residual
             da = ops.dropout_backward(dx, c_d1)  # (B, T, C)
             da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"], dx=W("dh"))  # (B, T, C)
-            da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"))  # (B, T, 3C)
+            da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"), vt=W("kt"))  # (B, T, 3C)
             da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...], _, _ = ops.layernorm_linear_backward(
                 da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dln"), tmp=W("tmp"))  # (B, T, C)
             dx += da  # residual
