@@ -146,8 +146,8 @@ class Transformer(Decoding):
                     "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
                 } for _ in range(L)],
                 "lnf_xhat": e(N, C),
-                # forward scratch, shared by all layers: LayerNorm's squares, GELU's s
-                "sq": e(N, C), "s": e(N, 4 * C),
+                # forward scratch, shared by all layers: GELU's s
+                "s": e(N, 4 * C),
                 # backward scratch, shared by all layers
                 "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
                 "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "kt": e(B, nh, hs, T), "dwte": e(cfg.vocab_size, C),
@@ -178,7 +178,7 @@ class Transformer(Decoding):
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
-                                                      out=W("qkv", i), xhat=W("ln1_xhat", i), scratch=W("sq"),
+                                                      out=W("qkv", i), xhat=W("ln1_xhat", i),
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
             work = None if ws is None else (W("qs", i), W("att", i), W("datt"), W("kt"))  # datt, kt: shared scratch
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
@@ -186,14 +186,14 @@ class Transformer(Decoding):
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
             h, c_fc = ops.layernorm_linear_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"],
-                                                   out=W("fc", i), xhat=W("ln2_xhat", i), scratch=W("sq"))  # (B, T, 4C)
+                                                   out=W("fc", i), xhat=W("ln2_xhat", i))  # (B, T, 4C)
             h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), scratch=W("s"), grad=targets is not None, overwrite=True)  # (B, T, 4C); c_fc's buffer now holds GELU's derivative
             h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("mp", i))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
             blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2))
         logits, c_head = ops.layernorm_linear_forward(x, P["ln_f.w"], P["ln_f.b"], self.head_weight(),
-                                                      xhat=W("lnf_xhat"), scratch=W("sq"))  # (B, T, V), fresh: callers may keep it
+                                                      xhat=W("lnf_xhat"))  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
         if targets is not None:
             loss, c_ce = ops.cross_entropy_forward(logits, targets)

@@ -68,18 +68,18 @@ def linear_backward(dout, cache, dw=None, db=None, dx=None):
     return dx, dw, db
 
 
-def _normalize(x2, eps, xhat=None, scratch=None):
+def _normalize(x2, eps, xhat=None):
     """Rows of x2 (N, C) shifted to zero mean and scaled to unit variance: (xhat (N, C), rstd (N,)).
 
-    `xhat` receives the result; `scratch` (N, C) takes the squares. x2 itself is not kept.
+    `xhat` receives the result. x2 itself is not kept.
     """
     C = x2.shape[-1]
-    inv_c = np.full(C, 1.0 / C, x2.dtype)  # (C,)
-    mean = x2 @ inv_c  # (N,)
+    t = x2.dtype.type
+    mean = x2 @ np.full(C, 1.0 / C, x2.dtype)  # (N,) a BLAS matrix-vector product
     xhat = np.subtract(x2, mean[:, None], out=xhat)  # (N, C)
-    sq = np.multiply(xhat, xhat, out=scratch)  # (N, C)
-    var = sq @ inv_c  # (N,)
-    var += x2.dtype.type(eps)
+    var = np.vecdot(xhat, xhat)  # (N,) row dot products, without an (N, C) array of squares
+    var *= t(1.0 / C)
+    var += t(eps)
     rstd = np.sqrt(var, out=var)
     np.reciprocal(rstd, out=rstd)  # (N,)
     xhat *= rstd[:, None]
@@ -101,7 +101,7 @@ def layernorm_forward(x, w, b, eps=1e-5, out=None, xhat=None):
     `out` and `xhat` (N, C) may be buffers; x itself is not kept, so the caller may overwrite it.
     """
     C = x.shape[-1]
-    xhat, rstd = _normalize(x.reshape(-1, C), eps, xhat=xhat, scratch=out)  # (N, C), (N,)
+    xhat, rstd = _normalize(x.reshape(-1, C), eps, xhat=xhat)  # (N, C), (N,)
     out = np.multiply(xhat, w, out=out)  # (N, C)
     out += b
     return out.reshape(x.shape), (xhat, rstd, w, x.shape)
@@ -123,17 +123,17 @@ def layernorm_backward(dout, cache, dx=None, tmp=None):
     return dx.reshape(shape), dw, db
 
 
-def layernorm_linear_forward(x, ln_w, ln_b, w, b=None, eps=1e-5, out=None, xhat=None, scratch=None, col_scale=None):
+def layernorm_linear_forward(x, ln_w, ln_b, w, b=None, eps=1e-5, out=None, xhat=None, col_scale=None):
     """linear(layernorm(x)) with the LayerNorm's gain g and shift beta folded into the weights:
     (xhat g + beta) @ w + b == xhat @ (g[:, None] w) + (beta @ w + b).
 
     The fold spares two passes over (N, Cin) forward and one backward; only small (Cin, Cout)
     products are added. x (..., Cin), w (Cin, Cout), b (Cout,) or None. `col_scale` (Cout,), if
     given, multiplies the output's columns the same way, for free (attention's 1/sqrt(hs) on q).
-    Buffers: `out` (N, Cout), `xhat` and `scratch` (N, Cin). Returns (y (..., Cout), cache).
+    Buffers: `out` (N, Cout), `xhat` (N, Cin). Returns (y (..., Cout), cache).
     """
     Cin, Cout = w.shape
-    xhat, rstd = _normalize(x.reshape(-1, Cin), eps, xhat=xhat, scratch=scratch)  # (N, Cin), (N,)
+    xhat, rstd = _normalize(x.reshape(-1, Cin), eps, xhat=xhat)  # (N, Cin), (N,)
     w_fold = w * ln_w[:, None]  # (Cin, Cout)
     b_fold = ln_b @ w  # (Cout,)
     if b is not None:
@@ -167,10 +167,10 @@ def layernorm_linear_backward(dout, cache, dw=None, db=None, dx=None, tmp=None, 
     m *= ln_w[:, None]  # the weight saw xhat g + beta: dw = g (xhat^T dout) + beta (x) col
     m += ln_b[:, None] * col[None, :]
     neg_inv_c = np.full(Cin, -1.0 / Cin, xhat.dtype)  # (Cin,)
-    prod = np.multiply(dxhat, xhat, out=tmp)  # (N, Cin)
     a = dxhat @ neg_inv_c  # (N,) -mean(dxhat)
-    e = prod @ neg_inv_c  # (N,) -mean(dxhat xhat)
-    dx = _normalize_backward(dxhat, xhat, rstd, a, e, tmp=prod)  # (N, Cin)
+    e = np.vecdot(dxhat, xhat)  # (N,)
+    e *= neg_inv_c[0]  # -mean(dxhat xhat)
+    dx = _normalize_backward(dxhat, xhat, rstd, a, e, tmp=tmp)  # (N, Cin)
     return dx.reshape(shape), d_ln_w, d_ln_b, m, (col if has_bias else None)
 
 
