@@ -28,6 +28,16 @@ def mm(a, b, out=None):
     return np.matmul(a, b, out=out)
 
 
+if hasattr(np, "vecdot"):  # numpy >= 2.0: a dot product per row, no (N, C) temporary
+    def _rowdot(a, b):
+        """(N,) dot products of the rows of a and b, both (N, C)."""
+        return np.vecdot(a, b)
+else:  # numpy 1.26
+    def _rowdot(a, b):
+        """(N,) dot products of the rows of a and b, both (N, C)."""
+        return np.einsum("ij,ij->i", a, b)
+
+
 def _ones(n, dtype):
     return np.ones(n, dtype)  # (n,)
 
@@ -77,7 +87,7 @@ def _normalize(x2, eps, xhat=None):
     t = x2.dtype.type
     mean = x2 @ np.full(C, 1.0 / C, x2.dtype)  # (N,) a BLAS matrix-vector product
     xhat = np.subtract(x2, mean[:, None], out=xhat)  # (N, C)
-    var = np.vecdot(xhat, xhat)  # (N,) row dot products, without an (N, C) array of squares
+    var = _rowdot(xhat, xhat)  # (N,) without an (N, C) array of squares
     var *= t(1.0 / C)
     var += t(eps)
     rstd = np.sqrt(var, out=var)
@@ -168,7 +178,7 @@ def layernorm_linear_backward(dout, cache, dw=None, db=None, dx=None, tmp=None, 
     m += ln_b[:, None] * col[None, :]
     neg_inv_c = np.full(Cin, -1.0 / Cin, xhat.dtype)  # (Cin,)
     a = dxhat @ neg_inv_c  # (N,) -mean(dxhat)
-    e = np.vecdot(dxhat, xhat)  # (N,)
+    e = _rowdot(dxhat, xhat)  # (N,)
     e *= neg_inv_c[0]  # -mean(dxhat xhat)
     dx = _normalize_backward(dxhat, xhat, rstd, a, e, tmp=tmp)  # (N, Cin)
     return dx.reshape(shape), d_ln_w, d_ln_b, m, (col if has_bias else None)
