@@ -13,7 +13,8 @@ import numpy as np
 from core import ops
 from core.attention import attention_step, rope_forward
 
-_max, _sum = np.maximum.reduce, np.add.reduce  # the ufunc methods skip ndarray.max/sum's Python wrappers
+_max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce  # skip ndarray.max/sum's Python wrappers
+_MIN_ROW_SUM = 1e-30  # attention rows whose exps sum to less are redone with the max shift
 
 
 class KVCache(dict):
@@ -71,7 +72,7 @@ class Decoding:
             x += a
             h, _ = ops.layernorm_forward(x, ln2w, ln2b)
             h, _ = ops.linear_forward(h, wfc, bfc)  # (B*Tn, 4C)
-            h, _ = ops.gelu_forward(h)
+            h, _ = ops.gelu_forward(h, grad=False)
             h, _ = ops.linear_forward(h, wp, bp)  # (B*Tn, C)
             x += h
         kv["len"] = start + Tn
@@ -89,12 +90,28 @@ class Decoding:
 
     def decode_one(self, tok, kv):
         """Logits (V,) for one more token of one sequence: forward_step's math on vectors, with the
-        weights folded for decoding (see _decode_weights) so that a layer is ~28 numpy calls."""
-        cfg, P = self.cfg, self.params
+        weights folded for decoding (see _decode_weights) so that a layer is ~26 numpy calls.
+
+        Attention's softmax skips the shift by the row max (two calls a layer). If a score is so
+        large that exp overflows (the logits come out non-finite), or a row's exps sum to so little
+        that their precision suffers, the step is redone with the shift, rewriting the same keys
+        and values.
+        """
         pos = kv["len"]
-        if pos >= cfg.block_size:
-            raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={cfg.block_size}")
-        layers, head, (inv_c, c_gelu, ones, r), (h1, h, y, u1, u) = self._folded(kv)
+        if pos >= self.cfg.block_size:
+            raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={self.cfg.block_size}")
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            logits, row_sums = self._decode_step(tok, kv, pos, shift=False)
+        if not (math.isfinite(_sum(logits)) and _min(row_sums, axis=None) > _MIN_ROW_SUM):
+            logits, _ = self._decode_step(tok, kv, pos, shift=True)
+        kv["len"] = pos + 1
+        return logits
+
+    def _decode_step(self, tok, kv, pos, shift):
+        """decode_one's arithmetic for position `pos`: (logits (V,), attention row sums (L, nh, 1, 1)).
+        `shift`: the softmax subtracts each row's max first."""
+        cfg, P = self.cfg, self.params
+        layers, head, (inv_c, c_gelu, ones, r, sums), (h1, h, y, u1, u) = self._folded(kv)
         C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
         hs = C // nh
         rope = self.rope_at(pos, n)  # (1, hs) tables, or None
@@ -116,9 +133,10 @@ class Decoding:
                 cache[0, :, pos] = rope_forward(cache[0, :, pos], *rope)  # (nh, hs) keys, turned
                 q = rope_forward(q, *rope)
             att = np.matmul(q, cache[0, :, :n].transpose(0, 2, 1))  # (nh, 1, n)
-            att -= _max(att, axis=-1, keepdims=True)
+            if shift:
+                att -= _max(att, axis=-1, keepdims=True)
             np.exp(att, out=att)
-            att /= _sum(att, axis=-1, keepdims=True)
+            att /= _sum(att, axis=-1, keepdims=True, out=sums[i])
             np.matmul(att, cache[1, :, :n], out=y)  # (nh, 1, hs), a view of h1's first C entries
             x += np.dot(h1, w_o)  # (C,)
             normalise()
@@ -131,14 +149,13 @@ class Decoding:
             u += ones
             u *= g  # u1 = [u, 1]
             x += np.dot(u1, w_p)  # (C,)
-        kv["len"] = n
         normalise()
-        return np.dot(h1, head)  # (V,), a fresh array
+        return np.dot(h1, head), sums  # (V,), a fresh array
 
     def _decode_weights(self, into=None):
         """Decoding state for one cache: per layer (w_qkv, w_o, w_fc, w_p), each a matrix (in + 1, out)
         whose last row is the bias, and the head's; constant vectors (1/C, GELU's cubic coefficient,
-        ones, a 1-element scratch); and the vectors a layer fills, each with a constant 1 at the end to
+        ones, a 1-element scratch, the attention row sums); and the vectors a layer fills, each with a constant 1 at the end to
         meet the bias row. LayerNorm gains and biases are folded into the matrix after them, the
         attention scale into the q columns, GELU's constants into c_fc and c_proj. Weights must not
         change while one cache is in use (one generation). `into`, an earlier result for this model,
@@ -165,6 +182,7 @@ class Decoding:
         head = fold(self.head_weight(), np.zeros(cfg.vocab_size, dt), self.params["ln_f.w"], self.params["ln_f.b"])
         if into is not None:
             return layers, head, into[2], into[3]
-        consts = (np.full(C, 1.0 / C, dt), np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt))
+        consts = (np.full(C, 1.0 / C, dt), np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt),
+                  np.ones((cfg.n_layer, nh, 1, 1), dt))  # the last: each layer's attention row sums
         h1, u1 = np.ones(C + 1, dt), np.ones(4 * C + 1, dt)  # the last entries stay 1
         return layers, head, consts, (h1, h1[:C], h1[:C].reshape(nh, 1, hs), u1, u1[:4 * C])

@@ -101,3 +101,30 @@ def test_a_new_cache_takes_over_a_dead_ones_buffers_and_refolds_the_weights():
     after = m.decode_one(ids[-1], kv)
     np.testing.assert_allclose(after, m.forward(np.asarray([ids]))[0][0, -1], atol=1e-5)  # folded afresh
     assert not np.allclose(after, before)
+
+
+def _scores_made_extreme(m, q_bias):
+    """Every layer's attention scores pushed out of exp's comfortable float32 range: every key
+    shares a large common part, and q points along it (huge scores) or against it (tiny weights)."""
+    C = m.cfg.n_embd
+    for i in range(m.cfg.n_layer):
+        b = m.params[f"h.{i}.attn.c_attn.b"]
+        b[C:2 * C] = abs(q_bias)
+        b[:C] = q_bias
+
+
+# +12: exp overflows; -12: every weight underflows to 0; -6: every weight is a denormal number, and
+# the unshifted logits come out finite but off by ~1e-4 (the row sums give it away)
+@pytest.mark.parametrize("q_bias", [12.0, -12.0, -6.0])
+def test_decoding_redoes_a_step_whose_unshifted_softmax_overflows_or_underflows(q_bias):
+    import warnings
+    m = model()
+    _scores_made_extreme(m, q_bias)
+    ids = [1, 2, 3, 4, 5]
+    kv = m.new_kv_cache()
+    m.forward_step(np.asarray([ids[:-1]]), kv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unshifted attempt's overflow stays silent
+        logits = m.decode_one(ids[-1], kv)
+    assert kv["len"] == len(ids) and np.all(np.isfinite(logits))
+    np.testing.assert_allclose(logits, m.forward(np.asarray([ids]))[0][0, -1], rtol=1e-5, atol=1e-5)
