@@ -111,16 +111,22 @@ class Decoding:
         """decode_one's arithmetic for position `pos`: (logits (V,), attention row sums (L, nh, 1, 1)).
         `shift`: the softmax subtracts each row's max first."""
         cfg, P = self.cfg, self.params
-        layers, head, (inv_c, c_gelu, ones, r, sums), (h1, h, y, u1, u) = self._folded(kv)
+        layers, head, (wte, wpe), (c_gelu, ones, r, sums), (h1, h, y, u1, u) = self._folded(kv)
         C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
         hs = C // nh
         rope = self.rope_at(pos, n)  # (1, hs) tables, or None
-        x = P["wte.w"][tok] + P["wpe.w"][pos] if rope is None else P["wte.w"][tok].copy()  # (C,)
+        x = wte[tok] + wpe[pos] if rope is None else wte[tok].copy()  # (C + 1,): the residual, then its mean
+        xc = x[:C]
 
         def normalise():  # h = LayerNorm(x) without its gain and bias (those live in the next matrix)
-            np.subtract(x, np.dot(x, inv_c), out=h)
-            r[0] = 1.0 / math.sqrt(float(np.dot(h, h)) / C + 1e-5)
-            np.multiply(h, r, out=h)
+            # the matrices after a LayerNorm are centred (their columns sum to 0), so h need not be
+            m = float(x[C])
+            var = float(np.dot(xc, xc)) / C - m * m
+            if var < 16.0 * m * m:  # the shortcut would cancel away precision: the two-pass variance
+                np.subtract(xc, x[C:], out=h)
+                var = float(np.dot(h, h)) / C
+            r[0] = 1.0 / math.sqrt(var + 1e-5)
+            np.multiply(xc, r, out=h)
         # Constants are arrays, not Python numbers: numpy takes ~3x longer to apply a scalar to a vector.
         kvs = kv["kv"]
         for i, (w_qkv, w_o, w_fc, w_p) in enumerate(layers):  # each (in + 1, out): the bias is the last row
@@ -138,7 +144,7 @@ class Decoding:
             np.exp(att, out=att)
             att /= _sum(att, axis=-1, keepdims=True, out=sums[i])
             np.matmul(att, cache[1, :, :n], out=y)  # (nh, 1, hs), a view of h1's first C entries
-            x += np.dot(h1, w_o)  # (C,)
+            x += np.dot(h1, w_o)  # (C + 1,), the mean too
             normalise()
             g = np.dot(h1, w_fc)  # (4C,) = k * (fc pre-activation), k = sqrt(2/pi)
             np.multiply(g, g, out=u)  # tanh GELU: h*(1+tanh(k(h + a h^3)))/2 with g = k h; 1/(2k) is in w_p
@@ -148,41 +154,65 @@ class Decoding:
             np.tanh(u, out=u)
             u += ones
             u *= g  # u1 = [u, 1]
-            x += np.dot(u1, w_p)  # (C,)
+            x += np.dot(u1, w_p)  # (C + 1,)
         normalise()
         return np.dot(h1, head), sums  # (V,), a fresh array
 
     def _decode_weights(self, into=None):
         """Decoding state for one cache: per layer (w_qkv, w_o, w_fc, w_p), each a matrix (in + 1, out)
-        whose last row is the bias, and the head's; constant vectors (1/C, GELU's cubic coefficient,
-        ones, a 1-element scratch, the attention row sums); and the vectors a layer fills, each with a constant 1 at the end to
-        meet the bias row. LayerNorm gains and biases are folded into the matrix after them, the
-        attention scale into the q columns, GELU's constants into c_fc and c_proj. Weights must not
-        change while one cache is in use (one generation). `into`, an earlier result for this model,
-        is overwritten instead of allocating anew."""
+        whose last row is the bias, and the head's; the embeddings; constant vectors (GELU's cubic
+        coefficient, ones, a 1-element scratch, the attention row sums); and the vectors a layer
+        fills, each with a constant 1 at the end to meet the bias row.
+
+        LayerNorm gains and biases are folded into the matrix after them, the attention scale into
+        the q columns, GELU's constants into c_fc and c_proj. The residual stream carries its own
+        mean as an extra last entry: the embeddings have it as a last column, and w_o and w_p an
+        extra column that computes the mean of what they add. The matrices after a LayerNorm are
+        centred (each column's mean over the inputs subtracted), so they ignore the input's mean.
+        Weights must not change while one cache is in use (one generation). `into`, an earlier
+        result for this model, is overwritten instead of allocating anew."""
         cfg, f, dt = self.cfg, self.dtype.type, self.dtype
         C, nh, hs = cfg.n_embd, cfg.n_head, cfg.n_embd // cfg.n_head
         k = np.sqrt(2.0 / np.pi)
 
-        spare = iter([] if into is None else [m for layer in into[0] for m in layer] + [into[1]])
+        spare = iter([] if into is None else [m for layer in into[0] for m in layer] + [into[1], *into[2]])
 
-        def fold(w, b, gain=None, shift=None, scale=1.0, bias_scale=1.0):  # [gain * w; shift @ w + b], scaled
+        def with_mean(w, rows):  # (rows, C) -> (rows, C + 1), the last column each row's mean
             out = next(spare, None)
             if out is None:
-                out = np.empty((w.shape[0] + 1, w.shape[1]), dt)  # (in + 1, out)
-            np.multiply(w, (gain if gain is not None else f(1.0))[..., None] * f(scale), out=out[:-1])
-            out[-1] = b if shift is None else shift @ w + b
-            out[-1] *= f(bias_scale)
+                out = np.empty((rows, C + 1), dt)
+            out[:, :C] = w
+            np.mean(out[:, :C], axis=1, out=out[:, C])
+            return out
+
+        def fold(w, b, gain=None, shift=None, scale=1.0, bias_scale=1.0, centre=False, mean=False):
+            """[gain * w; shift @ w + b] (in + 1, out), scaled; centred over the inputs; + a mean column."""
+            out = next(spare, None)
+            if out is None:
+                out = np.empty((w.shape[0] + 1, w.shape[1] + mean), dt)  # (in + 1, out [+ 1])
+            top = out[:-1, :w.shape[1]]
+            np.multiply(w, (gain if gain is not None else f(1.0))[..., None] * f(scale), out=top)
+            out[-1, :w.shape[1]] = b if shift is None else shift @ w + b
+            out[-1, :w.shape[1]] *= f(bias_scale)
+            if centre:
+                top -= top.mean(axis=0)
+            if mean:
+                np.mean(out[:, :-1], axis=1, out=out[:, -1])
             return out
         layers = []
         for ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp in self._layer_params():
-            w_qkv = fold(wqkv, bqkv, ln1w, ln1b)  # (C + 1, 3C)
+            w_qkv = fold(wqkv, bqkv, ln1w, ln1b, centre=True)  # (C + 1, 3C)
             w_qkv[:, :C] *= f(1.0 / np.sqrt(hs))
-            layers.append((w_qkv, fold(wo, bo), fold(wfc, bfc, ln2w, ln2b, k, k), fold(wp, bp, scale=0.5 / k)))
-        head = fold(self.head_weight(), np.zeros(cfg.vocab_size, dt), self.params["ln_f.w"], self.params["ln_f.b"])
+            layers.append((w_qkv, fold(wo, bo, mean=True), fold(wfc, bfc, ln2w, ln2b, k, k, centre=True),
+                           fold(wp, bp, scale=0.5 / k, mean=True)))
+        head = fold(self.head_weight(), np.zeros(cfg.vocab_size, dt), self.params["ln_f.w"], self.params["ln_f.b"],
+                    centre=True)
+        P = self.params
+        emb = (with_mean(P["wte.w"], cfg.vocab_size),  # (V, C + 1)
+               with_mean(P["wpe.w"], cfg.block_size) if "wpe.w" in P else None)  # (T, C + 1)
         if into is not None:
-            return layers, head, into[2], into[3]
-        consts = (np.full(C, 1.0 / C, dt), np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt),
+            return layers, head, emb, into[3], into[4]
+        consts = (np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt),
                   np.ones((cfg.n_layer, nh, 1, 1), dt))  # the last: each layer's attention row sums
         h1, u1 = np.ones(C + 1, dt), np.ones(4 * C + 1, dt)  # the last entries stay 1
-        return layers, head, consts, (h1, h1[:C], h1[:C].reshape(nh, 1, hs), u1, u1[:4 * C])
+        return layers, head, emb, consts, (h1, h1[:C], h1[:C].reshape(nh, 1, hs), u1, u1[:4 * C])
