@@ -122,11 +122,13 @@ class Decoding:
             # the matrices after a LayerNorm are centred (their columns sum to 0), so h need not be
             m = float(x[C])
             var = float(np.dot(xc, xc)) / C - m * m
-            if var < 16.0 * m * m:  # the shortcut would cancel away precision: the two-pass variance
+            if var >= 16.0 * m * m:
+                r[0] = 1.0 / math.sqrt(var + 1e-5)
+                np.multiply(xc, r, out=h)
+            else:  # a large common offset would cancel precision away: centre first, as in training
                 np.subtract(xc, x[C:], out=h)
-                var = float(np.dot(h, h)) / C
-            r[0] = 1.0 / math.sqrt(var + 1e-5)
-            np.multiply(xc, r, out=h)
+                r[0] = 1.0 / math.sqrt(float(np.dot(h, h)) / C + 1e-5)
+                np.multiply(h, r, out=h)
         # Constants are arrays, not Python numbers: numpy takes ~3x longer to apply a scalar to a vector.
         kvs = kv["kv"]
         for i, (w_qkv, w_o, w_fc, w_p) in enumerate(layers):  # each (in + 1, out): the bias is the last row

@@ -128,3 +128,17 @@ def test_decoding_redoes_a_step_whose_unshifted_softmax_overflows_or_underflows(
         logits = m.decode_one(ids[-1], kv)
     assert kv["len"] == len(ids) and np.all(np.isfinite(logits))
     np.testing.assert_allclose(logits, m.forward(np.asarray([ids]))[0][0, -1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0])
+def test_decoding_is_exact_when_the_residual_stream_carries_a_large_common_offset(offset):
+    # decoding gets LayerNorm's variance as mean(x^2) - mean^2 unless that would cancel precision
+    m = model(pos="rope")
+    m.params["wte.w"] += np.float32(offset)  # every channel of every token shifted alike
+    ids = [1, 2, 3, 4, 5, 6]
+    kv = m.new_kv_cache()
+    m.forward_step(np.asarray([ids[:2]]), kv)
+    for j in range(2, len(ids)):
+        logits = m.decode_one(ids[j], kv)
+        ref = m.forward(np.asarray([ids[:j + 1]]))[0][0, -1]
+        np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-5)
