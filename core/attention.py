@@ -5,6 +5,8 @@ straight into (B, T, C) / (B, T, 3C) layouts through strided `out=` views. The c
 attention probabilities, which the UI draws. Masked weights are exactly zero.
 """
 
+import functools
+
 import numpy as np
 
 from core.ops import mm, softmax_rows
@@ -12,16 +14,24 @@ from core.ops import mm, softmax_rows
 NEG = -1e30  # additive mask: exp(NEG - max) underflows to exactly 0 in float32 and float64
 
 
+@functools.lru_cache(maxsize=16)
+def _causal_bias(T, dtype):
+    """The causal (1, 1, T, T) bias, made once per (T, dtype) and shared read-only."""
+    bias = np.zeros((1, 1, T, T), dtype=dtype)  # (1, 1, T, T)
+    bias[0, 0][np.triu_indices(T, 1)] = NEG
+    bias.flags.writeable = False
+    return bias
+
+
 def mask_bias(T, causal, key_mask=None, dtype=np.float32):
     """Additive bias (B or 1, 1, T, T): 0 where a query may look, NEG where it may not.
 
-    key_mask (B, T) is True for real tokens; padded keys are hidden from every query.
+    key_mask (B, T) is True for real tokens; padded keys are hidden from every query. The causal
+    bias without padding is a shared read-only array.
     """
     if not causal and key_mask is None:
         return None
-    bias = np.zeros((1, 1, T, T), dtype=dtype)  # (1, 1, T, T)
-    if causal:
-        bias[0, 0][np.triu_indices(T, 1)] = NEG
+    bias = _causal_bias(T, np.dtype(dtype)) if causal else np.zeros((1, 1, T, T), dtype=dtype)
     if key_mask is not None:
         pad = np.where(key_mask, 0.0, NEG).astype(dtype)[:, None, None, :]  # (B, 1, 1, T)
         bias = np.minimum(bias, pad)  # (B, 1, T, T)
