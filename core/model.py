@@ -141,16 +141,16 @@ class Transformer(Decoding):
             ws = {
                 "x": e(N, C),  # residual stream, updated in place
                 "layers": [{
-                    "ln1_xhat": e(N, C), "qkv": e(N, 3 * C),
+                    "ln1_xhat": e(N, C), "qkv": e(N, 3 * C), "qkv_fold": e(C, 3 * C),
                     "qs": e(B, nh, T, hs), "att": e(B, nh, T, T), "y": e(B, T, C), "proj": e(N, C),
-                    "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
+                    "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "fc_fold": e(C, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
                 } for _ in range(L)],
-                "lnf_xhat": e(N, C),
+                "lnf_xhat": e(N, C), "head_fold": e(C, cfg.vocab_size), "probs": e(N, cfg.vocab_size),
                 # forward scratch, shared by all layers: GELU's s
                 "s": e(N, 4 * C),
                 # backward scratch, shared by all layers
                 "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
-                "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "kt": e(B, nh, hs, T), "dwte": e(cfg.vocab_size, C),
+                "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "kt": e(B, nh, hs, T), "dwte": e(cfg.vocab_size, C), "onehot": e(cfg.vocab_size, N),
             }
             while len(self._ws) >= 2:
                 self._ws.pop(next(iter(self._ws)))
@@ -169,16 +169,15 @@ class Transformer(Decoding):
         bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
         rope = self.rope_at(0, T)
         xbuf = None if ws is None else ws["x"].reshape(B, T, -1)
+        x = np.take(P["wte.w"], idx, axis=0, out=xbuf)  # (B, T, C), no temporary copy
         if rope is None:
-            x = np.add(P["wte.w"][idx], P["wpe.w"][:T], out=xbuf)  # (B, T, C)
-        else:
-            x = np.take(P["wte.w"], idx, axis=0, out=xbuf)  # (B, T, C)
+            x += P["wpe.w"][:T]
         x, c_drop0 = ops.dropout_forward(x, drop, rng)
         blocks = []
         for i in range(cfg.n_layer):
             p = f"h.{i}."
             qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
-                                                      out=W("qkv", i), xhat=W("ln1_xhat", i),
+                                                      out=W("qkv", i), xhat=W("ln1_xhat", i), fold=W("qkv_fold", i),
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
             work = None if ws is None else (W("qs", i), W("att", i), W("datt"), W("kt"))  # datt, kt: shared scratch
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
@@ -186,17 +185,17 @@ class Transformer(Decoding):
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
             h, c_fc = ops.layernorm_linear_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"],
-                                                   out=W("fc", i), xhat=W("ln2_xhat", i))  # (B, T, 4C)
+                                                   out=W("fc", i), xhat=W("ln2_xhat", i), fold=W("fc_fold", i))  # (B, T, 4C)
             h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), scratch=W("s"), grad=targets is not None, overwrite=True)  # (B, T, 4C); c_fc's buffer now holds GELU's derivative
             h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("mp", i))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
             blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2))
         logits, c_head = ops.layernorm_linear_forward(x, P["ln_f.w"], P["ln_f.b"], self.head_weight(),
-                                                      xhat=W("lnf_xhat"))  # (B, T, V), fresh: callers may keep it
+                                                      xhat=W("lnf_xhat"), fold=W("head_fold"))  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
         if targets is not None:
-            loss, c_ce = ops.cross_entropy_forward(logits, targets)
+            loss, c_ce = ops.cross_entropy_forward(logits, targets, out=W("probs"))
         self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_head, c_ce, T, ws)
         return logits, loss
 
@@ -231,7 +230,7 @@ class Transformer(Decoding):
         if "wpe.w" in G:
             G["wpe.w"][T:] = 0.0
             np.sum(dx, axis=0, out=G["wpe.w"][:T])  # (T, C)
-        dwte = ops.embedding_backward(dx, c_tok, dw=W("dwte"))  # (V, C)
+        dwte = ops.embedding_backward(dx, c_tok, dw=W("dwte"), onehot=W("onehot"))  # (V, C)
         if cfg.tie_weights:
             G["wte.w"] += dwte  # used twice: the gradients accumulate
         else:

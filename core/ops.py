@@ -48,15 +48,18 @@ def embedding_forward(w, idx):
     return out, (idx, w.shape)
 
 
-def embedding_backward(dout, cache, dw=None):
+def embedding_backward(dout, cache, dw=None, onehot=None):
     """Scatter-add `dout` (B, T, C) back into a (V, C) gradient; repeated ids accumulate.
 
-    A one-hot (V, N) matrix product: one BLAS call instead of np.add.at's slow scatter.
+    A one-hot (V, N) matrix product: one BLAS call instead of np.add.at's slow scatter. `dw` (V, C)
+    and `onehot` (V, N, dout's dtype) may be buffers.
     """
     idx, shape = cache
     V, C = shape
     flat = idx.reshape(-1)  # (N,)
-    onehot = (flat[None, :] == np.arange(V)[:, None]).astype(dout.dtype)  # (V, N)
+    if onehot is None:
+        onehot = np.empty((V, flat.size), dout.dtype)
+    np.equal(flat[None, :], np.arange(V)[:, None], out=onehot, casting="unsafe")  # (V, N) of 0 and 1
     return mm(onehot, dout.reshape(-1, C), out=dw)  # (V, C)
 
 
@@ -133,18 +136,19 @@ def layernorm_backward(dout, cache, dx=None, tmp=None):
     return dx.reshape(shape), dw, db
 
 
-def layernorm_linear_forward(x, ln_w, ln_b, w, b=None, eps=1e-5, out=None, xhat=None, col_scale=None):
+def layernorm_linear_forward(x, ln_w, ln_b, w, b=None, eps=1e-5, out=None, xhat=None, col_scale=None, fold=None):
     """linear(layernorm(x)) with the LayerNorm's gain g and shift beta folded into the weights:
     (xhat g + beta) @ w + b == xhat @ (g[:, None] w) + (beta @ w + b).
 
     The fold spares two passes over (N, Cin) forward and one backward; only small (Cin, Cout)
     products are added. x (..., Cin), w (Cin, Cout), b (Cout,) or None. `col_scale` (Cout,), if
     given, multiplies the output's columns the same way, for free (attention's 1/sqrt(hs) on q).
-    Buffers: `out` (N, Cout), `xhat` (N, Cin). Returns (y (..., Cout), cache).
+    Buffers: `out` (N, Cout), `xhat` (N, Cin), `fold` (Cin, Cout) for the folded weights, which
+    the backward consumes. Returns (y (..., Cout), cache).
     """
     Cin, Cout = w.shape
     xhat, rstd = _normalize(x.reshape(-1, Cin), eps, xhat=xhat)  # (N, Cin), (N,)
-    w_fold = w * ln_w[:, None]  # (Cin, Cout)
+    w_fold = np.multiply(w, ln_w[:, None], out=fold)  # (Cin, Cout)
     b_fold = ln_b @ w  # (Cout,)
     if b is not None:
         b_fold += b
@@ -175,7 +179,7 @@ def layernorm_linear_backward(dout, cache, dw=None, db=None, dx=None, tmp=None, 
     d_ln_w = np.einsum("ij,ij->i", m, w)  # (Cin,)
     d_ln_b = w @ col  # (Cin,)
     m *= ln_w[:, None]  # the weight saw xhat g + beta: dw = g (xhat^T dout) + beta (x) col
-    m += ln_b[:, None] * col[None, :]
+    m += np.multiply(ln_b[:, None], col[None, :], out=w_fold)  # w_fold, used above, is scratch now
     neg_inv_c = np.full(Cin, -1.0 / Cin, xhat.dtype)  # (Cin,)
     a = dxhat @ neg_inv_c  # (N,) -mean(dxhat)
     e = _rowdot(dxhat, xhat)  # (N,)
@@ -262,17 +266,18 @@ def dropout_backward(dout, keep):
     return dout if keep is None else dout * keep
 
 
-def cross_entropy_forward(logits, targets, ignore_index=-1):
+def cross_entropy_forward(logits, targets, ignore_index=-1, out=None):
     """Mean softmax cross-entropy over positions whose target != ignore_index.
 
     logits (B, T, V), targets (B, T). Returns (loss, cache); a batch with no valid target has loss 0.
+    `out` (N, V) may be a buffer for the probabilities, which the cache keeps.
     """
     V = logits.shape[-1]
     l2 = logits.reshape(-1, V)  # (N, V)
     t = targets.reshape(-1)  # (N,)
     valid = t != ignore_index  # (N,)
     n = int(valid.sum())
-    probs = softmax_rows(l2)  # (N, V)
+    probs = softmax_rows(l2, out=out)  # (N, V)
     tv = np.where(valid, t, 0)  # (N,)
     p_t = probs[np.arange(t.size), tv]  # (N,)
     logp = np.log(np.maximum(p_t, np.finfo(logits.dtype).tiny))  # (N,)
