@@ -23,6 +23,15 @@ def _causal_bias(T, dtype):
     return bias
 
 
+@functools.lru_cache(maxsize=64)
+def _step_bias(start, Tn, dtype):
+    """(Tn, start + Tn) additive causal bias for new queries at positions start.., shared read-only."""
+    end = start + Tn
+    bias = np.where(np.arange(end)[None, :] > (start + np.arange(Tn))[:, None], NEG, 0.0).astype(dtype)
+    bias.flags.writeable = False
+    return bias
+
+
 def mask_bias(T, causal, key_mask=None, dtype=np.float32):
     """Additive bias (B or 1, 1, T, T): 0 where a query may look, NEG where it may not.
 
@@ -182,9 +191,7 @@ def attention_step(qkv_new, k_cache, v_cache, start, n_head, rope=None):
     v_cache[:, :, start:end] = h[2]
     att = np.matmul(q, k_cache[:, :, :end].transpose(0, 1, 3, 2))  # (B, nh, Tn, end)
     if Tn > 1:
-        # new query i sits at absolute position start+i and may see keys up to it
-        hide = np.arange(end)[None, :] > (start + np.arange(Tn))[:, None]  # (Tn, end)
-        att[:, :, hide] = NEG
+        att += _step_bias(start, Tn, att.dtype)  # new query i sits at position start+i, sees keys up to it
     softmax_rows(att, out=att)
     y = np.matmul(att, v_cache[:, :, :end])  # (B, nh, Tn, hs)
     return y.transpose(0, 2, 1, 3).reshape(B, Tn, C), att
