@@ -142,12 +142,13 @@ class Transformer(Decoding):
                 "x": e(N, C),  # residual stream, updated in place
                 "layers": [{
                     "ln1_xhat": e(N, C), "qkv": e(N, 3 * C), "qkv_fold": e(C, 3 * C),
-                    "qs": e(B, nh, T, hs), "att": e(B, nh, T, T), "y": e(B, T, C), "proj": e(N, C),
-                    "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "fc_fold": e(C, 4 * C), "gelu": e(N, 4 * C), "mp": e(N, C),
+                    **({"qs": e(B, nh, T, hs)} if cfg.pos == "rope" else {}),  # rotated, scaled queries
+                    "att": e(B, nh, T, T), "y": e(B, T, C),
+                    "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "fc_fold": e(C, 4 * C), "gelu": e(N, 4 * C),
                 } for _ in range(L)],
                 "lnf_xhat": e(N, C), "head_fold": e(C, cfg.vocab_size), "probs": e(N, cfg.vocab_size),
-                # forward scratch, shared by all layers: GELU's s
-                "s": e(N, 4 * C),
+                # forward scratch, shared by all layers: GELU's s, each branch's output before it joins x
+                "s": e(N, 4 * C), "branch": e(N, C),
                 # backward scratch, shared by all layers
                 "dx": e(N, C), "dh": e(N, C), "dln": e(N, C), "tmp": e(N, C), "d4": e(N, 4 * C),
                 "dqkv": e(B, T, 3 * C), "datt": e(B, nh, T, T), "kt": e(B, nh, hs, T), "dwte": e(cfg.vocab_size, C), "onehot": e(cfg.vocab_size, N),
@@ -179,15 +180,15 @@ class Transformer(Decoding):
             qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
                                                       out=W("qkv", i), xhat=W("ln1_xhat", i), fold=W("qkv_fold", i),
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
-            work = None if ws is None else (W("qs", i), W("att", i), W("datt"), W("kt"))  # datt, kt: shared scratch
+            work = None if ws is None else (ws["layers"][i].get("qs"), W("att", i), W("datt"), W("kt"))  # datt, kt: shared
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
-            a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("proj", i))  # (B, T, C)
+            a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("branch"))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
             h, c_fc = ops.layernorm_linear_forward(x, P[p + "ln_2.w"], P[p + "ln_2.b"], P[p + "mlp.c_fc.w"], P[p + "mlp.c_fc.b"],
                                                    out=W("fc", i), xhat=W("ln2_xhat", i), fold=W("fc_fold", i))  # (B, T, 4C)
             h, c_gelu = ops.gelu_forward(h, out=W("gelu", i), scratch=W("s"), grad=targets is not None, overwrite=True)  # (B, T, 4C); c_fc's buffer now holds GELU's derivative
-            h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("mp", i))  # (B, T, C)
+            h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("branch"))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
             blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2))
