@@ -90,6 +90,12 @@ def test_gelu_forward_without_grad_and_overwriting_its_input(rng):
     np.testing.assert_array_equal(d3, d)
 
 
+def test_row_dot_products_either_way(rng):
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    for rowdot in (ops._rowdot, ops._rowdot_einsum):  # vecdot where numpy has it, einsum on 1.26
+        np.testing.assert_allclose(rowdot(a, b), (a * b).sum(1), rtol=1e-12)
+
+
 def test_gelu_matches_tanh_formula(rng):
     x = rng.standard_normal(50) * 3
     ref = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
