@@ -179,19 +179,19 @@ class Decoding:
 
         spare = iter([] if into is None else [m for layer in into[0] for m in layer] + [into[1], *into[2]])
 
-        def with_mean(w, rows):  # (rows, C) -> (rows, C + 1), the last column each row's mean
+        def buffer(shape):  # the next of `into`'s arrays, else a new one
             out = next(spare, None)
-            if out is None:
-                out = np.empty((rows, C + 1), dt)
+            return np.empty(shape, dt) if out is None else out
+
+        def with_mean(w):  # (rows, C) -> (rows, C + 1), the last column each row's mean
+            out = buffer((w.shape[0], C + 1))
             out[:, :C] = w
             np.mean(out[:, :C], axis=1, out=out[:, C])
             return out
 
         def fold(w, b, gain=None, shift=None, scale=1.0, bias_scale=1.0, centre=False, mean=False):
             """[gain * w; shift @ w + b] (in + 1, out), scaled; centred over the inputs; + a mean column."""
-            out = next(spare, None)
-            if out is None:
-                out = np.empty((w.shape[0] + 1, w.shape[1] + mean), dt)  # (in + 1, out [+ 1])
+            out = buffer((w.shape[0] + 1, w.shape[1] + mean))  # (in + 1, out [+ 1])
             top = out[:-1, :w.shape[1]]
             np.multiply(w, (gain if gain is not None else f(1.0))[..., None] * f(scale), out=top)
             out[-1, :w.shape[1]] = b if shift is None else shift @ w + b
@@ -210,8 +210,8 @@ class Decoding:
         head = fold(self.head_weight(), np.zeros(cfg.vocab_size, dt), self.params["ln_f.w"], self.params["ln_f.b"],
                     centre=True)
         P = self.params
-        emb = (with_mean(P["wte.w"], cfg.vocab_size),  # (V, C + 1)
-               with_mean(P["wpe.w"], cfg.block_size) if "wpe.w" in P else None)  # (T, C + 1)
+        emb = (with_mean(P["wte.w"]),  # (V, C + 1)
+               with_mean(P["wpe.w"]) if "wpe.w" in P else None)  # (T, C + 1)
         if into is not None:
             return layers, head, emb, into[3], into[4]
         consts = (np.full(4 * C, 0.044715 / k ** 2, dt), np.ones(4 * C, dt), np.ones(1, dt),

@@ -174,14 +174,14 @@ def layernorm_linear_backward(dout, cache, dw=None, db=None, dx=None, tmp=None, 
     if col_scale is not None:  # the scaled columns' gradients, as if dout had been scaled
         m *= col_scale
         col *= col_scale
-    d_ln_w = np.einsum("ij,ij->i", m, w)  # (Cin,)
+    d_ln_w = _rowdot(m, w)  # (Cin,)
     d_ln_b = w @ col  # (Cin,)
     m *= ln_w[:, None]  # the weight saw xhat g + beta: dw = g (xhat^T dout) + beta (x) col
     m += np.multiply(ln_b[:, None], col[None, :], out=w_fold)  # w_fold, used above, is scratch now
-    neg_inv_c = np.full(Cin, -1.0 / Cin, xhat.dtype)  # (Cin,)
-    a = dxhat @ neg_inv_c  # (N,) -mean(dxhat)
+    neg_inv_c = xhat.dtype.type(-1.0 / Cin)
+    a = dxhat @ np.full(Cin, neg_inv_c, xhat.dtype)  # (N,) -mean(dxhat)
     e = _rowdot(dxhat, xhat)  # (N,)
-    e *= neg_inv_c[0]  # -mean(dxhat xhat)
+    e *= neg_inv_c  # -mean(dxhat xhat)
     dx = _normalize_backward(dxhat, xhat, rstd, a, e, tmp=tmp)  # (N, Cin)
     return dx.reshape(shape), d_ln_w, d_ln_b, m, (col if has_bias else None)
 

@@ -100,7 +100,7 @@ class SavesPane(Vertical):
             return
         tags = list(run.tags)
         current = self.tag_for(run, "best")
-        self.tag_choice[run.name] = tags[(tags.index(current) + 1) % len(tags)] if current in tags else tags[0]
+        self.tag_choice[run.name] = tags[(tags.index(current) + 1) % len(tags)]  # tag_for returns one of tags
         self.query_one("#saves-status", Static).update(
             f"{safe_text(run.name)}: c and r now use the '{safe_text(self.tag_choice[run.name])}' save (t switches)")
 
