@@ -208,7 +208,7 @@ class RunLock:
         return self.fd is not None
 
     def __enter__(self) -> "RunLock":
-        return self.acquire()
+        return self if self.held else self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()

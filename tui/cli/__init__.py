@@ -4,10 +4,7 @@ A small parser that dispatches to one module per group of commands (train; inspe
 Every user mistake ends in one `attnlab: error: ...` line and exit status 2, never a traceback.
 """
 
-import argparse
-import os
 import signal
-import sys
 
 
 def _quiet_exit(signum, frame):
@@ -17,6 +14,10 @@ def _quiet_exit(signum, frame):
 
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a fresh `attnlab` process
     signal.signal(signal.SIGINT, _quiet_exit)
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 # one BLAS thread unless the user asked otherwise (measured faster on a shared 2-core machine)
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -40,7 +41,7 @@ def make_parser():
 
 
 def main(argv=None):
-    if signal.getsignal(signal.SIGINT) is _quiet_exit:
+    if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_quiet_exit":
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _main(argv)
