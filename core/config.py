@@ -150,13 +150,13 @@ CHOICES: dict[str, tuple[str, ...]] = {"model.pos": ("learned", "rope")}
 
 # (low, high, low_inclusive, high_inclusive); None = unbounded on that side
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "model.vocab_size": (0, None, True, False),
-    "model.block_size": (0, None, False, False),
-    "model.n_layer": (0, None, False, False),
-    "model.n_head": (0, None, False, False),
-    "model.n_embd": (0, None, False, False),
+    "model.vocab_size": (0, 1_114_112, True, True),
+    "model.block_size": (0, 4096, False, True),
+    "model.n_layer": (0, 64, False, True),
+    "model.n_head": (0, 64, False, True),
+    "model.n_embd": (0, 4096, False, True),
     "model.dropout": (0, 1, True, False),
-    "train.batch_size": (0, None, False, False),
+    "train.batch_size": (0, 4096, False, True),
     "train.lr": (0, None, False, False),
     "train.min_lr": (0, None, True, False),
     "train.warmup_steps": (0, None, True, False),
@@ -166,21 +166,21 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.beta2": (0, 1, True, False),
     "train.grad_clip": (0, None, True, False),
     "train.eval_interval": (0, None, False, False),
-    "train.eval_batches": (0, None, False, False),
+    "train.eval_batches": (0, 10_000, False, True),
     "train.seed": (0, None, True, False),
     "train.threads": (0, None, False, False),
     "train.max_seconds": (0, None, True, False),
     "train.patience": (0, None, True, False),
     "data.val_fraction": (0, 1, True, False),
-    "data.seq_len": (0, None, False, False),
-    "data.n_train": (0, None, True, False),
-    "data.n_eval": (0, None, False, False),
+    "data.seq_len": (0, 4096, False, True),
+    "data.n_train": (0, 100_000_000, True, True),
+    "data.n_eval": (0, 1_000_000, False, True),
     "data.fresh_fraction": (0, 1, True, True),
     "data.letter_words": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
-    "sample.top_k": (0, None, True, False),
+    "sample.top_k": (0, 1_114_112, True, True),
     "sample.top_p": (0, 1, False, True),
-    "sample.max_new_tokens": (0, None, False, False),
+    "sample.max_new_tokens": (0, 100_000, False, True),
     "sample.seed": (0, None, True, False),
 }
 
@@ -310,6 +310,7 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         raise ConfigError(f"{where('model.pos', 'model.n_embd', 'model.n_head')}: model.pos = 'rope' turns "
                           f"channels in pairs, but a head has {m.n_embd // m.n_head} (n_embd / n_head); "
                           f"pick an even head size")
+    _check_memory(cfg, where)
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")
@@ -317,6 +318,32 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         raise ConfigError(f"{where('data.seq_len', 'model.block_size')}: data.seq_len = "
                           f"{cfg.data.seq_len} exceeds model.block_size = {m.block_size}; "
                           f"reversal needs block_size >= seq_len")
+
+
+def training_bytes(cfg: Config) -> int:
+    """A rough upper estimate of the memory one training step needs (weights, grads, AdamW, activations)."""
+    m, t = cfg.model, cfg.train
+    V, T, C, L, H, B = max(m.vocab_size, 256), m.block_size, m.n_embd, m.n_layer, m.n_head, t.batch_size
+    params = V * C * (1 if m.tie_weights else 2) + T * C + L * (12 * C * C + 13 * C) + 2 * C
+    acts = B * T * C * L * 16 + B * H * T * T * L * 3 + B * T * V * 2  # floats kept for backward
+    return 4 * (4 * params + acts)
+
+
+def machine_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 8 << 30
+
+
+def _check_memory(cfg: Config, where) -> None:
+    need, have = training_bytes(cfg), machine_bytes()
+    if need > have // 2:
+        keys = ("model.n_embd", "model.n_layer", "model.block_size", "train.batch_size")
+        now = ", ".join(f"{k}={getattr(getattr(cfg, k.split('.')[0]), k.split('.')[1])}" for k in keys)
+        raise ConfigError(f"{where(*keys)}: this model needs about {need / 2**30:.1f} GiB to train ({now}) "
+                          f"but the limit on this machine is {have / 2**31:.1f} GiB (half its memory); "
+                          f"lower model.n_embd, model.n_layer, model.block_size or train.batch_size")
 
 
 def _build(task: str, layers: Sequence[tuple[dict, str]]) -> Config:
@@ -347,7 +374,7 @@ def config_to_dict(cfg: Config) -> dict:
 def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
     """A copy of cfg with one 'section.key' (or 'task') changed, validated like any other input."""
     d = config_to_dict(cfg)
-    where = f"replace_in({dotted!r})"
+    where = f"setting {dotted}"
     if dotted == "task":
         d["task"] = value
     else:
@@ -436,7 +463,8 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
     for dotted, value, raw in items:
         where = f"override {dotted}"
         if raw:
-            where = f"override '{dotted}={value}'"
+            shown = value if len(value) <= 60 else value[:60] + "..."
+            where = f"override '{dotted}={shown}'"
         if dotted == "task":
             task = _check_task(where, value.strip() if raw else value)
             continue
@@ -447,9 +475,9 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
         if raw and key in _TYPES[sec] and _TYPES[sec][key] is not str:
             try:
                 value = load_yaml_text(value)
-            except YamlRefused:
-                raise ConfigError(f"{where}: cannot parse the value {value!r}; write a plain "
-                                  f"number, true/false or text") from None
+            except YamlRefused as e:
+                raise ConfigError(f"{where}: the value {e}; write a plain number, true/false "
+                                  f"or text") from None
         layer: dict[str, dict[str, Any]] = {}
         _set(layer, where, sec, key, value)
         values.setdefault(sec, {})[key] = (layer[sec][key], where)

@@ -261,3 +261,23 @@ def free_name(base: str, saves_dir: str | Path | None = None) -> str:
         suffix = f"-{n}"
         name = base[:checkpoint._MAX_NAME - len(suffix)] + suffix
     return name
+
+
+def write_into_run(name: str, filename: str, text: str, saves_dir: str | Path | None = None) -> Path:
+    """Write a new file (e.g. a chat transcript) into an existing run; never through a link, never
+    re-creating a deleted run, never replacing a file."""
+    d = run_dir(name, saves_dir)
+    checkpoint._check_name(filename, "file name")
+    if d.is_symlink():
+        raise SaveError(f"{d} is a symbolic link; saves never follow links, so nothing was written")
+    if not d.is_dir():
+        raise SaveError(f"saves/{name} does not exist (deleted, or nothing saved yet); save the run first (w)")
+    checkpoint._refuse_symlinks(d.parent, d)
+    path = d / filename
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        raise SaveError(f"{path} already exists; nothing was written") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path

@@ -44,7 +44,9 @@ def main(argv=None):
     if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_quiet_exit":
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit
+        return code
     except KeyboardInterrupt:  # Ctrl+C outside training (which handles it itself): no traceback
         print(file=sys.stderr)
         return 130
