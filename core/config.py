@@ -150,13 +150,13 @@ CHOICES: dict[str, tuple[str, ...]] = {"model.pos": ("learned", "rope")}
 
 # (low, high, low_inclusive, high_inclusive); None = unbounded on that side
 _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "model.vocab_size": (0, 1_114_112, True, True),
-    "model.block_size": (0, 4096, False, True),
-    "model.n_layer": (0, 64, False, True),
-    "model.n_head": (0, 64, False, True),
-    "model.n_embd": (0, 4096, False, True),
+    "model.vocab_size": (0, None, True, False),
+    "model.block_size": (0, None, False, False),
+    "model.n_layer": (0, None, False, False),
+    "model.n_head": (0, None, False, False),
+    "model.n_embd": (0, None, False, False),
     "model.dropout": (0, 1, True, False),
-    "train.batch_size": (0, 4096, False, True),
+    "train.batch_size": (0, None, False, False),
     "train.lr": (0, None, False, False),
     "train.min_lr": (0, None, True, False),
     "train.warmup_steps": (0, None, True, False),
@@ -166,22 +166,39 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.beta2": (0, 1, True, False),
     "train.grad_clip": (0, None, True, False),
     "train.eval_interval": (0, None, False, False),
-    "train.eval_batches": (0, 10_000, False, True),
+    "train.eval_batches": (0, None, False, False),
     "train.seed": (0, None, True, False),
     "train.threads": (0, None, False, False),
     "train.max_seconds": (0, None, True, False),
     "train.patience": (0, None, True, False),
     "data.val_fraction": (0, 1, True, False),
-    "data.seq_len": (0, 4096, False, True),
-    "data.n_train": (0, 100_000_000, True, True),
-    "data.n_eval": (0, 1_000_000, False, True),
+    "data.seq_len": (0, None, False, False),
+    "data.n_train": (0, None, True, False),
+    "data.n_eval": (0, None, False, False),
     "data.fresh_fraction": (0, 1, True, True),
     "data.letter_words": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
-    "sample.top_k": (0, 1_114_112, True, True),
+    "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),
-    "sample.max_new_tokens": (0, 100_000, False, True),
+    "sample.max_new_tokens": (0, None, False, False),
     "sample.seed": (0, None, True, False),
+}
+
+
+# upper bounds that fit a machine like this one: a larger request is refused before anything is allocated
+_LIMITS: dict[str, int] = {
+    "model.vocab_size": 1_114_112,
+    "model.block_size": 4096,
+    "model.n_layer": 64,
+    "model.n_head": 64,
+    "model.n_embd": 4096,
+    "train.batch_size": 4096,
+    "train.eval_batches": 10_000,
+    "data.seq_len": 4096,
+    "data.n_eval": 1_000_000,
+    "data.n_train": 100_000_000,
+    "sample.max_new_tokens": 100_000,
+    "sample.top_k": 1_114_112,
 }
 
 
@@ -297,6 +314,12 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         if not _in_range(value, lo, hi, lo_inc, hi_inc):
             raise ConfigError(f"{where(dotted)}: {dotted} = {value!r} is out of range; "
                               f"it must be {_range_text(lo, hi, lo_inc, hi_inc)}")
+    for dotted, hi in _LIMITS.items():
+        sec, key = dotted.split(".")
+        value = getattr(getattr(cfg, sec), key)
+        if value > hi:
+            raise ConfigError(f"{where(dotted)}: {dotted} = {value} is above the limit of {hi}; "
+                              f"a larger value cannot train on this machine")
     for dotted, allowed in CHOICES.items():
         sec, key = dotted.split(".")
         value = getattr(getattr(cfg, sec), key)

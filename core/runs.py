@@ -220,10 +220,11 @@ def lock_run(name: str, saves_dir: str | Path | None = None) -> RunLock:
 
 
 def existing_run(name: str, saves_dir: str | Path | None = None) -> RunInfo | None:
-    """The RunInfo of saves/NAME if it holds at least one save (or is unreadable), else None."""
+    """The RunInfo of saves/NAME if it holds at least one save (or is unreadable), else None; a
+    symlinked run directory is a SaveError."""
     d = run_dir(name, saves_dir)
     if d.is_symlink():
-        return RunInfo(name, None, None, None, 0.0, [], error=f"{d} is a symbolic link")
+        raise SaveError(f"{d} is a symbolic link; saves never follow links, so remove it or pick another name")
     if not d.is_dir():
         return None
     info = _run_info(d.parent, d)
@@ -256,7 +257,7 @@ def free_name(base: str, saves_dir: str | Path | None = None) -> str:
     """base, or base-2, base-3, ... : the first name with no run under saves/."""
     n = 1
     name = base
-    while existing_run(name, saves_dir) is not None or run_dir(name, saves_dir).exists():
+    while os.path.lexists(run_dir(name, saves_dir)):
         n += 1
         suffix = f"-{n}"
         name = base[:checkpoint._MAX_NAME - len(suffix)] + suffix

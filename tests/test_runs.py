@@ -135,9 +135,11 @@ def test_eight_concurrent_writers_exactly_one_trains(saves):
 
 
 WRITER = """
+import os
 import sys
 import numpy as np
 from core.checkpoint import save_checkpoint
+os.fsync = lambda fd: None  # durability is another test's subject; this one swaps as fast as it can
 for k in range(int(sys.argv[1])):
     save_checkpoint("r", "last", {"w": np.full((64, 64), k, np.float32)}, {"t": np.array(k)},
                     {"step": k}, {"train": {"seed": k}}, saves_dir=sys.argv[2])

@@ -127,8 +127,8 @@ class AttnLab(App):
                 self.notify(f"fix the settings first: {setup.error_text}", severity="error")
                 self.action_tab("setup")
                 return
-            name, note = name_for_new_run(setup.run_name())
             try:
+                name, note = name_for_new_run(setup.run_name())
                 self.guard.take(name)
                 tr = GuardedTrainer(cfg)
             except LOAD_ERRORS as e:

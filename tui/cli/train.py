@@ -167,11 +167,15 @@ def cmd_train(args):
     fresh_name = name != args.resume
     if fresh_name and not args.overwrite:
         refuse_existing(name)  # nothing locked or touched
+    # a new run's settings and corpus are checked before the lock; a resumed run is read under it
+    tr = None if args.resume else Trainer(build_config(args))
     lock = lock_run(name)  # a second writer of this run is refused here, at once
     try:
         if fresh_name and not args.overwrite:
             refuse_existing(name)  # another process may have finished a run of that name meanwhile
-        return train_locked(args, name, until, replace=fresh_name and args.overwrite)
+        if tr is None:
+            tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
+        return train_locked(tr, args, name, until, replace=fresh_name and args.overwrite)
     finally:
         lock.release()
 
@@ -184,11 +188,7 @@ def _clear_tags(name):
             shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
 
 
-def train_locked(args, name, until, replace):
-    if args.resume:
-        tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
-    else:
-        tr = Trainer(build_config(args))
+def train_locked(tr, args, name, until, replace):
     if replace:
         _clear_tags(name)
     out = (lambda ev: print(json.dumps(jsonable(ev)), flush=True)) if args.json else Progress(sys.stderr.isatty())
