@@ -282,3 +282,23 @@ def write_into_run(name: str, filename: str, text: str, saves_dir: str | Path | 
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     return path
+
+
+def saves_root(saves_dir: str | Path | None = None) -> Path:
+    """The saves directory in use ($ATTNLAB_SAVES, else the repository's saves/)."""
+    return checkpoint._root(saves_dir)
+
+
+def delete_run(name: str, saves_dir: str | Path | None = None) -> None:
+    """checkpoint.delete_run, refused with RunInUse while another process writes the run."""
+    d = run_dir(name, saves_dir)
+    if not os.path.lexists(d):
+        checkpoint.delete_run(name, saves_dir)  # raises the usual "no saved run" error
+    lock = RunLock(name, saves_dir) if d.is_dir() and not d.is_symlink() else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        checkpoint.delete_run(name, saves_dir)
+    finally:
+        if lock is not None:
+            lock.release()

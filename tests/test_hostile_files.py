@@ -79,14 +79,16 @@ def test_bad_meta_values_list_as_damaged_and_runs_prints_no_escapes(capsys, good
 
 
 async def test_dashboard_starts_and_lists_with_hostile_meta(good):
+    from tests.test_tui_app import wait_for
     from tui.app import AttnLab
     from tui.screens.saves import SavesPane
     plant_meta_attacks(good)
     app = AttnLab()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("5")
-        await pilot.pause()
-        assert len(app.query_one(SavesPane).runs) == len(META_ATTACKS) + 1
+        pane = app.query_one(SavesPane)
+        await wait_for(pilot, lambda: len(pane.runs) == len(META_ATTACKS) + 1, what="the saves list")
+        assert app.is_running
 
 
 def test_yaml_alias_bombs_are_refused_at_once(capsys, good, tmp_path):

@@ -163,3 +163,18 @@ def test_a_reader_never_sees_a_mixed_save_during_200_swaps(tmp_path):
     assert w.wait() == 0 and w.stdout.read().strip() == b"done"
     assert len(seen) > 1, "the reader must have overlapped the writer"
     record("consistent_reads", swaps=200, loads=loads, saves_seen=len(seen), mixed=0)
+
+
+def test_delete_is_refused_while_another_process_writes_the_run(saves):
+    from core.runs import delete_run
+    assert main(["train", "reversal", "--save", "r", "--steps", "2", *TINY]) == 0
+    holder = hold_lock("r", saves)
+    try:
+        with pytest.raises(RunInUse, match=f"pid {holder.pid}"):
+            delete_run("r")
+        assert (saves / "r" / "last").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    delete_run("r")
+    assert not (saves / "r").exists()
