@@ -12,7 +12,8 @@ SUITES = {
     "tasks": "bench.tasks",  # per-task time-to-milestone
     "tui": "bench.tui",      # keypress latency while training, throughput with the UI vs headless
     "sweep": "bench.sweep",  # one task under several override sets, in parallel processes
-    "portability": "bench.portability",  # the numerical tests under every OpenBLAS kernel the CPU runs
+    "portability": "bench.portability",
+    "corpus": "bench.corpus",  # peak memory of loading a large corpus, as a multiple of the encoded corpus  # the numerical tests under every OpenBLAS kernel the CPU runs
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
