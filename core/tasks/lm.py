@@ -160,8 +160,10 @@ class LMTask:
         self.tokenizer = CharTokenizer(sorted(chars))
         # pass 2: encode the training conversations straight into their arrays
         train = ~self.held
-        total_turns = int(np.asarray(n_turns, dtype=np.int64)[train].sum())
-        total_chars = int(np.asarray(n_chars, dtype=np.int64)[train].sum()) + max(int(train.sum()) - 1, 0)
+        total_turns = int(np.frombuffer(n_turns, dtype=np.int32)[train].sum(dtype=np.int64))
+        total_chars = int(np.frombuffer(n_chars, dtype=np.int32)[train].sum(dtype=np.int64)) + \
+            max(int(train.sum()) - 1, 0)
+        del n_chars, n_turns, train
         w = StreamWriter(self.tokenizer, total_chars, total_turns)
         keep = set(np.linspace(0, total_turns - 1, min(total_turns, self.TRAIN_PAIR_SAMPLE)).astype(int).tolist())
         kept, self._train_convs, turn = [], [] if self.keep_train_convs else None, 0
