@@ -168,13 +168,15 @@ def head_means(model, batches):
 @contextlib.contextmanager
 def ablated(model, heads, mode="zero", data=None):
     """Within the block, the listed (layer, head)s are switched off: their output is zeroed
-    ("zero"), or replaced by its mean over `data` (a list of id batches; "mean"). Restores the
-    model's previous ablation on exit."""
+    ("zero"), or replaced by its mean over `data` ("mean"; a list of id batches, or a task object for
+    its mean_batches). Restores the model's previous ablation on exit."""
     if mode not in ("zero", "mean"):
         raise ValueError(f"ablation mode {mode!r}: use 'zero' or 'mean'")
     if mode == "mean" and data is None:
-        raise ValueError("mean ablation needs data= (id batches to average each head's output over), "
-                         "e.g. core.interp.mean_batches(task)")
+        raise ValueError("mean ablation needs data= (id batches to average each head's output over, "
+                         "or the task)")
+    if mode == "mean" and hasattr(data, "causal"):
+        data = mean_batches(data)
     cfg = model.cfg
     hs = cfg.n_embd // cfg.n_head
     mask = np.ones((cfg.n_layer, cfg.n_head)) if model.head_mask is None else model.head_mask.copy()
@@ -201,8 +203,7 @@ def evaluate_ablation(task, model, heads, mode="zero", full=False):
     """The task's own evaluate() with and without the heads: {"base", "ablated"} metrics, plus the
     heads, the mode and the task's metric name."""
     base = task.evaluate(model, np.random.default_rng(0), full=full)
-    data = mean_batches(task) if mode == "mean" else None
-    with ablated(model, heads, mode, data):
+    with ablated(model, heads, mode, task if mode == "mean" else None):
         abl = task.evaluate(model, np.random.default_rng(0), full=full)
     return {"base": base, "ablated": abl, "heads": [list(h) for h in heads], "mode": mode, "metric": task.metric}
 

@@ -289,6 +289,8 @@ def test_evaluate_ablation_reversal_drops_without_attention():
         assert r["ablated"]["accuracy"] < 0.1  # no attention: position i cannot fetch T-1-i
     assert tr.model.head_mask is None and tr.model.head_fill is None
     assert len(mean_batches(tr.task)[0]) == len(tr.task.eval_x)
+    with ablated(tr.model, [(0, 0)], "mean", tr.task):  # a task stands for its mean_batches
+        np.testing.assert_allclose(tr.model.head_fill[0, :16], head_means(tr.model, mean_batches(tr.task))[0, :16])
 
 
 # -- top-k next characters

@@ -58,7 +58,8 @@ def show_probs(items):
         text += ch
         cells = "  ".join(_cell(c, p, c == ch) for c, p in cands)
         print(f"{n:>4}  {safe_label(ch):<4}  {cells}", flush=True)
-    print(f"text: {safe_text(text)}")
+    shown = safe_text(text.replace("\n", "⏎"))
+    print(f"text: {shown}")
     return 0
 
 
