@@ -31,7 +31,8 @@ def test_antidiagonal_is_one_and_uniform_is_one_over_t():
     s = antidiagonal_score(uniform)
     assert s.shape == (3, 2)
     np.testing.assert_allclose(s, 1.0 / T, rtol=1e-12)
-    np.testing.assert_allclose(antidiagonal_score(one_hot_rows(T, np.arange(T))), 1.0 / T)  # the diagonal meets it once (T odd)
+    diagonal = one_hot_rows(T, np.arange(T))  # meets the anti-diagonal once (T odd)
+    np.testing.assert_allclose(antidiagonal_score(diagonal), 1.0 / T)
 
 
 def causal_uniform(T):

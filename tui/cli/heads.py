@@ -40,8 +40,8 @@ def cmd_heads(args):
     if heads:
         ev = evaluate_ablation(tr.task, tr.model, heads, args.mode, full=args.full)
     else:
-        ev = {"base": tr.task.evaluate(tr.model, np.random.default_rng(0), full=args.full), "ablated": None, "heads": [],
-              "mode": args.mode, "metric": tr.task.metric}
+        base = tr.task.evaluate(tr.model, np.random.default_rng(0), full=args.full)
+        ev = {"base": base, "ablated": None, "heads": [], "mode": args.mode, "metric": tr.task.metric}
     if args.json:
         print(json.dumps(jsonable({"name": args.name, "tag": args.tag, "step": tr.step_count,
                                    "task": tr.cfg.task, "scores": scores, **ev})))
