@@ -6,7 +6,7 @@ from core.text import safe_text
 from core.timeline import load_timeline
 from tui.cli.common import jsonable
 
-ANSWER_WIDTH = 28
+ANSWER_WIDTH = 24
 
 
 def register(sub):
@@ -38,6 +38,10 @@ def best_head(scores):
     return f"{v:.3f} L{layer}H{head}"
 
 
+def _seconds(v):
+    return f"{v:.2f}s" if v < 10 else f"{v:.1f}s" if v < 1000 else f"{v:.0f}s"
+
+
 def _num(v, fmt):
     return "-" if v is None else format(v, fmt)
 
@@ -48,14 +52,14 @@ def format_table(name, tag, probe, rows, marks):
     keys = sorted({k for r in rows for k in r["scores"]})
     lines = [f"{safe_text(name)} ({tag}): {len(rows)} snapshots on the probe {safe_text(repr(probe))}",
              f"head scores: the best head's score (L layer, H head); answer: the model's reply to the probe",
-             f"{'step':>7} {'time':>8} {'loss':>7} {'val_loss':>8} {metric[:14]:>14} "
-             + "".join(f"{k[:13]:>14}" for k in keys) + "  answer"]
+             f"{'step':>7} {'time':>8} {'loss':>7} {'val_loss':>8} {metric[:12]:>12} "
+             + "".join(f"{k[:11]:>12}" for k in keys) + "  answer"]
     for r in rows:
         answer = safe_text(r["answer"] or "")
         answer = answer if len(answer) <= ANSWER_WIDTH else answer[:ANSWER_WIDTH - 1] + "…"
-        lines.append(f"{r['step']:>7} {r['elapsed_s']:>7.1f}s {_num(r['loss'], '7.4f'):>7} "
-                     f"{_num(r['val_loss'], '8.4f'):>8} {_num(r['metric_value'], '14.4f'):>14} "
-                     + "".join(f"{best_head(r['scores'][k]) if k in r['scores'] else '-':>14}" for k in keys)
+        lines.append(f"{r['step']:>7} {_seconds(r['elapsed_s']):>8} {_num(r['loss'], '7.4f'):>7} "
+                     f"{_num(r['val_loss'], '8.4f'):>8} {_num(r['metric_value'], '12.4f'):>12} "
+                     + "".join(f"{best_head(r['scores'][k]) if k in r['scores'] else '-':>12}" for k in keys)
                      + f"  {answer}")
     for m in marks:
         if m["kind"] == "speed_limit":
