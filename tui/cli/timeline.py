@@ -53,13 +53,13 @@ def format_table(name, tag, probe, rows, marks):
     lines = [f"{safe_text(name)} ({tag}): {len(rows)} snapshots on the probe {safe_text(repr(probe))}",
              f"head scores: the best head's score (L layer, H head); answer: the model's reply to the probe",
              f"{'step':>7} {'time':>8} {'loss':>7} {'val_loss':>8} {metric[:12]:>12} "
-             + "".join(f"{k[:11]:>12}" for k in keys) + "  answer"]
+             + "".join(f"{k[:12]:>13}" for k in keys) + "  answer"]
     for r in rows:
         answer = safe_text(r["answer"] or "")
         answer = answer if len(answer) <= ANSWER_WIDTH else answer[:ANSWER_WIDTH - 1] + "…"
         lines.append(f"{r['step']:>7} {_seconds(r['elapsed_s']):>8} {_num(r['loss'], '7.4f'):>7} "
                      f"{_num(r['val_loss'], '8.4f'):>8} {_num(r['metric_value'], '12.4f'):>12} "
-                     + "".join(f"{best_head(r['scores'][k]) if k in r['scores'] else '-':>12}" for k in keys)
+                     + "".join(f"{best_head(r['scores'][k]) if k in r['scores'] else '-':>13}" for k in keys)
                      + f"  {answer}")
     for m in marks:
         if m["kind"] == "speed_limit":
