@@ -33,7 +33,7 @@ MAX_BYTES = 10_000_000
 THIN_TO = 0.75  # a thinning pass leaves this fraction of the bound, so passes are rare
 MAX_MARKS = 1000
 PROBE_CHARS = 96  # a causal probe keeps its last characters: maps grow as T^2
-ANSWER_CHARS = 48  # greedy characters generated for the probe answer
+ANSWER_CHARS = 40  # greedy characters for the probe answer (the longest qa val answer has 39)
 _ROW_BYTES = 256  # the scalars and answer of a snapshot, roughly
 
 
