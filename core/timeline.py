@@ -236,13 +236,18 @@ class Timeline:
         have = [(d / f).is_file() for f in (NPZ, JSON)]
         if not any(have):
             return None
-        if not all(have):
-            raise checkpoint._err(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
-        meta = _load_json(d / JSON)
-        arrays = checkpoint._load_npz(d / NPZ)
-        tl = cls(meta["probe"], meta["labels"], **bounds)
-        tl.marks = meta["marks"]
-        tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
+        try:
+            if not all(have):
+                raise _bad(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
+            meta = _load_json(d / JSON)
+            arrays = checkpoint._load_npz(d / NPZ)
+            tl = cls(meta["probe"], meta["labels"], **bounds)
+            tl.marks = meta["marks"][-MAX_MARKS:]
+            tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
+        except SaveError as e:
+            if FIX in str(e):
+                raise
+            raise SaveError(f"{e}; or {FIX}") from None
         tl.nbytes = sum(s.nbytes for s in tl.snapshots)
         return tl
 
@@ -273,12 +278,19 @@ def _num(v):
 
 
 # -- validation of files read back (they may be damaged or hostile)
+FIX = f"delete {NPZ} and {JSON} there to keep the save without its history"
+
+
+def _bad(path, problem):
+    return checkpoint._err(path, problem, f"the timeline is damaged; {FIX}")
+
+
 def _load_json(path):
     try:
         meta = json.loads(checkpoint._read_text(path))
     except json.JSONDecodeError as e:
-        raise checkpoint._err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
-    bad = lambda what: checkpoint._err(path, what)  # noqa: E731
+        raise _bad(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    bad = lambda what: _bad(path, what)  # noqa: E731
     if not isinstance(meta, dict):
         raise bad(f"must hold a JSON object, got {type(meta).__name__}")
     v = meta.get("format_version")
@@ -338,7 +350,7 @@ def _row_problem(r, prev):
 
 def _snapshots(path, arrays, rows, T):
     """Snapshots from the npz arrays and the JSON rows, after checking names, dtypes and shapes."""
-    bad = lambda what: checkpoint._err(path, what)  # noqa: E731
+    bad = lambda what: _bad(path, what)  # noqa: E731
     extra = sorted(k for k in arrays if k != "maps" and not k.startswith("scores/"))
     if "maps" not in arrays or extra:
         raise bad(f"arrays must be 'maps' and 'scores/<name>', found {sorted(arrays)}")
