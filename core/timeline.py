@@ -126,10 +126,16 @@ class Timeline:
 
     def add(self, snap: Snapshot) -> tuple[int, list[int]]:
         """Append a snapshot (steps increase); returns its index and the steps thinned out to stay bounded."""
+        snap.maps = np.asarray(snap.maps, np.float16)
+        snap.scores = {k: np.asarray(v, np.float32) for k, v in snap.scores.items()}
+        T = len(self.labels)
         with self._lock:
             if self.snapshots and snap.step <= self.snapshots[-1].step:
                 raise ValueError(f"snapshot at step {snap.step} after one at step {self.snapshots[-1].step}; "
                                  "a timeline only grows forward")
+            want = self.snapshots[0].maps.shape if self.snapshots else (*snap.maps.shape[:2], T, T)
+            if snap.maps.ndim != 4 or snap.maps.shape != want:
+                raise ValueError(f"snapshot maps {snap.maps.shape}, expected {want} (layers, heads, probe, probe)")
             self.snapshots.append(snap)
             self.nbytes += snap.nbytes
             dropped = self._thin()

@@ -441,3 +441,13 @@ def test_cli_timeline_errors_are_one_line(capsys, saves):
     capsys.readouterr()
     assert main(["timeline", "r"]) == 2
     assert "timeline.json" in capsys.readouterr().err
+
+
+def test_add_stores_float16_maps_and_refuses_a_foreign_shape():
+    tl = Timeline("AB", ["A", "B"])
+    tl.add(Snapshot(0, 0.0, None, None, None, None, np.full((1, 2, 2, 2), 0.5), {"x": np.zeros((1, 2))}))
+    assert tl.snapshots[0].maps.dtype == np.float16 and tl.snapshots[0].scores["x"].dtype == np.float32
+    for shape in ((1, 3, 2, 2), (1, 2, 3, 3), (2, 2)):
+        with pytest.raises(ValueError, match="expected"):
+            tl.add(Snapshot(1, 0.0, None, None, None, None, np.zeros(shape), {}))
+    assert tl.steps == [0]
