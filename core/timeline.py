@@ -53,7 +53,7 @@ def schedule_position(step: int) -> float:
     return DENSE_STEPS + math.log(step / DENSE_STEPS) / math.log(LOG_RATIO)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: `snap in list` must not compare arrays
 class Snapshot:
     step: int
     elapsed_s: float

@@ -451,3 +451,9 @@ def test_add_stores_float16_maps_and_refuses_a_foreign_shape():
         with pytest.raises(ValueError, match="expected"):
             tl.add(Snapshot(1, 0.0, None, None, None, None, np.zeros(shape), {}))
     assert tl.steps == [0]
+
+
+def test_snapshots_compare_by_identity():
+    a = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
+    b = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
+    assert a in [a] and b not in [a]  # no "truth value of an array is ambiguous"
