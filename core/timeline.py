@@ -181,22 +181,26 @@ class Timeline:
     def capture(self, model, task) -> tuple[np.ndarray, dict, str | None]:
         """(maps float16 (L, nh, T, T), head scores, answer) of the model on this timeline's probe."""
         ids, _ = _probe_ids(task, self.probe)
-        logits, _ = model.forward(ids)  # (1, T, V)
-        maps = model.attention_maps()[:, 0].astype(np.float16)  # (L, nh, T, T)
-        if task.causal:
-            answer = "".join(stream_text(model, task.tokenizer, self.probe, stop=("\n",),
-                                         max_new_tokens=ANSWER_CHARS, temperature=0.0, unknown="unk")).strip()
-        else:
-            answer = task.tokenizer.decode(logits[0].argmax(-1))
-        if self._probes is None:
-            self._probes = make_probes(task)
-        scores = {k: np.asarray(v, np.float32) for k, v in head_scores(model, self._probes).items()}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # diverging weights: see record
+            logits, _ = model.forward(ids)  # (1, T, V)
+            maps = model.attention_maps()[:, 0].astype(np.float16)  # (L, nh, T, T)
+            if task.causal:
+                answer = "".join(stream_text(model, task.tokenizer, self.probe, stop=("\n",),
+                                             max_new_tokens=ANSWER_CHARS, temperature=0.0, unknown="unk")).strip()
+            else:
+                answer = task.tokenizer.decode(logits[0].argmax(-1))
+            if self._probes is None:
+                self._probes = make_probes(task)
+            scores = {k: np.asarray(v, np.float32) for k, v in head_scores(model, self._probes).items()}
         return maps, scores, answer
 
     def record(self, model, task, *, step, elapsed_s, loss=None, val_loss=None, metric=None,
-               metric_value=None) -> tuple[int, Snapshot, list[int]]:
-        """Capture the model now and add the snapshot; returns (index, snapshot, steps thinned out)."""
+               metric_value=None) -> tuple[int, Snapshot, list[int]] | None:
+        """Capture the model now and add the snapshot; returns (index, snapshot, steps thinned out), or
+        None when the weights give non-finite attention (a run diverging: its next step reports it)."""
         maps, scores, answer = self.capture(model, task)
+        if not (np.isfinite(maps).all() and all(np.isfinite(v).all() for v in scores.values())):
+            return None
         snap = Snapshot(int(step), float(elapsed_s), _num(loss), _num(val_loss), metric, _num(metric_value),
                         maps, scores, answer)
         index, dropped = self.add(snap)
@@ -245,8 +249,9 @@ class Timeline:
         try:
             if not all(have):
                 raise _bad(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
-            meta = _load_json(d / JSON)
-            arrays = checkpoint._load_npz(d / NPZ)
+            with checkpoint._Tag(d) as t:  # one directory descriptor: no links followed, sizes bounded
+                meta = _load_json(d / JSON, t.read_text(JSON, checkpoint._MAX_META))
+                arrays = checkpoint._load_npz(t, NPZ)
             tl = cls(meta["probe"], meta["labels"], **bounds)
             tl.marks = meta["marks"][-MAX_MARKS:]
             tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
@@ -291,11 +296,13 @@ def _bad(path, problem):
     return checkpoint._err(path, problem, f"the timeline is damaged; {FIX}")
 
 
-def _load_json(path):
+def _load_json(path, text):
     try:
-        meta = json.loads(checkpoint._read_text(path))
+        meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise _bad(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
+        raise _bad(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
     bad = lambda what: _bad(path, what)  # noqa: E731
     if not isinstance(meta, dict):
         raise bad(f"must hold a JSON object, got {type(meta).__name__}")

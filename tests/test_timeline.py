@@ -5,6 +5,7 @@ import math
 import pathlib
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -457,3 +458,12 @@ def test_snapshots_compare_by_identity():
     a = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
     b = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
     assert a in [a] and b not in [a]  # no "truth value of an array is ambiguous"
+
+
+def test_diverging_weights_are_not_recorded_and_warn_nothing():
+    tr = Trainer(load_config("reversal", overrides=REV + ["train.lr=1e30", "train.warmup_steps=0"]))
+    tr.model.params["h.0.attn.c_attn.w"][...] = 1e30  # attention logits overflow: the maps are NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would reach the user's terminal
+        assert tr.record() is None
+    assert tr.timeline.snapshots == []
