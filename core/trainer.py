@@ -306,13 +306,14 @@ class Trainer:
     @classmethod
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
         """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
-        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
+        ck, timeline = _load_with_timeline(name, tag, saves_dir)
         cfg = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
         tr = cls(cfg, task=task)
         try:
             tr._restore(ck)
+            tr._restore_timeline(timeline, ck.path)
         except checkpoint.SaveError:
             raise
         except KeyError as e:  # a damaged save: report it, never a traceback
@@ -350,11 +351,9 @@ class Trainer:
             tr.rng.bit_generator.state = meta["rng_state"]
         for k in tr.history:
             tr.history[k].extend(tuple(p) for p in meta.get("history", {}).get(k, []))
-        tr._restore_timeline(ck.path)
 
-    def _restore_timeline(self, tag_dir):
+    def _restore_timeline(self, tl, tag_dir):
         """The save's timeline, to append to (a save made before timelines keeps a fresh, empty one)."""
-        tl = Timeline.load(tag_dir)
         if tl is None:
             return
         cfg = self.cfg.model
@@ -367,6 +366,18 @@ class Trainer:
             raise checkpoint.SaveError(f"{tag_dir}/timeline.json: a snapshot at step {tl.snapshots[-1].step} "
                                        f"but the save is at step {self.step_count}; the save is damaged")
         self.timeline = tl
+
+
+def _load_with_timeline(name, tag, saves_dir):
+    """(checkpoint, its timeline or None). They are two reads: a timeline past the checkpoint's step
+    means a save was swapped in between, so both are read again (a few times, then it is an error)."""
+    for _ in range(5):
+        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
+        tl = Timeline.load(ck.path)
+        step = ck.meta.get("step")
+        if tl is None or not tl.snapshots or not isinstance(step, int) or tl.snapshots[-1].step <= step:
+            break
+    return ck, tl
 
 
 def load_model(name, tag="last", saves_dir=None):

@@ -467,3 +467,23 @@ def test_diverging_weights_are_not_recorded_and_warn_nothing():
         warnings.simplefilter("error")  # a RuntimeWarning would reach the user's terminal
         assert tr.record() is None
     assert tr.timeline.snapshots == []
+
+
+def test_from_save_rereads_when_a_save_is_swapped_in_between(saved, tmp_path, monkeypatch):
+    """The checkpoint and its timeline are two reads; a newer save landing between them is seen as a
+    timeline past the checkpoint's step, and both are read again."""
+    import core.trainer as trainer_mod
+    newer = Trainer(load_config("reversal", overrides=REV + ["train.max_steps=9"]))
+    newer.run(lambda e: None)
+    real = trainer_mod.checkpoint.load_checkpoint
+    calls = []
+
+    def load_then_swap(*a, **k):
+        ck = real(*a, **k)
+        calls.append(ck.meta["step"])
+        if len(calls) == 1:
+            newer.save("run", "last", saves_dir=tmp_path)  # lands after the checkpoint was read
+        return ck
+    monkeypatch.setattr(trainer_mod.checkpoint, "load_checkpoint", load_then_swap)
+    tr = Trainer.from_save("run", "last", saves_dir=tmp_path)
+    assert calls == [6, 9] and tr.step_count == 9 and tr.timeline.steps[-1] == 9
