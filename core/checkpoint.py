@@ -63,6 +63,11 @@ def _root(saves_dir: str | Path | None) -> Path:
     return Path(env) if env else SAVES_DIR
 
 
+def saves_root(saves_dir: str | Path | None = None) -> Path:
+    """The saves folder in use: saves_dir, else $ATTNLAB_SAVES, else the repository's saves/."""
+    return _root(saves_dir)
+
+
 def _check_name(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name:
         raise SaveError(f"{what} {name!r} is empty or not text; use {_ALLOWED}")
