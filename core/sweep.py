@@ -397,11 +397,18 @@ def summary(study, top=5):
     counts = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
-    try:
-        importances = dict(optuna.importance.get_param_importances(study)) if len(done) >= 2 else None
-        why = None if importances is not None else "needs at least two finished trials"
-    except (RuntimeError, ValueError) as e:
-        importances, why = None, str(e).splitlines()[0]
+    importances, why = None, None
+    if len(done) < 2:
+        why = "needs at least two finished trials"
+    elif len({t.value for t in done}) == 1:
+        why = "every finished trial scored the same, so no parameter made a difference"
+    else:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importances = dict(optuna.importance.get_param_importances(study))
+        except (RuntimeError, ValueError) as e:
+            why = str(e).splitlines()[0]
     return {"study": study.study_name, "task": study.user_attrs.get("task"), "metric": study.user_attrs.get("metric"),
             "direction": "maximize" if maximize else "minimize", "counts": counts,
             "best": [trial_row(t) for t in done[:top]],
