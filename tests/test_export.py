@@ -58,9 +58,19 @@ def test_npz_export_needs_no_extra_and_reads_without_pickle(saved, tmp_path):
 
 
 def test_export_mistakes_are_one_line(saved, tmp_path, capsys):
-    for argv, says in [(["nope"], "no saved run named 'nope'"), (["rev", "--tag", "last"], "has no tag 'last'"),
+    for argv, says in [(["nope", "--format", "npz"], "no saved run named 'nope'"),
+                       (["rev", "--format", "npz", "--tag", "last"], "has no tag 'last'"),
                        (["rev", "--format", "npz", "--out", str(tmp_path)], "is a directory"),
                        (["rev", "--format", "npz", "--out", str(tmp_path / "no" / "x.npz")], "could not write")]:
         assert main(["export", *argv]) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_missing_extra_names_the_install_command(monkeypatch, capsys):
+    from tui.cli import reach
+    monkeypatch.setattr(reach.importlib.util, "find_spec", lambda name: None)
+    for argv, extra in [(["export", "rev"], "export"), (["sweep", "reversal"], "sweep"), (["serve"], "web")]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"pip install 'attnlab[{extra}]'" in err and "Traceback" not in err
