@@ -146,9 +146,8 @@ def open_storage(url):
                              f"postgresql:// / mysql:// URL whose driver is installed") from None
 
 
-def open_study(spec):
+def open_study(spec, storage):
     """Create the study or check that an existing one sweeps the same task and metric."""
-    storage = open_storage(spec.storage)
     direction = "maximize" if spec.metric in MAXIMIZE else "minimize"
     study = optuna.create_study(study_name=spec.study, storage=storage, direction=direction, load_if_exists=True)
     attrs = study.user_attrs
@@ -181,7 +180,7 @@ class Interrupted(Exception):
     """Ctrl+C stopped the trial: recorded as failed with this reason, its `last` save kept."""
 
 
-_current = {"trainer": None, "stopping": False, "trial_id": None}
+_current = {"trainer": None, "stopping": False, "number": None}
 
 
 def _on_sigint(*_):
@@ -193,7 +192,7 @@ def _on_sigint(*_):
 def objective(spec, trial):
     """Train one trial; report every evaluation (for pruning); the value is the best of the metric."""
     save = f"{spec.study}-trial-{trial.number}"
-    _current["trial_id"] = trial._trial_id
+    _current["number"] = trial.number
     for k, v in (("save", save), ("worker", f"{socket.gethostname()}:{os.getpid()}"), ("sets", list(spec.sets))):
         trial.set_user_attr(k, v)
     try:
@@ -274,11 +273,24 @@ def worker_main(spec, budget, results):
     set_threads(1)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported as one line each, below
     os.environ["ATTNLAB_SAVES"] = spec.saves
-    study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.storage),
+    storage = open_storage(spec.storage)
+    study = optuna.load_study(study_name=spec.study, storage=storage,
                               pruner=make_pruner(spec))
     while not _current["stopping"] and _claim(budget):
+        _current["number"] = None
         study.optimize(lambda t: objective(spec, t), n_trials=1, catch=(Exception,), gc_after_trial=False)
-        results.put(trial_row(study._storage.get_trial(_current["trial_id"])))
+        if _current["number"] is not None:
+            results.put(trial_row(_trial(storage, spec.study, _current["number"])))
+
+
+def _trial_id(storage, study_name, number):
+    study_id = storage.get_study_id_from_name(study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+
+def _trial(storage, study_name, number):
+    """A trial's current record, by study name and trial number."""
+    return storage.get_trial(_trial_id(storage, study_name, number))
 
 
 def make_pruner(spec):
@@ -301,15 +313,15 @@ def trial_row(t):
 
 # -- the sweep, in the parent process
 
-def fail_orphans(study, pid, why):
+def fail_orphans(study, storage, pid, why):
     """Mark the running trials of a dead local worker as failed, with the reason; returns their rows."""
-    me = f"{socket.gethostname()}:{pid}"
-    storage, rows = study._storage, []
+    me, rows = f"{socket.gethostname()}:{pid}", []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("worker") == me:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", why)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            rows.append(trial_row(storage.get_trial(t._trial_id)))
+            trial_id = _trial_id(storage, study.study_name, t.number)
+            storage.set_trial_user_attr(trial_id, "fail_reason", why)
+            storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            rows.append(trial_row(_trial(storage, study.study_name, t.number)))
     return rows
 
 
@@ -319,7 +331,8 @@ def run_sweep(spec, on_row=lambda row: None):
     The first Ctrl+C stops new trials and interrupts running ones (saved, recorded as failed); a
     second one kills the workers (their trials are failed too). Finished trials are never touched.
     """
-    study = open_study(spec)
+    storage = open_storage(spec.storage)
+    study = open_study(spec, storage)
     ctx = mp.get_context("spawn")
     budget, results = ctx.Value("i", spec.trials), ctx.Queue()
     saved_env = {k: os.environ.get(k) for k in _THREAD_VARS}
@@ -360,7 +373,7 @@ def run_sweep(spec, on_row=lambda row: None):
                     reaped.add(p.pid)
                     if p.exitcode != 0:
                         how = f"killed by signal {-p.exitcode}" if p.exitcode < 0 else f"exit status {p.exitcode}"
-                        for row in fail_orphans(study, p.pid, f"its worker process {p.pid} died ({how})"):
+                        for row in fail_orphans(study, storage, p.pid, f"its worker process {p.pid} died ({how})"):
                             rows.append(row)
                             on_row(row)
             if len(reaped) == len(procs):
