@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from core.checkpoint import SaveError, run_dir, saves_root
+from core.checkpoint import SaveError, run_dir
+from core.runs import existing_run, lock_run, saves_root
 from core.config import ConfigError, load_config
 from core.trainer import Trainer, TrainingDiverged, set_threads
 
@@ -198,10 +199,14 @@ def objective(spec, trial):
     try:
         overrides = [*spec.sets, *(p.override(p.suggest(trial)) for p in spec.params)]
         tr = Trainer(load_config(spec.task, spec.config, overrides))
+        if existing_run(save) is not None:
+            raise SweepError(f"saves/{save} already holds a run (an earlier study of this name?), which a trial "
+                             f"never overwrites; delete it or sweep under another --study")
         _current["trainer"] = tr
         if _current["stopping"]:
             tr.stop()
-        best = _train(spec, trial, tr, save)
+        with lock_run(save):  # like `attnlab train`: no other process writes this run meanwhile
+            best = _train(spec, trial, tr, save)
     except (_Pruned, optuna.TrialPruned):
         raise optuna.TrialPruned()
     except Exception as e:

@@ -7,11 +7,9 @@ the Saves tab and the command line sees them. `python -m tui.serve` is the per-t
 
 from __future__ import annotations
 
-import asyncio
 import html
 import ipaddress
 import shlex
-import signal
 import sys
 
 from tui.app import AttnLab
@@ -20,14 +18,11 @@ LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 
 class SessionApp(AttnLab):
-    """The dashboard as one browser tab runs it: any way the tab ends stops training and saves `last`."""
+    """The dashboard as one browser tab runs it: any way the tab ends stops training and saves `last`.
 
-    def on_mount(self) -> None:
-        # the web driver turns SIGINT/SIGTERM into an exit; a hang-up means the same here
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
-        except (NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP (Windows)
-            pass
+    AttnLab turns SIGTERM and SIGHUP into its quit action; closing the tab arrives as an exit request
+    (the server's quit message), which must not skip the save either.
+    """
 
     async def on_exit_app(self, message) -> None:
         """Closing the tab (the server sends quit), SIGTERM or SIGHUP: stop training, save `last`."""

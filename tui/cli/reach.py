@@ -56,7 +56,7 @@ def need(module):
 
 def cmd_serve(args):
     need("textual_serve")
-    from core.checkpoint import saves_root
+    from core.runs import saves_root
     from tui.serve import is_loopback, make_server
     if args.max_sessions < 1:
         raise UserError(f"--max-sessions {args.max_sessions}: serve at least one session")
@@ -100,8 +100,8 @@ def cmd_sweep(args):
 
 
 def make_spec(args, storage, sweep):
-    from core.checkpoint import saves_root
     from core.config import load_config
+    from core.runs import saves_root
     if args.task is None:
         raise UserError("name a task to sweep (reversal, qa, dialogue), or --show STUDY to look at one")
     if args.trials < 1 or args.workers < 1:
