@@ -171,3 +171,14 @@ def test_user_mistakes_are_one_line(capsys, saves):
         assert main(["sweep", *argv]) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, (argv, err)
+
+
+def test_a_trial_never_overwrites_an_existing_save(capsys, saves):
+    from core.config import load_config
+    tr = Trainer(load_config("reversal", overrides=["train.max_steps=2"]))
+    tr.run(lambda ev: None)
+    tr.save("old-trial-0", "last")  # left by an earlier study of the same name
+    before = load_checkpoint("old-trial-0", "last").meta["created"]
+    rc, rows, _ = run(capsys, "reversal", "--trials", "1", "--workers", "1", "--study", "old", *FAST)
+    assert rc == 0 and rows[0]["state"] == "fail" and "already holds a run" in rows[0]["reason"]
+    assert load_checkpoint("old-trial-0", "last").meta["created"] == before
