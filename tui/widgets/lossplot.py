@@ -115,6 +115,7 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.plot_title = title
         self.downsampled = False  # whether the last redraw averaged points down to the width
         self.redraws = 0
+        self.marks: list[tuple[float, float | None, str]] = []  # (step, elapsed_s, label): speed-limit changes
         self._dirty = True
         self._lines: list[tuple[list[float], list[float], str, object, str]] = []
         self._title = title
@@ -132,10 +133,17 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.history[series].append(step, elapsed_s, value)
         self._dirty = True
 
+    def add_mark(self, step: int, elapsed_s: float | None, label: str) -> None:
+        """Mark a step with a vertical line and a label (e.g. where the speed limit changed)."""
+        self.marks.append((float(step), None if elapsed_s is None else float(elapsed_s), label))
+        self.marks = self.marks[-20:]
+        self._dirty = True
+
     def clear(self) -> None:
-        """Forget all points."""
+        """Forget all points and marks."""
         for s in self.history.values():
             s.clear()
+        self.marks = []
         self._dirty = True
 
     @property
@@ -172,12 +180,24 @@ class LossPlot(PlotextPlot, can_focus=True):
         plt.clear_data()
         for xs, ys, label, color, marker in self._lines:
             plt.plot(xs, ys, label=label, color=color, marker=marker)
+        if self._lines:
+            for step, elapsed, label in self.marks:
+                x = step if self.x_axis == "step" else elapsed
+                if x is not None:
+                    plt.vline(x, "red")
+                    plt.text(label, x, self._mark_y(), color="red")
         plt.yscale("log" if self.log_y and self._lines else "linear")  # plotext fails on an empty log plot
         plt.xlabel("step" if self.x_axis == "step" else "time (s)")
         plt.title(self._title)
         return super().render()
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _mark_y(self) -> float:
+        """Where a mark's label sits: near the top of the curves."""
+        top = max((max(ys) for _, ys, *_ in self._lines if ys), default=1.0)
+        bottom = min((min(ys) for _, ys, *_ in self._lines if ys), default=0.0)
+        return top if self.log_y else bottom + 0.95 * (top - bottom)
 
     def _xs(self, series: BoundedSeries) -> np.ndarray:
         return np.asarray(series.steps if self.x_axis == "step" else series.times, dtype=np.float64)
