@@ -23,7 +23,7 @@ from tui.screens.chat import ChatView
 from tui.widgets import AttentionMap
 from tui.widgets.colorbar import ColorBar
 from tui.widgets.explain import Explain
-from tui.widgets.scorechart import HeadScoreChart
+from tui.widgets.scorechart import NAMES, HeadScoreChart
 from tui.widgets.timelinebar import TimelineBar
 from tui.worker import describe, probe_model
 
@@ -254,7 +254,7 @@ class AttentionPane(Vertical):
         layer, head = chart.selected
         value = chart.value(chart.kind, layer, head, self.snaps.index(snap)) if chart.kind else None
         if value is not None:
-            lines.append(f"L{layer + 1}H{head + 1} {chart.kind.replace('_', '-')} score {value:.2f}")
+            lines.append(f"L{layer + 1}H{head + 1} {NAMES.get(chart.kind, chart.kind)} score {value:.2f}")
         self.query_one("#attn-info", Static).update(safe_text("\n".join(lines), keep_newlines=True))
 
     def _refresh_chart(self) -> None:
@@ -321,7 +321,7 @@ class AttentionPane(Vertical):
         self._show_ablation()
 
     def _show_ablation(self) -> None:
-        off = heads_text(self.off) if self.off else "none (o adds the map's head)"
+        off = heads_text(self.off) if self.off else "none, o adds"
         lines = [f"heads off: {off}  [{self.mode}]"]
         if self.ablation_text:
             lines.append(self.ablation_text)

@@ -97,15 +97,15 @@ class HeadScoreChart(PlotextPlot):
                 if (li, hi) != sel:
                     plt.plot(xs, arr[:, li, hi].tolist(), color=DIM, marker="braille")
         if sel[0] < n_layer and sel[1] < n_head:
-            plt.plot(xs, arr[:, sel[0], sel[1]].tolist(), color=SELECTED, marker="braille",
-                     label=f"L{sel[0] + 1}H{sel[1] + 1}")
+            plt.plot(xs, arr[:, sel[0], sel[1]].tolist(), color=SELECTED, marker="braille")
         finite = np.isfinite(self.metric)
-        if finite.any() and self.metric_name:
-            plt.plot(self.steps[finite].tolist(), self.metric[finite].tolist(), color=METRIC, marker="dot",
-                     label=self.metric_name)
+        metric = finite.any() and self.metric_name
+        if metric:
+            plt.plot(self.steps[finite].tolist(), self.metric[finite].tolist(), color=METRIC, marker="dot")
         if self.cursor_step is not None:
             plt.vline(float(self.cursor_step), CURSOR)
         plt.ylim(0, 1)
         plt.xlabel("step")
-        plt.title(f"{name} score per head")
+        # the title names the colours (a legend box would cover the start of the curves)
+        plt.title(f"{name}: L{sel[0] + 1}H{sel[1] + 1} bright" + (f", {self.metric_name} orange" if metric else ""))
         return super().render()
