@@ -70,7 +70,7 @@ async def test_speed_limit_lowers_steps_per_second_and_marks_the_loss_plot(saves
         assert limited <= t_limited * 1 + 2  # paced: at most one step a second (plus the one under way)
         plot = app.query_one(LossPlot)
         await wait_for(pilot, lambda: plot.marks, what="the loss plot's speed mark")
-        assert "1 steps/s" in plot.marks[0][2]
+        assert plot.marks[0][2] == "1 step/s"
         await pilot.press("L", "L", "L")  # 5, 20, then unlimited
         assert app.speed_limit is None
         s1 = app.trainer.step_count

@@ -197,7 +197,8 @@ class AttnLab(App):
     def apply_speed_limit(self) -> None:
         setter = getattr(self.trainer, "set_speed_limit", None)
         if setter is not None:
-            setter(self.speed_limit)
+            if self.trainer.speed_limit != self.speed_limit:  # each change is marked on the plots
+                setter(self.speed_limit)
         elif self.trainer is not None and self.speed_limit is not None:
             self.notify("this trainer has no speed limit", severity="warning")
 
@@ -356,7 +357,7 @@ class AttnLab(App):
 
 
 def speed_label(limit) -> str:
-    return "unlimited" if limit is None else f"{limit:g} steps/s"
+    return "unlimited" if limit is None else f"{limit:g} step{'' if limit == 1 else 's'}/s"
 
 
 def run_app() -> int:

@@ -242,17 +242,22 @@ class AttentionPane(Vertical):
 
     def _show_info(self, snap) -> None:
         parts = [f"step {snap.step}"]
-        if snap.metric_value is not None and math.isfinite(snap.metric_value):
-            parts.append(f"{metric_label(snap.metric or self.metric_name)} {fmt_metric(snap.metric_value)}")
-        if snap.loss is not None and math.isfinite(snap.loss):
-            parts.append(f"loss {snap.loss:.3f}")
+        i = self.snaps.index(snap)
+        measured = next((s for s in reversed(self.snaps[:i + 1]) if s.metric_value is not None), None)
+        if measured is not None:  # the metric is measured at evaluations: the latest one up to here
+            at = "" if measured is snap else f" (step {measured.step})"
+            parts.append(f"{metric_label(measured.metric or self.metric_name)} {fmt_metric(measured.metric_value)}{at}")
         lines = ["  ".join(parts)]
+        losses = [f"{name} {v:.3f}" for name, v in (("loss", snap.loss), ("val loss", snap.val_loss))
+                  if v is not None and math.isfinite(v)]
+        if losses:
+            lines.append("  ".join(losses))
         if snap.answer is not None:
             probe = probe_to_field(self.recorded_probe)
             lines.append(f"{probe[:24]} → {probe_to_field(snap.answer)[:40]}")
         chart = self.query_one(HeadScoreChart)
         layer, head = chart.selected
-        value = chart.value(chart.kind, layer, head, self.snaps.index(snap)) if chart.kind else None
+        value = chart.value(chart.kind, layer, head, i) if chart.kind else None
         if value is not None:
             lines.append(f"L{layer + 1}H{head + 1} {NAMES.get(chart.kind, chart.kind)} score {value:.2f}")
         self.query_one("#attn-info", Static).update(safe_text("\n".join(lines), keep_newlines=True))

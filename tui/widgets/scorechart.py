@@ -106,6 +106,6 @@ class HeadScoreChart(PlotextPlot):
             plt.vline(float(self.cursor_step), CURSOR)
         plt.ylim(0, 1)
         plt.xlabel("step")
-        # the title names the colours (a legend box would cover the start of the curves)
-        plt.title(f"{name}: L{sel[0] + 1}H{sel[1] + 1} bright" + (f", {self.metric_name} orange" if metric else ""))
+        # no legend box (it would cover the start of the curves): the explanation line names the colours
+        plt.title(f"{name} score" + (f", {self.metric_name}" if metric else ""))
         return super().render()

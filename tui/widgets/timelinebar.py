@@ -123,6 +123,7 @@ class TimelineBar(Widget, can_focus=True):
     def _advance(self) -> None:
         if not self.steps or self.index >= len(self.steps) - 1:
             self.playing = False
+            self.live = True  # at the newest step: follow training from here
             return
         self.seek(self.index + 1)
 
