@@ -71,3 +71,14 @@ def test_torch_twin_loss_and_gradients_match(tie):
     assert t_loss == pytest.approx(loss, abs=1e-4)
     for name, g in grads.items():
         np.testing.assert_allclose(g, t_grads[name], atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def test_portability_picks_the_kernels_a_cpu_runs_and_reads_pytest_counts():
+    from bench.portability import parse_pytest, supported_kernels
+    assert supported_kernels({"pni", "avx", "avx2", "fma"}) == ["Prescott", "Sandybridge", "Haswell", "Zen"]
+    assert supported_kernels({"pni"}) == ["Prescott"]
+    out = ("....F.s\nFAILED tests/test_sample.py::test_x[30.0] - AssertionError: big\n"
+           "========= 1 failed, 5 passed, 1 skipped in 2.31s =========\n")
+    counts, failed = parse_pytest(out)
+    assert counts == {"passed": 5, "failed": 1, "skipped": 1, "errors": 0}
+    assert failed == ["tests/test_sample.py::test_x[30.0]"]
