@@ -4,9 +4,11 @@ recording replayed, head ablation measured in a worker, and the chat's next-char
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
+from rich.console import Console
 from core.config import load_config
 from core.trainer import Trainer
 from tui.app import AttnLab
@@ -25,6 +27,13 @@ def save_reversal(name="rev"):
     tr.run(lambda ev: None, until=lambda ev: ev.get("accuracy", 0) >= 0.99)
     tr.save(name, "best")
     return tr
+
+
+def screen_text(app) -> str:
+    """The screen as plain text, line by line (what a terminal would show)."""
+    console = Console(width=app.size.width, height=app.size.height, file=io.StringIO(), record=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text()
 
 
 def steps_done(app) -> int:
@@ -130,3 +139,31 @@ async def test_chat_next_character_view_shows_the_top_5_of_each_reply_character(
         await pilot.press("end")
         assert view.cursor == len(reply) - 1
         assert f"#{len(reply)}" in view.render_line(1).text
+
+
+async def test_last_reply_with_a_newline_is_probed_with_a_newline_label_inside_the_field(saves):
+    save_tiny_qa(5)
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.load_for_chat("tinyqa", "best")
+        await wait_for(pilot, lambda: app.loaded is not None, what="the loaded save")
+        chat = app.query_one(ChatView)
+        await wait_for(pilot, lambda: app.focused is chat.pane.input, what="the chat tab")
+        chat.history.append(("how many legs?", "3 pl"))
+        app.action_tab("attention")
+        await pilot.pause()
+        app.query_one("#probe-input").focus()  # the tab of the focused widget stays on screen
+        await wait_for(pilot, lambda: app.query_one("#probe-input").region.height > 0, what="the attention tab")
+        app.query_one(AttentionPane).probe_last_reply()  # the "Last reply" button
+        await pilot.pause()
+        field = app.query_one("#probe-input")
+        assert "\n" not in field.value and field.value == "Q: how many legs?⏎A: 3 pl⏎"
+        pane = app.query_one(AttentionPane)
+        assert pane.probe_text == "Q: how many legs?\nA: 3 pl" and pane.custom
+        attn = app.query_one(AttentionMap)
+        assert "⏎" in attn._row_labels and "\n" not in "".join(attn._row_labels)
+        # the whole probe sits on the field's one line; nothing of it is drawn below the field's box
+        shown = screen_text(app).splitlines()
+        rows = [i for i, line in enumerate(shown) if "A: 3 pl" in line]
+        assert rows == [field.region.y + 1], rows
