@@ -190,11 +190,17 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
                     opt_state: Mapping[str, np.ndarray], meta: Mapping, config: Mapping,
-                    saves_dir: str | Path | None = None) -> Path:
-    """Atomically write saves/NAME/<tag>/; a crash at any point leaves the previous save loadable."""
+                    saves_dir: str | Path | None = None, *,
+                    extra_files: Mapping[str, bytes] | None = None) -> Path:
+    """Atomically write saves/NAME/<tag>/; a crash at any point leaves the previous save loadable.
+
+    extra_files: {file name: contents} written into the same directory before the swap (e.g. the
+    run's timeline), so they are saved atomically with the weights.
+    """
     root = _root(saves_dir)
     d = run_dir(name, root)
     _check_name(tag, "tag")
+    extra = _extra_files(extra_files)
     weights = _plain_arrays(params, "params", floats_only=True)
     optim = _plain_arrays(opt_state, "opt_state", floats_only=False)
     meta_bytes, config_bytes = _serialize(meta, config)
@@ -211,6 +217,8 @@ def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
         _write_npz(tmp / OPTIM, optim)
         _write_file(tmp / META, meta_bytes)
         _write_file(tmp / CONFIG, config_bytes)
+        for fname, data in extra.items():
+            _write_file(tmp / fname, data)
         _fsync_dir(tmp)
         _swap(d, tmp, target, old)
     except OSError as e:
@@ -218,6 +226,18 @@ def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
         raise SaveError(f"could not write {target} ({e.strerror or e}); check free space and "
                         f"permissions of {d}") from None
     return target
+
+
+def _extra_files(files: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    """Checked extra files: plain names (no path), not one of the standard four, bytes contents."""
+    out = {}
+    for fname, data in (files or {}).items():
+        if not isinstance(fname, str) or not _NAME_RE.fullmatch(fname) or fname.startswith(".") or fname in _FILES:
+            raise SaveError(f"extra save file {fname!r} is not a plain file name other than {', '.join(_FILES)}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise SaveError(f"extra save file {fname!r} holds {type(data).__name__}, not bytes")
+        out[fname] = bytes(data)
+    return out
 
 
 def _swap(d: Path, tmp: Path, target: Path, old: Path) -> None:

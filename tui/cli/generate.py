@@ -3,7 +3,7 @@
 import sys
 
 from core.tasks.lm import PromptTooLong, build_prompt
-from core.text import safe_text
+from core.text import safe_label, safe_text
 from core.trainer import load_model
 
 
@@ -15,6 +15,8 @@ def register(sub):
         s.add_argument("--tag", default="best")
         if name == "sample":
             s.add_argument("--prompt", required=True)
+            s.add_argument("--show-probs", action="store_true",
+                           help="list each generated character with the model's top-5 next characters")
         s.add_argument("--temperature", type=float)
         s.add_argument("--top-k", type=int)
         s.add_argument("--top-p", type=float)
@@ -35,11 +37,35 @@ def sampling(args, cfg):
 def cmd_sample(args):
     from core.sample import stream_text
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    if args.show_probs:
+        return show_probs(stream_text(model, tok, args.prompt, stop=(), topk=TOPK, **sampling(args, cfg)))
     for ch in stream_text(model, tok, args.prompt, stop=(), **sampling(args, cfg)):
         sys.stdout.write(safe_text(ch))
         sys.stdout.flush()
     print()
     return 0
+
+
+TOPK = 5
+
+
+def show_probs(items):
+    """One line per generated character: the character, then the model's top-5 next characters with
+    their probabilities (raw softmax, temperature 1); the whole text again at the end."""
+    print(f"   #  char  top-{TOPK} next characters (probability; the sampled one in [ ])")
+    text = ""
+    for n, (ch, cands) in enumerate(items, 1):
+        text += ch
+        cells = "  ".join(_cell(c, p, c == ch) for c, p in cands)
+        print(f"{n:>4}  {safe_label(ch):<4}  {cells}", flush=True)
+    shown = safe_text(text.replace("\n", "⏎"))
+    print(f"text: {shown}")
+    return 0
+
+
+def _cell(c, p, picked):
+    label = f"{safe_label(c)} {p:.3f}"
+    return f"[{label}]" if picked else f" {label} "
 
 
 def cmd_chat(args):
