@@ -203,6 +203,8 @@ class AttnLab(App):
             self.notify("this trainer has no speed limit", severity="warning")
 
     def on_speed_limit_set(self, message: msg.SpeedLimitSet) -> None:
+        if not self.query(AttentionPane):  # shutting down
+            return
         self.query_one(LossPlot).add_mark(message.step, message.elapsed_s, speed_label(message.limit))
         self.query_one(AttentionPane).add_mark(message.step)
 
@@ -250,10 +252,12 @@ class AttnLab(App):
             self.status(f"training — best {ev['metric']} so far saved at step {ev['step']}")
 
     def on_attention_update(self, message: msg.AttentionUpdate) -> None:
-        self.query_one(AttentionPane).live_probe(message.maps, message.labels)
+        for pane in self.query(AttentionPane):  # none while shutting down
+            pane.live_probe(message.maps, message.labels)
 
     def on_timeline_snapshots(self, message: msg.TimelineSnapshots) -> None:
-        self.query_one(AttentionPane).add_snapshots(message.snapshots, message.labels, message.probe)
+        for pane in self.query(AttentionPane):  # none while shutting down
+            pane.add_snapshots(message.snapshots, message.labels, message.probe)
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
