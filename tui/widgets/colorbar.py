@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
 
-from tui.widgets.heatmap import ramp_rgb
+from tui.widgets.heatmap import N_LEVELS, level_color
 
 
 class ColorBar(Widget):
@@ -38,8 +37,8 @@ class ColorBar(Widget):
         left, right = f"{self.low:g} ", f" {self.high:.3g}  {self.note}"
         n = max(0, min(24, width - len(left) - len(right)))
         segs = [Segment(left)]
-        for i in range(n):
-            rgb = ramp_rgb(i / max(1, n - 1))
-            segs.append(Segment(" ", Style(bgcolor=Color.from_rgb(*rgb))))
+        for i in range(n):  # the map's own quantised colours, so the bar shows exactly what the cells use
+            level = round(i / max(1, n - 1) * (N_LEVELS - 1))
+            segs.append(Segment(" ", Style(bgcolor=level_color(level))))
         segs.append(Segment(right))
         return Strip(segs).crop_extend(0, width, None)
