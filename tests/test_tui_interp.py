@@ -15,10 +15,10 @@ from tui.app import AttnLab
 from tui.screens.attention import AttentionPane
 from tui.screens.chat import ChatView
 from tui.screens.setup import SetupPane
-from tui.widgets import AttentionMap, LossPlot, StatsPanel, TimelineBar
+from tui.widgets import AttentionMap, HeadScoreChart, LossPlot, StatsPanel, TimelineBar
 from tui.widgets.nextchar import NextCharView
 
-from test_tui_app import SIZE, save_tiny_qa, wait_for
+from test_tui_app import SIZE, TINY_QA, save_tiny_qa, wait_for
 
 
 def save_reversal(name="rev"):
@@ -65,6 +65,7 @@ async def test_speed_limit_lowers_steps_per_second_and_marks_the_loss_plot(saves
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("L")  # unlimited -> 1 step a second
         assert app.speed_limit == 1
+        assert "1 step/s" in str(app.query_one("#speed-limit").render())
         app.query_one("#task-picker").focus()
         setup = app.query_one(SetupPane)
         assert setup.task_name == "reversal"
@@ -167,3 +168,26 @@ async def test_last_reply_with_a_newline_is_probed_with_a_newline_label_inside_t
         shown = screen_text(app).splitlines()
         rows = [i for i, line in enumerate(shown) if "A: 3 pl" in line]
         assert rows == [field.region.y + 1], rows
+
+
+async def test_a_causal_save_replays_previous_token_induction_and_sink_scores(saves):
+    tr = Trainer(load_config("qa", overrides=TINY_QA))
+    tr.run(lambda ev: None, max_steps=12)
+    tr.save("tinyqa", "best")
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.load_for_chat("tinyqa", "best")
+        pane = app.query_one(AttentionPane)
+        await wait_for(pilot, lambda: len(pane.snaps) >= 10, what="the save's recording")
+        chart = app.query_one(HeadScoreChart)
+        assert set(chart.kinds) == {"prev_token", "induction", "sink"}
+        assert "previous-token" in str(app.query_one("#map-explain").render())
+        app.action_tab("attention")
+        await pilot.pause()
+        app.query_one(AttentionMap).focus()
+        first = chart.kind
+        await pilot.press("k")
+        assert chart.kind != first and chart.kind in chart.kinds
+        assert pane.labels and "⏎" in [app.query_one(AttentionMap)._col_labels[i]
+                                       for i in range(len(pane.labels))]  # the Q/A prompt's newline

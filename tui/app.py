@@ -192,6 +192,7 @@ class AttnLab(App):
             value = SPEED_LIMITS[(SPEED_LIMITS.index(self.speed_limit) + 1) % len(SPEED_LIMITS)]
         self.speed_limit = value
         self.apply_speed_limit()
+        self.query_one("#speed-limit", Static).update(f"speed: {speed_label(value)} (L)")
         self.notify(f"training speed limit: {speed_label(value)}")
 
     def apply_speed_limit(self) -> None:
@@ -280,6 +281,7 @@ class AttnLab(App):
             model, tok, cfg, meta = load_model(name, tag)
         except LOAD_ERRORS as e:
             return self.error(f"cannot load {name}: {describe(e)}")
+        self.query_one(AttentionPane).use_task(cfg.task)  # its probe and its explanation
         if cfg.task == "reversal":
             self.notify("a reversal model does not chat; replaying its attention instead", severity="warning")
             pane = self.query_one(AttentionPane)

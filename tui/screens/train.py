@@ -21,6 +21,7 @@ class TrainPane(Vertical):
             yield Button("Save", id="btn-save")
         with Horizontal(id="train-status-row"):
             yield Static("idle — press s to start", id="train-status")
+            yield Static("speed: unlimited (L)", id="speed-limit")
             yield ProgressBar(total=100, show_eta=False, id="train-progress")
         with Horizontal(id="train-main"):
             yield LossPlot(id="loss-plot")
