@@ -238,8 +238,9 @@ class Timeline:
             return None
         if not all(have):
             raise checkpoint._err(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
-        meta = _load_json(d / JSON)
-        arrays = checkpoint._load_npz(d / NPZ)
+        with checkpoint._Tag(d) as t:  # one directory descriptor: no links followed, sizes bounded
+            meta = _load_json(d / JSON, t.read_text(JSON, checkpoint._MAX_META))
+            arrays = checkpoint._load_npz(t, NPZ)
         tl = cls(meta["probe"], meta["labels"], **bounds)
         tl.marks = meta["marks"]
         tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
@@ -273,11 +274,13 @@ def _num(v):
 
 
 # -- validation of files read back (they may be damaged or hostile)
-def _load_json(path):
+def _load_json(path, text):
     try:
-        meta = json.loads(checkpoint._read_text(path))
+        meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise checkpoint._err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
+        raise checkpoint._err(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
     bad = lambda what: checkpoint._err(path, what)  # noqa: E731
     if not isinstance(meta, dict):
         raise bad(f"must hold a JSON object, got {type(meta).__name__}")

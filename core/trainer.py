@@ -14,7 +14,7 @@ import numpy as np
 
 from core import checkpoint
 from core.config import ConfigError, config_from_dict, config_to_dict
-from core.model import Transformer, flat_views
+from core.model import Transformer, flat_views, param_shapes
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
 from core.timeline import Timeline
@@ -62,6 +62,7 @@ class Trainer:
         self.history = {"train": deque(maxlen=HISTORY), "val": deque(maxlen=HISTORY)}
         self.best = None  # best value of the task's metric (or val loss)
         self.best_step = None
+        self.stale = 0  # evaluations since the last best (early stopping), saved with the run
         self.last_eval = None
         self.broken = None  # why the weights are unusable (they give a non-finite loss), else None
         self.timeline = Timeline.for_task(self.task)  # None switches recording off (benchmarks)
@@ -155,8 +156,12 @@ class Trainer:
         v = metrics.get(self.task.metric)
         return [v if v is not None else 0.0, -metrics["val_loss"]]
 
-    def evaluate(self, full=False):
-        """Task metrics on held-out data; marks whether this is the best evaluation so far."""
+    def evaluate(self, full=False, track=True):
+        """Task metrics on held-out data; marks whether this is the best evaluation so far.
+
+        track=False (an evaluation off the schedule, e.g. after a stop) reports without moving `best`
+        or the early-stopping count, so a stopped and resumed run follows the uninterrupted one.
+        """
         t0 = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
             metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
@@ -166,9 +171,11 @@ class Trainer:
                            f"high — lower train.lr or raise train.warmup_steps")
             raise TrainingDiverged(self.broken, weights_ok=False)
         score = self.metric_value(metrics)
-        improved = self.best is None or score > self.best
+        improved = track and (self.best is None or score > self.best)
         if improved:
             self.best, self.best_step = score, self.step_count
+        if track:
+            self.stale = 0 if improved else self.stale + 1
         self.history["val"].append((self.step_count, round(self.elapsed_s, 4), float(metrics["val_loss"])))
         self.last_eval = {"event": "eval", "step": self.step_count, "best": improved, "metric": self.task.metric,
                           "eval_ms": (time.perf_counter() - t0) * 1000, **metrics}
@@ -226,7 +233,6 @@ class Trainer:
         t = self.cfg.train
         max_steps = t.max_steps if max_steps is None else max_steps
         started = time.perf_counter()
-        stale = 0
         reason = "max_steps"
         self._record_if_new(emit)
         while self.step_count < max_steps:
@@ -251,11 +257,10 @@ class Trainer:
                 emit(self.record(step_ev, ev))  # before the eval event, so a best save holds it
             if ev is not None:
                 emit(ev)
-                stale = 0 if ev["best"] else stale + 1
                 if until is not None and until(ev):
                     reason = "target reached"
                     break
-                if t.patience and stale >= t.patience:
+                if t.patience and self.stale >= t.patience:
                     reason = "early stop (no improvement)"
                     break
             if t.max_seconds and time.perf_counter() - started >= t.max_seconds:
@@ -272,7 +277,8 @@ class Trainer:
         return {"format_version": checkpoint.FORMAT_VERSION, "task": self.cfg.task, "step": self.step_count,
                 "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_s,
                 "tokenizer": self.task.tokenizer.to_dict(), "rng_state": self.rng.bit_generator.state,
-                "best": self.best, "best_step": self.best_step, "metric": self.task.metric,
+                "best": self.best, "best_step": self.best_step, "stale_evals": self.stale,
+                "metric": self.task.metric,
                 "last_eval": _plain(self.last_eval), "created": time.time(),
                 "history": {k: list(v) for k, v in self.history.items()}}
 
@@ -292,7 +298,7 @@ class Trainer:
     @classmethod
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
         """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
-        ck = checkpoint.load_checkpoint(name, tag, saves_dir)
+        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
         cfg = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
@@ -328,6 +334,7 @@ class Trainer:
         tr.tokens_seen = int(meta.get("tokens_seen", 0))
         tr.elapsed_s = float(meta.get("elapsed_s", 0.0))
         tr.best, tr.best_step = meta.get("best"), meta.get("best_step")
+        tr.stale = int(meta.get("stale_evals", 0))
         if tr.best is not None and not isinstance(tr.best, list):
             tr.best = None
         tr.last_eval = meta.get("last_eval")
@@ -356,7 +363,7 @@ class Trainer:
 
 def load_model(name, tag="last", saves_dir=None):
     """(model, tokenizer, cfg, meta) from a save, for sampling and chat; needs no corpus."""
-    ck = checkpoint.load_checkpoint(name, tag, saves_dir)
+    ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
     cfg = _saved_config(ck)
     try:
         tok = CharTokenizer.from_dict(ck.meta["tokenizer"])
@@ -370,6 +377,14 @@ def load_model(name, tag="last", saves_dir=None):
     except ValueError as e:
         raise checkpoint.SaveError(f"{ck.path}: {e}") from None
     return model, tok, cfg, ck.meta
+
+
+def shapes_for(config):
+    """The parameter shapes a saved config implies (None if the config itself is unusable)."""
+    try:
+        return param_shapes(config_from_dict(config).model)
+    except (ConfigError, TypeError, ValueError):
+        return None
 
 
 def _saved_config(ck):

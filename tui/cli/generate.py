@@ -5,6 +5,7 @@ import sys
 from core.tasks.lm import PromptTooLong, build_prompt
 from core.text import safe_label, safe_text
 from core.trainer import load_model
+from tui.cli.common import UserError
 
 
 def register(sub):
@@ -25,6 +26,26 @@ def register(sub):
         s.set_defaults(func=func)
 
 
+MIN_TEMPERATURE = 0.01  # below this (but above 0, which is greedy) logits / T overflow float32
+MAX_NEW = 100_000
+
+
+def check_sampling(args):
+    """The sampling flags, each checked where it is read; a bad one is refused naming the flag."""
+    t = args.temperature
+    if t is not None and not (t == 0 or MIN_TEMPERATURE <= t <= 100):  # NaN fails every comparison
+        raise UserError(f"--temperature {t}: use 0 (always the likeliest character) or a number "
+                        f"from {MIN_TEMPERATURE} to 100, e.g. 0.8")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p {args.top_p}: use a probability in (0, 1], e.g. 0.9 (1 = off)")
+    if args.top_k is not None and args.top_k < 0:
+        raise UserError(f"--top-k {args.top_k}: use 0 (off) or a positive count, e.g. 20")
+    if args.max_new is not None and not 1 <= args.max_new <= MAX_NEW:
+        raise UserError(f"--max-new {args.max_new}: use a count from 1 to {MAX_NEW}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed {args.seed}: use a whole number from 0 to 2**63-1, e.g. 1")
+
+
 def sampling(args, cfg):
     s = cfg.sample
     return dict(temperature=s.temperature if args.temperature is None else args.temperature,
@@ -36,7 +57,12 @@ def sampling(args, cfg):
 
 def cmd_sample(args):
     from core.sample import stream_text
+    check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    unseen = tok.unknown_chars(args.prompt)
+    if unseen:
+        raise UserError(f"--prompt has {len(unseen)} character(s) this model never saw "
+                        f"({', '.join(repr(c) for c in unseen[:10])}); leave them out")
     if args.show_probs:
         return show_probs(stream_text(model, tok, args.prompt, stop=(), topk=TOPK, **sampling(args, cfg)))
     for ch in stream_text(model, tok, args.prompt, stop=(), **sampling(args, cfg)):
@@ -70,6 +96,7 @@ def _cell(c, p, picked):
 
 def cmd_chat(args):
     from core.sample import stream_text
+    check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
     opts = sampling(args, cfg)
     history = []
