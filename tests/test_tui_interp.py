@@ -127,6 +127,7 @@ async def test_chat_next_character_view_shows_the_top_5_of_each_reply_character(
         await pilot.pause()
         app.load_for_chat("tinyqa", "best")
         chat = app.query_one(ChatView)
+        await wait_for(pilot, lambda: chat.source is not None, what="the loaded save")
         app.query_one("#sample-max_new_tokens").value = "12"
         chat.ask("hi")
         await wait_for(pilot, lambda: chat.history, what="a reply")
