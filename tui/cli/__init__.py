@@ -1,6 +1,6 @@
 """The `attnlab` command: no arguments opens the dashboard; subcommands work headless.
 
-A small parser that dispatches to one module per group of commands (train; inspect; generate; ...).
+A small parser that dispatches to one module per group of commands (train; inspect; generate; reach).
 Every user mistake ends in one `attnlab: error: ...` line and exit status 2, never a traceback.
 """
 
@@ -26,11 +26,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, os.environ.get("ATTNLAB_THREADS", "1"))
 
 from tui.cli.common import USER_ERRORS, UserError  # noqa: E402
-from tui.cli import generate, heads, inspect, timeline, train  # noqa: E402
+from tui.cli import generate, heads, inspect, reach, timeline, train  # noqa: E402
 from core.text import safe_text  # noqa: E402
 
 # each module adds its subcommands with register(sub); a new group of commands is one more entry here
-GROUPS = [train, inspect, heads, generate, timeline]
+GROUPS = [train, inspect, heads, generate, timeline, reach]
 
 
 def make_parser():
