@@ -379,6 +379,11 @@ class AttnLab(App):
 
     async def action_quit(self) -> None:
         """Stop training (waiting at most a second), save 'last', and exit."""
+        if await self.stop_and_save():
+            self.exit()
+
+    async def stop_and_save(self) -> bool:
+        """Stop training (waiting at most a second) and save 'last'; False when that save failed."""
         if self.training:
             self.trainer.stop()
             for _ in range(50):
@@ -390,8 +395,8 @@ class AttnLab(App):
                 await asyncio.to_thread(self.trainer.save, self.run_name, "last")
             except (SaveError, OSError) as e:
                 self.notify(f"could not save on quit: {describe(e)}", severity="error")
-                return
-        self.exit()
+                return False
+        return True
 
 
 def speed_label(limit) -> str:
