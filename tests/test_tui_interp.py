@@ -10,7 +10,7 @@ import time
 import numpy as np
 from rich.console import Console
 from core.config import load_config
-from core.trainer import Trainer
+from core.trainer import Trainer, load_model
 from tui.app import AttnLab
 from tui.screens.attention import AttentionPane
 from tui.screens.chat import ChatView
@@ -148,14 +148,10 @@ async def test_last_reply_with_a_newline_is_probed_with_a_newline_label_inside_t
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.load_for_chat("tinyqa", "best")
-        await wait_for(pilot, lambda: app.loaded is not None, what="the loaded save")
-        chat = app.query_one(ChatView)
-        await wait_for(pilot, lambda: app.focused is chat.pane.input, what="the chat tab")
-        chat.history.append(("how many legs?", "3 pl"))
+        model, tok, cfg, _ = load_model("tinyqa", "best")
+        app.loaded = (model, tok, cfg)  # as the Saves tab's "load" leaves it
+        app.query_one(ChatView).history.append(("how many legs?", "3 pl"))
         app.action_tab("attention")
-        await pilot.pause()
-        app.query_one("#probe-input").focus()  # the tab of the focused widget stays on screen
         await wait_for(pilot, lambda: app.query_one("#probe-input").region.height > 0, what="the attention tab")
         app.query_one(AttentionPane).probe_last_reply()  # the "Last reply" button
         await pilot.pause()

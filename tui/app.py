@@ -65,6 +65,7 @@ class AttnLab(App):
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
         self.speed_limit: float | None = None  # steps a second; None = unlimited
         self.guard = RunGuard()  # the lock on the run this app writes
+        self.starting = False  # a trainer is being built in a thread (the corpus is read there)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,18 +145,41 @@ class AttnLab(App):
                 self.notify(f"fix the settings first: {setup.error_text}", severity="error")
                 self.action_tab("setup")
                 return
+            if self.starting:
+                return self.notify("starting: reading the corpus", severity="warning")
             try:
                 name, note = name_for_new_run(setup.run_name())
                 self.guard.take(name)
-                tr = GuardedTrainer(cfg)
             except LOAD_ERRORS as e:
                 return self.error(f"cannot start: {describe(e)}")
-            if note:
-                self.notify(safe_text(note), severity="warning", timeout=10)
-            self.set_trainer(tr, name)
-            self.setup_dirty = False
-        else:
-            tr.rearm()
+            self.starting = True
+            self.status("starting: reading the corpus")
+            self._build(cfg, name, note, step_once)
+            return
+        tr.rearm()
+        self.launch(step_once)
+
+    @work(thread=True, group="build")
+    def _build(self, cfg, name: str, note: str | None, step_once: bool) -> None:
+        """Build the trainer (the corpus is read and encoded here, never on the UI thread)."""
+        try:
+            tr = GuardedTrainer(cfg)
+        except LOAD_ERRORS as e:
+            self.call_from_thread(self._build_failed, f"cannot start: {describe(e)}")
+            return
+        self.call_from_thread(self._adopt_new, tr, name, note, step_once)
+
+    def _build_failed(self, text: str) -> None:
+        self.starting = False
+        self.status("")
+        self.error(text)
+
+    def _adopt_new(self, tr: GuardedTrainer, name: str, note: str | None, step_once: bool) -> None:
+        self.starting = False
+        if note:
+            self.notify(safe_text(note), severity="warning", timeout=10)
+        self.set_trainer(tr, name)
+        self.setup_dirty = False
         self.launch(step_once)
 
     def launch(self, step_once: bool = False) -> None:

@@ -17,7 +17,7 @@ from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, SpeedLimitSet, T
 
 STEP_INTERVAL = 0.5  # seconds between batches of step events (stats and progress redraw this often)
 ATTENTION_INTERVAL = 0.4  # seconds between attention probes during training
-SNAPSHOT_INTERVAL = 0.2  # seconds between batches of recorded timeline snapshots
+SNAPSHOT_INTERVAL = 0.4  # seconds between batches of recorded timeline snapshots
 CHUNK_INTERVAL = 0.05  # seconds between chat chunks
 TOPK = 5  # candidates kept per reply character for the next-character view
 

@@ -29,6 +29,7 @@ from tui.worker import describe, probe_model
 
 NEWLINE_LABEL = "⏎"  # a newline of a multi-line probe, as shown in the one-line probe field
 MAX_SNAPSHOTS = 800  # the trainer keeps <= 400; a live feed is thinned past this
+CHART_INTERVAL = 1.0  # seconds between redraws of the score chart from a live feed (plotting is costly)
 METRIC_NAMES = {"context_recall": "recall", "answer_exact": "exact answers", "accuracy": "accuracy"}
 ABLATION_MODES = ("zero", "mean")
 
@@ -88,6 +89,7 @@ class AttentionPane(Vertical):
         self.task_name: str | None = None
         self.ablation_text = ""
         self.from_save = False  # the map shows a loaded save (not the trainer's model)
+        self._chart_dirty = False
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="probe-row"):
@@ -108,6 +110,11 @@ class AttentionPane(Vertical):
 
     def on_mount(self) -> None:
         self._show_ablation()
+        self.set_interval(CHART_INTERVAL, self._tick_chart)
+
+    def _tick_chart(self) -> None:
+        if self._chart_dirty:
+            self._refresh_chart()
 
     # ---- the probe field ---------------------------------------------------------------------
 
@@ -223,7 +230,7 @@ class AttentionPane(Vertical):
             self.snaps = self.snaps[:half:2] + self.snaps[half:]
         self.metric_name = self.metric_name or next((s.metric for s in snapshots if s.metric), None)
         self.bar.set_steps([s.step for s in self.snaps], self.bar.marks)
-        self._refresh_chart()
+        self._chart_dirty = True  # redrawn by the timer, at most once a second
         if self.bar.live and not self.custom:
             self.show_index(self.bar.index)
 
@@ -257,12 +264,14 @@ class AttentionPane(Vertical):
             lines.append(f"{probe[:24]} → {probe_to_field(snap.answer)[:40]}")
         chart = self.query_one(HeadScoreChart)
         layer, head = chart.selected
-        value = chart.value(chart.kind, layer, head, i) if chart.kind else None
+        score = snap.scores.get(chart.kind) if chart.kind else None
+        value = None if score is None or layer >= score.shape[0] or head >= score.shape[1] else score[layer, head]
         if value is not None:
             lines.append(f"L{layer + 1}H{head + 1} {NAMES.get(chart.kind, chart.kind)} score {value:.2f}")
         self.query_one("#attn-info", Static).update(safe_text("\n".join(lines), keep_newlines=True))
 
     def _refresh_chart(self) -> None:
+        self._chart_dirty = False
         chart = self.query_one(HeadScoreChart)
         kinds = [k for k in (self.snaps[-1].scores if self.snaps else {})
                  if all(k in s.scores for s in self.snaps)]
