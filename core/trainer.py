@@ -82,6 +82,11 @@ class Trainer:
         self._stop.clear()
         self._run.set()
 
+    def extend(self, steps):
+        """Continue past the end: max_steps becomes the current step plus `steps` (same run, same RNG)."""
+        t = dataclasses.replace(self.cfg.train, max_steps=self.step_count + int(steps))
+        self.cfg = dataclasses.replace(self.cfg, train=t)
+
     @property
     def is_paused(self):
         return not self._run.is_set()

@@ -150,8 +150,9 @@ class LMTask:
         return {"val_loss": val_all, "val_answer_loss": val_ans, "train_loss": tr_all, "train_answer_loss": tr_ans}
 
     def answer(self, model, history, question, max_chars=80):
-        """The model's greedy answer to `question` after the turns in `history`."""
-        prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
+        """The model's greedy answer to `question` after the turns in `history` (as chat sends them)."""
+        prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False,
+                              gap=TURN_GAP.get(self.name, ""))
         return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
                                    temperature=0.0, unknown="unk")).strip()
 
@@ -160,11 +161,17 @@ class PromptTooLong(ValueError):
     """A message that cannot fit the model's context window."""
 
 
-def build_prompt(history, question, block_size, reserve=None, strict=True):
+# how each task's training text joins turns: a Q&A pair is a conversation of its own (a blank line
+# between pairs), a dialogue's turns follow each other directly
+TURN_GAP = {"qa": "\n", "dialogue": ""}
+
+
+def build_prompt(history, question, block_size, reserve=None, strict=True, gap=""):
     """The conversation as the model saw it in training, cropped from the left at turn boundaries.
 
-    `reserve` characters are kept free for the answer (default a quarter of the window). A question
-    that does not fit is an error, or with strict=False is cut to its last characters.
+    `reserve` characters are kept free for the answer (default a quarter of the window). `gap` goes
+    between turns: TURN_GAP[task] ("\n" for Q&A, whose training pairs are separate conversations). A
+    question that does not fit is an error, or with strict=False is cut to its last characters.
     """
     reserve = block_size // 4 if reserve is None else reserve
     tail = format_turn(question)
@@ -178,7 +185,7 @@ def build_prompt(history, question, block_size, reserve=None, strict=True):
     kept = []
     used = len(tail)
     for q, a in reversed(history):
-        turn = format_turn(q, a)
+        turn = format_turn(q, a) + gap
         if used + len(turn) > budget:
             break
         kept.append(turn)

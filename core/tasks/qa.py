@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.tasks.lm import LMTask, normalise
+from core.tasks.lm import TURN_GAP, LMTask, build_prompt, normalise
+from core.sample import stream_text
 
 
 def read_levels(corpus_path, n_pairs):
@@ -68,3 +69,27 @@ class QATask(LMTask):
         q = text or self.val_pairs[0][0]
         prompt = f"Q: {q}\nA:"[-self.cfg.model.block_size:]
         return self.tokenizer.encode(prompt, unknown="unk")[None, :], list(prompt)
+
+    def history_exact(self, model, turns=(0, 4, 8), gap=None, limit=None):
+        """Held-out answer exact-match when each question follows `k` earlier chat turns, for k in turns.
+
+        The earlier turns are the k preceding held-out questions with the model's own greedy answers
+        (as a chat would hold them); `gap` between turns defaults to how the task trains (TURN_GAP).
+        """
+        gap = TURN_GAP["qa"] if gap is None else gap
+        pairs = self.val_pairs[:limit] if limit else self.val_pairs
+        own = [self.answer(model, [], q) for q, _ in pairs]  # (the k = 0 answers)
+        out = {}
+        for k in turns:
+            hits = []
+            for i, (q, ref) in enumerate(pairs):
+                hist = [(pairs[j % len(pairs)][0], own[j % len(pairs)]) for j in range(i - k, i)]
+                reply = own[i] if not k else self._greedy(model, hist, q, gap)
+                hits.append(normalise(reply) == normalise(ref))
+            out[k] = float(np.mean(hits)) if hits else 0.0
+        return out
+
+    def _greedy(self, model, history, question, gap, max_chars=80):
+        prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False, gap=gap)
+        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
+                                   temperature=0.0, unknown="unk")).strip()

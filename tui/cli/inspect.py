@@ -4,6 +4,7 @@ import json
 import time
 
 from core.checkpoint import list_runs
+from core.metrics_log import log_path
 from core.text import safe_text
 from core.trainer import Trainer
 from tui.cli.common import format_eval, jsonable
@@ -15,7 +16,9 @@ def register(sub):
     e.add_argument("--tag", default="best", help="best or last (default best)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
-    sub.add_parser("runs", help="list saves").set_defaults(func=cmd_runs)
+    r = sub.add_parser("runs", help="list saves")
+    r.add_argument("--json", action="store_true", help="one JSON list of runs (name, task, step, best, tags, ...)")
+    r.set_defaults(func=cmd_runs)
     b = sub.add_parser("bench", help="run benchmarks (python -m bench)")
     b.add_argument("rest", nargs="...")
     b.set_defaults(func=cmd_bench)
@@ -30,6 +33,9 @@ def cmd_eval(args):
 
 def cmd_runs(args):
     runs = list_runs()
+    if getattr(args, "json", False):
+        print(json.dumps([run_json(r) for r in runs]))
+        return 0
     if not runs:
         print("no saves yet; train with `attnlab train reversal --save NAME`")
     for r in runs:
@@ -39,6 +45,14 @@ def cmd_runs(args):
         state = f"error: {r.error}" if r.error else f"{r.task or '?':9} step {r.step or 0:>6}  best {best}"
         print(f"{safe_text(r.name):24} {when}  {state}")
     return 0
+
+
+def run_json(r):
+    """A RunInfo as plain JSON, with where its metrics history is (if it has one)."""
+    log = log_path(r.name)
+    return jsonable({"name": r.name, "task": r.task, "step": r.step, "best_metric": r.best_metric,
+                     "created": r.created, "tags": list(r.tags or []), "error": r.error,
+                     "metrics_jsonl": str(log) if log.is_file() else None})
 
 
 def cmd_bench(args):

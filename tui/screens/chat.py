@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from core.checkpoint import SaveError, run_dir
 from core.config import ConfigError, load_config
-from core.tasks.lm import PromptTooLong, build_prompt
+from core.tasks.lm import TURN_GAP, PromptTooLong, build_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from core.text import safe_text
@@ -38,6 +38,8 @@ class ChatSource:
     block_size: int
     run_name: str | None
     label: str
+    task: str = "dialogue"  # how turns are joined in the prompt (core.tasks.lm.TURN_GAP)
+    info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
 
 
 class ChatView(Horizontal):
@@ -60,9 +62,11 @@ class ChatView(Horizontal):
         with Vertical(id="chat-side"):
             yield Static("no model yet", id="chat-source")
             defaults = load_config("qa").sample
-            for key, title in SETTINGS:
-                yield Label(title, classes="sample-label")
-                yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
+            with Horizontal(id="sample-settings"):
+                for key, title in SETTINGS:
+                    with Vertical(classes="sample-cell"):
+                        yield Label(title, classes="sample-label")
+                        yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
             yield Static("", id="sample-error")
 
     @property
@@ -109,7 +113,8 @@ class ChatView(Horizontal):
             pane.add_system(f"characters this model has never seen were left out: {shown}")
         try:
             settings = self.settings()
-            prompt = build_prompt(self.history, question, self.source.block_size)
+            prompt = build_prompt(self.history, question, self.source.block_size,
+                                  gap=TURN_GAP.get(self.source.task, ""))
         except (PromptTooLong, ConfigError) as e:
             pane.add_system(str(e))
             return
@@ -139,6 +144,11 @@ class ChatView(Horizontal):
         self.app.notify(f"sampling failed: {message.cause}", severity="error", timeout=8)
         self.question = None
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "stop_reply":  # Esc stops a streaming reply; otherwise it leaves the field (app)
+            return self.question is not None
+        return True
+
     def action_stop_reply(self) -> None:
         self.workers.cancel_group(self, "chat")
 
@@ -165,8 +175,24 @@ class ChatView(Horizontal):
             folder = run_dir(self.source.run_name)
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
-            path.write_text(self.pane.to_markdown(), encoding="utf-8")
+            path.write_text(self.export_header() + self.pane.to_markdown(), encoding="utf-8")
         except (SaveError, OSError) as e:
             self.app.notify(f"export failed: {e}", severity="error")
             return
         self.app.notify(f"transcript saved to {path}")
+
+    def export_header(self) -> str:
+        """Which save, step and sampling settings the transcript came from, as a Markdown list."""
+        info = self.source.info() if self.source and self.source.info else {}
+        try:
+            sampling = self.settings()
+            sampling["seed"] -= self.regens  # the base seed; regenerations add one each
+            shown = ", ".join(f"{k} {v}" for k, v in sampling.items())
+        except ConfigError as e:
+            shown = f"invalid ({e})"
+        lines = ["# attnlab chat", "",
+                 f"- save: {info.get('save', self.source.run_name if self.source else '—')}",
+                 f"- tag: {info.get('tag', '—')}", f"- step: {info.get('step', '—')}",
+                 f"- sampling: {shown}" + (f" (regenerated {self.regens}x)" if self.regens else ""),
+                 f"- exported: {time.strftime('%Y-%m-%d %H:%M:%S')}", "", ""]
+        return safe_text("\n".join(lines), keep_newlines=True)
