@@ -63,6 +63,7 @@ class AttnLab(App):
         self.best_val: float | None = None
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
         self.rate = StepRate()  # smoothed ms/step and ETA (the CLI's progress line uses the same)
+        self.done_text: str | None = None  # how the last run ended, until its worker has finished
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,7 +151,7 @@ class AttnLab(App):
         if self.query_one(TabbedContent).active in ("setup", "saves"):
             self.action_tab("train")
         self.train_worker = self._train(self.pump)
-        self.query_one(SetupPane).show_plan()
+        self.show_plan()
 
     @work(thread=True, exclusive=True, group="train")
     def _train(self, pump: EventPump) -> None:
@@ -228,21 +229,33 @@ class AttnLab(App):
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
-        self.query_one(SetupPane).show_plan()
+        self.show_plan()
 
     def on_train_done(self, message: msg.TrainDone) -> None:
         ev = message.event
         saved = f"; saved '{message.saved}'" if message.saved else ""
-        self.status(f"{ev['reason']} at step {ev['steps']}{saved} — {self.query_one(SetupPane).plan()}")
-        self.query_one(SetupPane).show_plan()
+        self.done_text = f"{ev['reason']} at step {ev['steps']}{saved}"
+        self.status(self.done_text)  # what s does next is added once the worker has ended
         self.query_one(SavesPane).action_refresh()
+
+    def on_worker_state_changed(self, event) -> None:
+        if event.worker is self.train_worker and self.train_worker.is_finished and self.query(SetupPane):
+            self.show_plan()
+            if self.done_text:
+                self.status(f"{self.done_text} — {self.query_one(SetupPane).plan()}")
+                self.done_text = None
+
+    def show_plan(self) -> None:
+        """Setup's line saying what s does now (skipped while the app shuts down)."""
+        for setup in self.query(SetupPane):
+            setup.show_plan()
 
     def on_worker_failed(self, message: msg.WorkerFailed) -> None:
         self.error(f"{message.what} failed: {message.cause}")
         if message.what == "training":
             self.status(f"failed: {message.cause} — s starts again (the last save is intact)")
             self.trainer = None  # its state may be half-updated; start fresh or resume a save
-            self.query_one(SetupPane).show_plan()
+            self.show_plan()
 
     # -- saves
     def load_for_chat(self, name: str, tag: str) -> None:
@@ -285,7 +298,7 @@ class AttnLab(App):
 
     def on_setup_pane_edited(self, message) -> None:
         self.setup_dirty = True
-        self.query_one(SetupPane).show_plan()
+        self.show_plan()
 
     def on_saves_pane_compare(self, message: SavesPane.Compare) -> None:
         self.query_one(TrainPane).compare(message.names)
@@ -300,7 +313,7 @@ class AttnLab(App):
         if chat.source is not None and chat.source.run_name == name:
             chat.set_source(None)
             chat.pane.add_system(f"the run {name} was deleted; load another save to chat")
-        self.query_one(SetupPane).show_plan()
+        self.show_plan()
 
     def leaving_field(self) -> bool:
         return isinstance(self.focused, Input)
