@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input, TabbedContent
 from core.checkpoint import list_runs
 from core.config import load_config
 from core.metrics_log import FILENAME
-from core.tasks.lm import build_prompt
+from core.tasks.lm import build_prompt, chat_prompt
 from core.trainer import Trainer
 from tui.app import AttnLab
 from tui.screens.chat import ChatSource, ChatView
@@ -65,7 +65,7 @@ async def test_escape_leaves_a_text_field_and_digits_switch_tabs_again():
         assert tab(app) == "train"
 
 
-async def test_function_keys_and_alt_digits_switch_tabs_from_inside_a_field():
+async def test_function_keys_switch_tabs_from_inside_a_field():
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -74,7 +74,7 @@ async def test_function_keys_and_alt_digits_switch_tabs_from_inside_a_field():
         await pilot.press("f4")
         await pilot.pause()
         assert tab(app) == "chat"
-        await pilot.press("alt+1")
+        await pilot.press("f1")
         await pilot.pause()
         assert tab(app) == "setup"
         assert app.query_one("#" + input_id("model.n_head"), Input).value == "2"  # nothing typed into it
@@ -145,11 +145,21 @@ async def test_ms_per_step_and_eta_are_smoothed():
 
 
 # -- 7. Q&A chat: prompts as the model was trained on
-def test_qa_chat_prompt_separates_pairs_as_training_text_does():
+def test_chat_prompts_are_the_context_each_task_trained_on():
     hist = [("Hi?", "Hello."), ("What is 2 plus 2?", "4.")]
+    assert chat_prompt("qa", hist, "Bye?", 200) == "Q: Bye?\nA:"  # one pair per training conversation
+    assert chat_prompt("dialogue", hist, "Bye?", 200) == "Q: Hi?\nA: Hello.\nQ: What is 2 plus 2?\nA: 4.\nQ: Bye?\nA:"
     p = build_prompt(hist, "Bye?", 200, gap="\n")
     assert p == "Q: Hi?\nA: Hello.\n\nQ: What is 2 plus 2?\nA: 4.\n\nQ: Bye?\nA:"
-    assert build_prompt(hist, "Bye?", 200) == "Q: Hi?\nA: Hello.\nQ: What is 2 plus 2?\nA: 4.\nQ: Bye?\nA:"
+
+
+def test_history_exact_measures_each_prompt_style():
+    from core.sample import stream_text  # noqa: F401  (the real sampler, on an untrained tiny model)
+    tr = Trainer(load_config("qa", overrides=["model.n_layer=1", "model.n_embd=32", "model.n_head=2"]))
+    r = tr.task.history_exact(tr.model, turns=(0, 2), how="chat", limit=3)
+    assert set(r) == {0, 2} and r[0] == r[2]  # the same prompt whatever came before
+    joined = tr.task.history_exact(tr.model, turns=(0, 2), how="joined", limit=3)
+    assert set(joined) == {0, 2} and all(0.0 <= v <= 1.0 for v in joined.values())
 
 
 async def test_chat_sends_a_qa_model_the_prompt_it_was_trained_on(monkeypatch):
@@ -164,7 +174,8 @@ async def test_chat_sends_a_qa_model_the_prompt_it_was_trained_on(monkeypatch):
         chat.history = [("Hi?", "Hello.")]
         chat.ask("Bye?")
         await pilot.pause()
-        assert seen == ["Q: Hi?\nA: Hello.\n\nQ: Bye?\nA:"]
+        assert seen == ["Q: Bye?\nA:"]
+        assert "asked on its own" in str(chat.query_one("#chat-source").render())
 
 
 # -- 8. the smaller things

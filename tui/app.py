@@ -48,8 +48,9 @@ class AttnLab(App):
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave_field", "Leave field"),
         *[Binding(str(i + 1), f"tab('{t}')", t.capitalize(), show=False) for i, t in enumerate(TABS)],
-        # keys that switch tabs even while a text field has focus (terminals deliver F-keys and alt+digit)
-        *[Binding(f"f{i + 1},alt+{i + 1}", f"tab('{t}')", t.capitalize(), show=False, priority=True)
+        # keys that switch tabs even while a text field has focus: F1-F5 reach the app through tmux and
+        # xterm-likes alike (alt+digit does not: Textual reads ESC 2 as '™'; ctrl+digit is rarely sent)
+        *[Binding(f"f{i + 1}", f"tab('{t}')", t.capitalize(), show=False, priority=True)
           for i, t in enumerate(TABS)],
     ]
 

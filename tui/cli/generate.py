@@ -2,7 +2,7 @@
 
 import sys
 
-from core.tasks.lm import TURN_GAP, PromptTooLong, build_prompt
+from core.tasks.lm import PromptTooLong, chat_prompt
 from core.text import safe_text
 from core.trainer import load_model
 from tui.cli.common import UserError
@@ -84,7 +84,7 @@ def cmd_chat(args):
             print(f"(the model has never seen {', '.join(safe_text(c) for c in unseen)}; they were left out)")
             msg = "".join(c for c in msg if c not in unseen)
         try:
-            prompt = build_prompt(history, msg, cfg.model.block_size, gap=TURN_GAP.get(cfg.task, ""))
+            prompt = chat_prompt(cfg.task, history, msg, cfg.model.block_size)
         except PromptTooLong as e:
             print(f"(not sent: {e})")
             continue

@@ -1,7 +1,7 @@
 """ChatView: the conversation with a model (the one training, via snapshots, or a loaded save).
 
 Replies stream from a thread worker (group "chat"); the conversation is formatted by
-core.tasks.lm.build_prompt exactly as the dialogue task trains on it, cropped to the context window.
+core.tasks.lm.chat_prompt as the task trained on it (a dialogue's turns; a Q&A question alone).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from textual.worker import get_current_worker
 
 from core.checkpoint import SaveError, run_dir
 from core.config import ConfigError, load_config
-from core.tasks.lm import TURN_GAP, PromptTooLong, build_prompt
+from core.tasks.lm import SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from core.text import safe_text
@@ -38,7 +38,7 @@ class ChatSource:
     block_size: int
     run_name: str | None
     label: str
-    task: str = "dialogue"  # how turns are joined in the prompt (core.tasks.lm.TURN_GAP)
+    task: str = "dialogue"  # which context the model was trained on (core.tasks.lm.chat_prompt)
     info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
 
 
@@ -75,7 +75,11 @@ class ChatView(Horizontal):
 
     def set_source(self, source: ChatSource | None) -> None:
         self.source = source
-        self.query_one("#chat-source", Static).update(safe_text(source.label) if source else "no model yet")
+        label = "no model yet"
+        if source:
+            alone = " — each question is asked on its own, as it trained" if source.task in SINGLE_PAIR_TASKS else ""
+            label = safe_text(source.label + alone)
+        self.query_one("#chat-source", Static).update(label)
 
     def settings(self) -> dict:
         """The sampling settings, validated like the config (raises ConfigError)."""
@@ -113,8 +117,7 @@ class ChatView(Horizontal):
             pane.add_system(f"characters this model has never seen were left out: {shown}")
         try:
             settings = self.settings()
-            prompt = build_prompt(self.history, question, self.source.block_size,
-                                  gap=TURN_GAP.get(self.source.task, ""))
+            prompt = chat_prompt(self.source.task, self.history, question, self.source.block_size)
         except (PromptTooLong, ConfigError) as e:
             pane.add_system(str(e))
             return

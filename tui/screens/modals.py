@@ -66,7 +66,7 @@ def key_groups(app_bindings) -> list[tuple[str, list[tuple[str, str]]]]:
             out.append((key, b.description or b.action))
         return out
 
-    everywhere = rows(app_bindings) + [("f1-f5, alt+1-5", "switch tabs, even from a text field"),
+    everywhere = rows(app_bindings) + [("f1-f5", "switch tabs, even from a text field"),
                                        ("ctrl+p", "command palette (every action)"), ("ctrl+q", "quit"),
                                        ("tab / shift+tab", "move focus"), ("mouse", "click tabs and buttons")]
     return [("Everywhere", everywhere),
