@@ -28,6 +28,7 @@ from tui.screens.setup import SetupPane
 from tui.screens.train import AttentionPane, TrainPane
 from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
 from core.progress import StepRate
+from tui.guard import RunGuard, install_signals, name_for_new_run, remove_signals
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
 
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
@@ -65,6 +66,7 @@ class AttnLab(App):
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
         self.rate = StepRate()  # smoothed ms/step and ETA (the CLI's progress line uses the same)
         self.done_text: str | None = None  # how the last run ended, until its worker has finished
+        self.guard = RunGuard()  # the lock on the run this app writes
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -76,6 +78,11 @@ class AttnLab(App):
 
     def on_mount(self) -> None:
         self.query_one("#task-picker").focus()
+        install_signals(lambda: self.call_next(self.action_quit))  # SIGTERM/SIGHUP save `last` like q
+
+    def on_unmount(self) -> None:
+        remove_signals()
+        self.guard.release()
 
     # -- state
     @property
@@ -134,10 +141,14 @@ class AttnLab(App):
                 self.action_tab("setup")
                 return
             try:
+                name, note = name_for_new_run(setup.run_name())
+                self.guard.take(name)
                 tr = GuardedTrainer(cfg)
             except LOAD_ERRORS as e:
                 return self.error(f"cannot start: {describe(e)}")
-            self.set_trainer(tr, setup.run_name())
+            if note:
+                self.notify(safe_text(note), severity="warning", timeout=10)
+            self.set_trainer(tr, name)
             self.setup_dirty = False
             setup.warn_probe(self.query_one("#probe-input", Input).value, cfg)
         else:
@@ -259,11 +270,16 @@ class AttnLab(App):
             self.show_plan()
 
     # -- saves
+    @work(thread=True, exclusive=True, group="load")
     def load_for_chat(self, name: str, tag: str) -> None:
+        """Read a save in a thread (a large or hostile file never freezes the UI), then show it."""
         try:
-            model, tok, cfg, meta = load_model(name, tag)
+            loaded = load_model(name, tag)
         except LOAD_ERRORS as e:
-            return self.error(f"cannot load {name}: {describe(e)}")
+            return self.call_from_thread(self.error, f"cannot load {name}: {describe(e)}")
+        self.call_from_thread(self._show_loaded, name, tag, *loaded)
+
+    def _show_loaded(self, name, tag, model, tok, cfg, meta) -> None:
         if cfg.task == "reversal":
             self.notify("a reversal model does not chat; showing its attention instead", severity="warning")
             labels, maps = probe_model(model, tok, self.query_one("#probe-input", Input).value or "PYTHON",
@@ -281,10 +297,26 @@ class AttnLab(App):
         if self.training:
             self.notify("stop the current training first (S)", severity="warning")
             return
+        self._resume(name, tag)
+
+    @work(thread=True, exclusive=True, group="load")
+    def _resume(self, name: str, tag: str) -> None:
+        """Lock the run (another writer is refused at once), read it in this thread, then train it."""
         try:
+            self.guard.take(name)
             tr = GuardedTrainer.from_save(name, tag)
         except LOAD_ERRORS as e:
-            return self.error(f"cannot resume {name}: {describe(e)}")
+            if self.run_name and self.run_name != name:  # keep holding the run this app still has
+                try:
+                    self.guard.take(self.run_name)
+                except LOAD_ERRORS:
+                    pass
+            return self.call_from_thread(self.error, f"cannot resume {name}: {describe(e)}")
+        self.call_from_thread(self._adopt_resumed, tr, name)
+
+    def _adopt_resumed(self, tr: GuardedTrainer, name: str) -> None:
+        if self.training:
+            return self.notify("stop the current training first (S)", severity="warning")
         self.set_trainer(tr, name)
         self.setup_dirty = False
         self.launch()
@@ -373,5 +405,9 @@ class AttnLab(App):
 
 def run_app() -> int:
     """Run the dashboard; the exit code for the `attnlab` command."""
-    AttnLab().run()
+    app = AttnLab()
+    try:
+        app.run()
+    finally:
+        app.guard.release()
     return 0
