@@ -74,9 +74,11 @@ class CompareView(Vertical):
         records = []
         for n in names:
             tail = tails[n]
-            changed |= tail.poll()
-            if tail.events:
-                records.append(from_events(n, tail.events))
+            if tail.poll() or not hasattr(tail, "record"):  # rebuilt only when its file grew
+                tail.record = from_events(n, tail.events) if tail.events else None
+                changed = True
+            if tail.record is not None:
+                records.append(tail.record)
                 continue
             if n not in saved:  # no metrics.jsonl (yet): the save's own history
                 saved[n] = from_save(n)

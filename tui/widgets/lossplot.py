@@ -160,15 +160,19 @@ class LossPlot(PlotextPlot, can_focus=True):
         if series not in self.history:
             raise ValueError(f"series must be one of {SERIES}, got {series!r}")
         self.history[series].append(step, elapsed_s, value)
-        self._dirty = True
+        self._dirty = self._dirty or not self.overlay  # hidden under a comparison: no redraw needed
 
     def set_overlay(self, runs: list[tuple[str, list, list]]) -> None:
         """Show these runs instead of the live curves: (name, [(step, time, loss)], [(step, time, val)]).
 
         One colour per run; the legend names the runs; an empty list returns to the live curves.
         """
+        fresh = [r[0] for r in runs] != [r[0] for r in self.overlay]
         self.overlay = list(runs)
-        self._redraw_now()
+        if fresh:
+            self._redraw_now()  # a new set of runs, chosen by a key: at once
+        else:
+            self._dirty = True  # new points of the same runs: at the next timer tick
 
     def clear(self) -> None:
         """Forget all points."""
