@@ -43,6 +43,8 @@ def nice_ticks(lo: float, hi: float, n: int = X_TICKS, integer: bool = True) -> 
 def tick_label(value: float, axis: str) -> str:
     """Steps as whole numbers with thousands cut to k; times as m:ss."""
     if axis == "time":
+        if value < 10 and not float(value).is_integer():
+            return f"{value:.1f}s"
         m, s = divmod(int(round(value)), 60)
         return f"{m}:{s:02d}" if m else f"{s}s"
     v = int(round(value))
@@ -282,7 +284,8 @@ class LossPlot(PlotextPlot, can_focus=True):
         rows = max(4, (self.size.height or 20) - 5)  # title, x ticks, x label and the frame take the rest
         need = labelled + 1
         top = hi + span * need / max(1, rows - need)
-        return lo - span * 0.02, top
+        bottom = lo - span * 0.02
+        return (max(0.0, bottom) if lo >= 0 and not self.log_y else bottom), top  # a loss axis never shows -0.07
 
     def _tick(self) -> None:
         if self._dirty:
