@@ -296,6 +296,8 @@ def write_log(saves, name, lr, losses, evals, t0=1000.0, first=1):
 
 
 def two_logged_runs(saves):
+    for name in ("alpha", "beta"):  # a save each, so the Saves tab lists them
+        Trainer(load_config("reversal", overrides=["train.max_steps=5"])).save(name, "last")
     write_log(saves, "alpha", 0.02, [3.3 - 0.03 * i for i in range(100)], [(50, 1.9, 0.4), (100, 0.4, 1.0)])
     write_log(saves, "beta", 0.01, [3.3 - 0.02 * i for i in range(80)], [(50, 2.4, 0.1)])
 

@@ -164,12 +164,12 @@ class SetupPane(Vertical):
         """One line: what pressing s does now, given the app's run and whether the settings changed."""
         app = self.app
         tr, name = app.trainer, app.run_name or "the current run"
-        if app.training and tr.is_paused:
+        if app.training and tr is not None and tr.is_paused:
             if app.setup_dirty:
                 return (f"settings changed: s resumes the paused run {name} unchanged; "
                         "S stops it, then s starts a new run with these settings")
             return f"s resumes the paused run {name}"
-        if app.training:
+        if app.training and tr is not None:
             return "training — p pauses, S stops" + ("; the changed settings apply to the next new run"
                                                     if app.setup_dirty else "")
         if tr is None or app.setup_dirty:
