@@ -231,7 +231,8 @@ async def test_palette_offers_last_reply():
         await app.run_action(action)
         await pilot.pause()
         assert tab(app) == "attention"
-        assert app.query_one("#probe-input", Input).value == "Q: Hi?\nA: Hello.\n"
+        from tui.screens.attention import AttentionPane
+        assert app.query_one(AttentionPane).probe_text == "Q: Hi?\nA: Hello."
 
 
 async def test_deleting_the_run_in_training_is_refused_and_a_finished_one_is_let_go(saves):

@@ -22,9 +22,6 @@ def register(sub):
     r = sub.add_parser("runs", help="list saves")
     r.add_argument("--json", action="store_true", help="one JSON list of runs (name, task, step, best, tags, ...)")
     r.set_defaults(func=cmd_runs)
-    b = sub.add_parser("bench", help="run benchmarks (python -m bench)")
-    b.add_argument("rest", nargs="...")
-    b.set_defaults(func=cmd_bench)
 
 
 def cmd_eval(args):
@@ -74,7 +71,3 @@ def run_json(r):
                      "created": r.created, "tags": list(r.tags or []), "error": r.error,
                      "metrics_jsonl": str(log) if log.is_file() else None})
 
-
-def cmd_bench(args):
-    from bench.__main__ import main as bench_main
-    return bench_main(args.rest)
