@@ -346,8 +346,16 @@ def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None =
     root = _root(saves_dir)
     d = run_dir(name, root)
     _check_name(tag, "tag")
-    for attempt in range(5):
-        src = _tag_dir(root, d, name, tag)
+    attempts = 10
+    for attempt in range(attempts):
+        if attempt >= 2:
+            time.sleep(0.001 * attempt)  # a writer saving many times a second: let its swap finish
+        try:
+            src = _tag_dir(root, d, name, tag)
+        except SaveError:
+            if attempt < attempts - 1 and d.is_dir():
+                continue  # between a swap's two renames and the removal of .old: look again
+            raise
         try:
             t = _Tag(src)
         except _Vanished:
@@ -355,7 +363,7 @@ def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None =
         try:
             return _read_tag(t, expected_shapes, shapes_for)
         except SaveError:
-            if attempt < 4 and not t.same_as(src):
+            if attempt < attempts - 1 and not t.same_as(src):
                 continue  # a writer swapped the tag while we read: read the new save
             raise
         finally:
