@@ -16,7 +16,7 @@ import yaml
 
 from core.text import safe_text
 
-TASKS = ("reversal", "qa", "dialogue")
+TASKS = ("reversal", "qa", "dialogue", "chat")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 
