@@ -12,6 +12,7 @@ SUITES = {
     "tasks": "bench.tasks",  # per-task time-to-milestone
     "tui": "bench.tui",      # keypress latency while training, throughput with the UI vs headless
     "sweep": "bench.sweep",  # one task under several override sets, in parallel processes
+    "portability": "bench.portability",  # the numerical tests under every OpenBLAS kernel the CPU runs
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -56,4 +57,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    rc = main()
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,4 +1,5 @@
-"""Core engine speed: one training step, its matmul-only floor, KV-cache generation, a PyTorch twin.
+"""Core engine speed: one training step, its matmul-only floor, KV-cache generation, a PyTorch twin,
+and what recording the training timeline costs.
 
 All variants run interleaved in one process and are quoted as medians (the machine is noisy).
 BLAS threads are set by bench/__main__.py before numpy is imported. Figures, not pass/fail.
@@ -18,6 +19,9 @@ from core.sample import generate
 
 REFERENCE = dict(vocab_size=60, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 REFERENCE_BATCH = 32
+# the Q&A task at the reference shape, for the timeline's cost (the snapshot needs a task's probe)
+TIMELINE_OVERRIDES = ("model.block_size=64", "model.n_layer=4", "model.n_head=4", "model.n_embd=128",
+                      "model.dropout=0.0", f"train.batch_size={REFERENCE_BATCH}")
 
 
 def make_step(model, opt, idx, targets, lr=1e-3, clip=1.0):
@@ -160,6 +164,45 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
     return out
 
 
+def recorded_steps(max_steps, eval_interval):
+    """How many snapshots a run of max_steps records: step 0, the schedule, every evaluation."""
+    from core.timeline import due
+    return 1 + sum(1 for s in range(1, max_steps + 1) if due(s) or s % eval_interval == 0 or s == max_steps)
+
+
+def measure_timeline(task="qa", overrides=TIMELINE_OVERRIDES, block=4, repeats=7, warmup=1):
+    """Timeline cost by in-process interleaved A/B on one trainer: blocks of `block` training steps
+    alone (A) and each followed by a snapshot (B). The dense phase (every step recorded) costs B/A - 1;
+    a whole run of the task's preset (max_steps, eval_interval) costs that times the share of its
+    steps that are recorded."""
+    from core.config import load_config
+    from core.trainer import Trainer
+    preset = load_config(task).train
+    tr = Trainer(load_config(task, overrides=list(overrides)))
+    tr.timeline.max_snapshots = 10 ** 6  # no thinning pass inside the measurement
+
+    def plain():
+        for _ in range(block):
+            tr.step()
+
+    def recorded():
+        for _ in range(block):
+            tr.record(tr.step())
+    for _ in range(warmup):
+        plain()
+        recorded()
+    a, b = [], []
+    for r in range(repeats):  # alternate which goes first: drift hits both alike
+        for fn, out in ((plain, a), (recorded, b)) if r % 2 == 0 else ((recorded, b), (plain, a)):
+            out.append(_timed(fn) / block)
+    step_s, rec_s = float(np.median(a)), float(np.median(b))
+    n = recorded_steps(preset.max_steps, preset.eval_interval)
+    dense = rec_s / step_s - 1.0
+    return {"timeline_task": task, "timeline_step_ms": step_s * 1e3, "timeline_record_ms": (rec_s - step_s) * 1e3,
+            "timeline_overhead_dense": dense, "timeline_run_steps": preset.max_steps, "timeline_snapshots": n,
+            "timeline_overhead": dense * n / preset.max_steps}
+
+
 def format_table(r):
     """A readable table of the measure() dict."""
     c = r["config"]
@@ -182,6 +225,12 @@ def format_table(r):
                  ("torch_ratio", f"{r['torch_ratio']:.3f}  (our step / PyTorch step)")]
     else:
         rows.append(("PyTorch twin", "skipped (torch not installed)"))
+    if "timeline_overhead" in r:
+        rows += [("timeline snapshot", f"{r['timeline_record_ms']:.1f} ms on a {r['timeline_step_ms']:.1f} ms step "
+                                       f"({r['timeline_task']}, reference shape); timeline_overhead_dense "
+                                       f"{r['timeline_overhead_dense']:.3f} (every step recorded)"),
+                 ("timeline_overhead", f"{r['timeline_overhead']:.4f}  ({r['timeline_snapshots']} snapshots over the "
+                                       f"preset's {r['timeline_run_steps']} steps)")]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -192,7 +241,10 @@ def main(argv=(), threads=1):
     ap.add_argument("--repeats", type=int, default=15, help="interleaved training-step repeats")
     ap.add_argument("--gen-repeats", type=int, default=5, help="interleaved generation repeats")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
+    ap.add_argument("--no-timeline", action="store_true", help="skip the timeline-recording cost")
     args = ap.parse_args(list(argv))
     r = measure(repeats=args.repeats, gen_repeats=args.gen_repeats, threads=threads, use_torch=not args.no_torch)
+    if not args.no_timeline:
+        r.update(measure_timeline())
     print(json.dumps(r) if args.json else format_table(r))
     return r

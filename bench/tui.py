@@ -112,6 +112,8 @@ async def ui_run(cfg, steps=None, presses=0, seed=0, timeout=120.0):
         while app.training and time.monotonic() < end:
             await asyncio.sleep(0.1)
         tr.stop()
+        await app.workers.wait_for_complete()
+        await pilot.pause()  # the worker's last events reach the widgets before the app closes
     return tokens_per_s(tr), latencies
 
 

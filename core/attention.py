@@ -125,6 +125,15 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     return out, (qs, k, v, att, used, keep, scale, n_head, rope, q, out)
 
 
+def gate_heads(a, cols, fill=None):
+    """a * cols (+ fill): each head's columns of the attention output (..., C) scaled, a new array
+    (head ablation; cols (C,) repeats each head's factor hs times, fill (C,) is a constant)."""
+    g = a * cols  # (..., C)
+    if fill is not None:
+        g += fill
+    return g
+
+
 def _transposed_copy(x, out=None):
     """x (..., m, n) copied as a contiguous (..., n, m) array, into `out` if given."""
     if out is None:

@@ -6,16 +6,19 @@ and every problem with a name or a file is a SaveError that says which file and 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
+import math
 import os
 import re
 import shutil
+import stat
 import time
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import yaml
@@ -29,6 +32,14 @@ _MAX_NAME = 64
 _ALLOWED = "letters, digits, '.', '_' and '-' (no leading dot, at most 64 characters)"
 # what np.load and zipfile raise on damaged or foreign files
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members / an empty zip
+_DIRFD = os.name == "posix" and os.open in os.supports_dir_fd
+# what a save may hold, checked before reading: a hostile file is refused before it can take the memory
+_MAX_META, _MAX_CONFIG = 64 << 20, 1 << 20  # bytes (meta.json carries the loss history)
+_MAX_NPZ = 8 << 30  # bytes on disk of one .npz
+_MAX_NPZ_TOTAL = 4 << 30  # bytes all members of one .npz claim to inflate to
+_MAX_MEMBER = 2 << 30  # bytes of one array (the config's bounds keep a model's far below)
+_MAX_MEMBERS = 10_000
+_MAX_NPY_HEADER = 10_000
 _READ_ERRORS = (ValueError, OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error)
 
 
@@ -43,17 +54,6 @@ class Checkpoint:
     meta: dict
     config: dict
     path: Path | None = None  # the directory it was read from
-
-
-@dataclass
-class RunInfo:
-    name: str
-    task: str | None
-    step: int | None
-    best_metric: Any
-    created: float  # seconds since the epoch
-    tags: list[str] = field(default_factory=list)
-    error: str | None = None  # set for a broken run; the other fields are then best effort
 
 
 def _root(saves_dir: str | Path | None) -> Path:
@@ -190,11 +190,17 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
                     opt_state: Mapping[str, np.ndarray], meta: Mapping, config: Mapping,
-                    saves_dir: str | Path | None = None) -> Path:
-    """Atomically write saves/NAME/<tag>/; a crash at any point leaves the previous save loadable."""
+                    saves_dir: str | Path | None = None, *,
+                    extra_files: Mapping[str, bytes] | None = None) -> Path:
+    """Atomically write saves/NAME/<tag>/; a crash at any point leaves the previous save loadable.
+
+    extra_files: {file name: contents} written into the same directory before the swap (e.g. the
+    run's timeline), so they are saved atomically with the weights.
+    """
     root = _root(saves_dir)
     d = run_dir(name, root)
     _check_name(tag, "tag")
+    extra = _extra_files(extra_files)
     weights = _plain_arrays(params, "params", floats_only=True)
     optim = _plain_arrays(opt_state, "opt_state", floats_only=False)
     meta_bytes, config_bytes = _serialize(meta, config)
@@ -211,6 +217,8 @@ def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
         _write_npz(tmp / OPTIM, optim)
         _write_file(tmp / META, meta_bytes)
         _write_file(tmp / CONFIG, config_bytes)
+        for fname, data in extra.items():
+            _write_file(tmp / fname, data)
         _fsync_dir(tmp)
         _swap(d, tmp, target, old)
     except OSError as e:
@@ -218,6 +226,18 @@ def save_checkpoint(name: str, tag: str, params: Mapping[str, np.ndarray],
         raise SaveError(f"could not write {target} ({e.strerror or e}); check free space and "
                         f"permissions of {d}") from None
     return target
+
+
+def _extra_files(files: Mapping[str, bytes] | None) -> dict[str, bytes]:
+    """Checked extra files: plain names (no path), not one of the standard four, bytes contents."""
+    out = {}
+    for fname, data in (files or {}).items():
+        if not isinstance(fname, str) or not _NAME_RE.fullmatch(fname) or fname.startswith(".") or fname in _FILES:
+            raise SaveError(f"extra save file {fname!r} is not a plain file name other than {', '.join(_FILES)}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise SaveError(f"extra save file {fname!r} holds {type(data).__name__}, not bytes")
+        out[fname] = bytes(data)
+    return out
 
 
 def _swap(d: Path, tmp: Path, target: Path, old: Path) -> None:
@@ -245,27 +265,151 @@ def _err(path: Path, problem: str, fix: str = "") -> SaveError:
     return SaveError(f"{path}: {problem}; {fix}")
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an .npz, read without pickle; any damage becomes a SaveError naming the file."""
-    if not path.is_file():
-        raise _err(path, "file is missing")
+class _Tag:
+    """One tag directory opened once: every file is read through this descriptor, so a load never mixes
+    two saves even while a writer swaps the tag, and no file symlink is ever followed."""
+
+    def __init__(self, src: Path):
+        self.src = src
+        self.fd = None
+        if _DIRFD:
+            try:
+                self.fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                raise _Vanished(src) from None
+            except OSError as e:
+                if e.errno == errno.ELOOP or e.errno == errno.ENOTDIR:
+                    raise _err(src, "is a symbolic link or not a directory; saves never follow links") from None
+                raise _err(src, f"cannot be opened ({e.strerror})") from None
+
+    def open(self, fname: str, limit: int):
+        """A binary file object for one member; missing, a link, not a file or over `limit` bytes: SaveError."""
+        path = self.src / fname
+        try:
+            if self.fd is not None:
+                fd = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+            else:  # pragma: no cover - no dir_fd on this platform
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise _err(path, "file is missing") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _err(path, "is a symbolic link; saves never follow links",
+                           "replace it with the file itself, or delete the run") from None
+            raise _err(path, f"cannot be read ({e.strerror})") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > limit:
+            os.close(fd)
+            why = "is not a regular file" if not stat.S_ISREG(st.st_mode) else \
+                f"is {st.st_size} bytes, more than the {limit} a save of this kind can hold"
+            raise _err(path, why)
+        return os.fdopen(fd, "rb")
+
+    def read_text(self, fname: str, limit: int) -> str:
+        with self.open(fname, limit) as f:
+            data = f.read()
+        try:
+            return data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise _err(self.src / fname, "is not UTF-8 text") from None
+
+    def same_as(self, src: Path) -> bool:
+        """Whether `src` is still the directory this was opened on (no writer swapped it since)."""
+        if self.fd is None:
+            return True
+        try:
+            return os.path.samestat(os.fstat(self.fd), os.stat(src, follow_symlinks=False))
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "_Tag":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _Vanished(Exception):
+    """The tag directory disappeared between choosing and opening it (a concurrent save swapped it)."""
+
+
+def _npy_header(m, path: Path, key: str):
+    """(shape, fortran, dtype, header bytes) of one .npy member, read without touching its data."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        if head not in _ZIP_MAGIC:
+        version = np.lib.format.read_magic(m)
+        reader = {(1, 0): np.lib.format.read_array_header_1_0,
+                  (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if reader is None:
+            raise ValueError(f"npy format version {version}")
+        shape, fortran, dtype = reader(m, max_header_size=_MAX_NPY_HEADER)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as e:
+        raise _err(path, f"array {key!r} has an unreadable header ({e})") from None
+    if dtype.hasobject:
+        raise _err(path, "contains pickled Python objects, which are never loaded",
+                   "only plain numeric arrays are accepted; delete it, or re-save from a trusted run")
+    if dtype.kind not in "biuf" or dtype.itemsize > 8:
+        raise _err(path, f"array {key!r} has dtype {dtype}, not a plain number type")
+    return tuple(shape), fortran, dtype, m.tell()
+
+
+def _read_member(zf, info, path: Path, key: str, expected: tuple | None) -> np.ndarray:
+    """One array, its header checked against `expected` and the zip's declared size before allocating."""
+    with zf.open(info) as m:
+        shape, fortran, dtype, header = _npy_header(m, path, key)
+        if expected is not None and shape != tuple(expected):
+            raise _err(path, f"wrong shapes: {key} saved {shape} expected {tuple(expected)}",
+                       "load it with the config saved next to it (config.yaml), or train a new run")
+        count = math.prod(shape)
+        nbytes = count * dtype.itemsize
+        if header + nbytes != info.file_size or nbytes > _MAX_MEMBER:
+            raise _err(path, f"array {key!r} claims {shape} {dtype} ({nbytes} bytes) but its member "
+                             f"holds {info.file_size - header} bytes")
+        arr = np.empty(count, dtype=dtype)
+        view = memoryview(arr).cast("B")
+        pos = 0
+        while pos < nbytes:
+            chunk = m.read(min(1 << 20, nbytes - pos))
+            if not chunk:
+                raise _err(path, f"array {key!r} is truncated")
+            view[pos:pos + len(chunk)] = chunk
+            pos += len(chunk)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _load_npz(tag: "_Tag | Path", fname: str | None = None, expected: Mapping[str, tuple] | None = None,
+              exact: bool = True) -> dict[str, np.ndarray]:
+    """Every array of an .npz, read without pickle, each header checked before its data is allocated."""
+    if isinstance(tag, Path):  # a plain path (tests, tools): open its directory
+        with _Tag(tag.parent) as t:
+            return _load_npz(t, tag.name, expected)
+    path = tag.src / fname
+    with tag.open(fname, _MAX_NPZ) as f:
+        if f.read(4) not in _ZIP_MAGIC:
             raise _err(path, "is not an .npz archive (it does not start like a zip file)")
-        with np.load(path, allow_pickle=False) as z:
-            return {k: np.array(z[k]) for k in z.files}
-    except SaveError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object arrays" in str(e).lower():
-            raise _err(path, "contains pickled Python objects, which are never loaded",
-                       "only plain numeric arrays are accepted; delete it, or re-save from a "
-                       "trusted run") from None
-        raise _err(path, f"is not a readable .npz file ({e})") from None
-    except _READ_ERRORS as e:
-        raise _err(path, f"is not a readable .npz file ({type(e).__name__}: {e})") from None
+        f.seek(0)
+        try:
+            with zipfile.ZipFile(f) as zf:
+                infos = zf.infolist()
+                keys = [i.filename[:-4] if i.filename.endswith(".npy") else None for i in infos]
+                if None in keys or len(set(keys)) != len(keys) or len(keys) > _MAX_MEMBERS:
+                    raise _err(path, "holds members that are not one .npy array per name")
+                if expected is not None and exact and set(keys) != set(expected):
+                    raise _err(path, f"arrays do not match the model: missing "
+                                     f"{sorted(set(expected) - set(keys))}, unexpected {sorted(set(keys) - set(expected))}",
+                               "load it with the config saved next to it (config.yaml), or train a new run")
+                if sum(i.file_size for i in infos) > _MAX_NPZ_TOTAL:
+                    raise _err(path, "would inflate to more memory than any model this machine trains")
+                return {k: _read_member(zf, i, path, k, None if expected is None else expected.get(k))
+                        for k, i in zip(keys, infos)}
+        except SaveError:
+            raise
+        except _READ_ERRORS as e:
+            raise _err(path, f"is not a readable .npz file ({type(e).__name__}: {e})") from None
 
 
 def _check_params(path: Path, params: dict[str, np.ndarray],
@@ -299,43 +443,40 @@ def _check_optim(path: Path, opt: dict[str, np.ndarray], params: dict[str, np.nd
             raise _err(path, f"array {k!r} has shape {a.shape} but {pname} has {params[pname].shape}")
 
 
-def _read_text(path: Path) -> str:
-    """A metadata file's text; missing or non-UTF-8 is a SaveError."""
-    if not path.is_file():
-        raise _err(path, "file is missing")
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise _err(path, "is not UTF-8 text") from None
-
-
-def _load_meta(path: Path) -> dict:
-    text = _read_text(path)
+def _load_meta(tag: "_Tag | Path") -> dict:
+    if isinstance(tag, Path):
+        with _Tag(tag.parent) as t:
+            return _load_meta(t)
+    path = tag.src / META
+    text = tag.read_text(META, _MAX_META)
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
         raise _err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
+        raise _err(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
     if not isinstance(meta, dict):
         raise _err(path, f"must hold a JSON object, got {type(meta).__name__}")
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise _err(path, f"format_version is {version!r}, not a positive integer")
+        raise _err(path, f"format_version is {str(version)[:20]!r}, not a positive integer")
     if version > FORMAT_VERSION:
         raise _err(path, f"format_version {version} is newer than this attnlab reads "
                          f"({FORMAT_VERSION})", "upgrade attnlab to load it")
     return meta
 
 
-def _load_config(path: Path) -> dict:
-    text = _read_text(path)
+def _load_config(tag: "_Tag | Path") -> dict:
+    from core.config import YamlRefused, load_yaml_text
+    if isinstance(tag, Path):
+        with _Tag(tag.parent) as t:
+            return _load_config(t)
+    path = tag.src / CONFIG
+    text = tag.read_text(CONFIG, _MAX_CONFIG)
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise _err(path, f"is not valid YAML{at} ({getattr(e, 'problem', None) or e})") from None
-    except (ValueError, RecursionError) as e:  # a bad date or number tag, or nesting too deep
-        raise _err(path, f"holds an unreadable YAML value ({type(e).__name__})") from None
+        config = load_yaml_text(text)
+    except YamlRefused as e:
+        raise _err(path, str(e)) from None
     if not isinstance(config, dict):
         raise _err(path, f"must hold a mapping of sections, got {type(config).__name__}")
     return config
@@ -354,7 +495,7 @@ def _tags(d: Path) -> list[str]:
 def _tag_dir(root: Path, d: Path, name: str, tag: str) -> Path:
     """The directory to read `tag` from: <tag>, or .<tag>.old left by a save that crashed mid-swap."""
     if not d.is_dir():
-        raise SaveError(f"no saved run named {name!r} in {root}; check the name with list_runs")
+        raise SaveError(f"no saved run named {name!r} in {root}; check the name with `attnlab runs`")
     _refuse_symlinks(root, d)
     for p in (d / tag, d / f".{tag}.old"):
         if p.is_dir():
@@ -365,57 +506,47 @@ def _tag_dir(root: Path, d: Path, name: str, tag: str) -> Path:
 
 
 def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None = None,
-                    expected_shapes: Mapping[str, tuple] | None = None) -> Checkpoint:
-    """Read and verify saves/NAME/<tag>/; raises SaveError for anything damaged or unexpected."""
+                    expected_shapes: Mapping[str, tuple] | None = None,
+                    shapes_for: Callable[[dict], Mapping[str, tuple] | None] | None = None) -> Checkpoint:
+    """Read and verify saves/NAME/<tag>/; raises SaveError for anything damaged or unexpected.
+
+    shapes_for(config) gives the parameter shapes the saved config implies, so array headers that do
+    not match are refused before their data is read. A save swapped in meanwhile is read again.
+    """
     root = _root(saves_dir)
     d = run_dir(name, root)
     _check_name(tag, "tag")
-    src = _tag_dir(root, d, name, tag)
-    meta = _load_meta(src / META)
-    config = _load_config(src / CONFIG)
-    params = _load_npz(src / WEIGHTS)
-    _check_params(src / WEIGHTS, params, expected_shapes)
-    opt_state = _load_npz(src / OPTIM)
-    _check_optim(src / OPTIM, opt_state, params)
-    return Checkpoint(params=params, opt_state=opt_state, meta=meta, config=config, path=src)
-
-
-def _run_info(root: Path, d: Path) -> RunInfo:
-    created = d.stat().st_mtime
-    try:
-        _refuse_symlinks(root, d)
-        tags = _tags(d)
-        if not tags:
-            raise SaveError(f"{d}: holds no saves; delete it")
-        tag = "last" if "last" in tags else tags[0]
-        src = _tag_dir(root, d, d.name, tag)
-        missing = [f for f in _FILES if not (src / f).is_file()]
-        if missing:
-            raise _err(src, f"missing {', '.join(missing)}")
-        meta = _load_meta(src / META)
-    except (SaveError, OSError) as e:
-        return RunInfo(d.name, None, None, None, created, [], error=str(e))
-    created = meta.get("created", created)
-    return RunInfo(name=d.name, task=meta.get("task"), step=meta.get("step"),
-                   best_metric=meta.get("best_metric", meta.get("best")),  # trainer writes "best"
-                   created=float(created) if isinstance(created, (int, float)) else 0.0, tags=tags)
-
-
-def list_runs(saves_dir: str | Path | None = None) -> list[RunInfo]:
-    """All runs, newest first; broken ones are listed with `error` set instead of being raised."""
-    root = _root(saves_dir)
-    if not root.is_dir():
-        return []
-    runs = []
-    for d in root.iterdir():
-        if d.name.startswith(".") or not _NAME_RE.fullmatch(d.name) or len(d.name) > _MAX_NAME:
+    for attempt in range(5):
+        src = _tag_dir(root, d, name, tag)
+        try:
+            t = _Tag(src)
+        except _Vanished:
             continue
-        if d.is_symlink():
-            runs.append(RunInfo(d.name, None, None, None, 0.0, [],
-                                error=f"{d} is a symbolic link; saves never follow links"))
-        elif d.is_dir():
-            runs.append(_run_info(root, d))
-    return sorted(runs, key=lambda r: (-r.created, r.name))
+        try:
+            return _read_tag(t, expected_shapes, shapes_for)
+        except SaveError:
+            if attempt < 4 and not t.same_as(src):
+                continue  # a writer swapped the tag while we read: read the new save
+            raise
+        finally:
+            t.close()
+    raise SaveError(f"{d / tag}: kept changing while being read (another process saves it many times a "
+                    f"second); try again")
+
+
+def _read_tag(t: _Tag, expected_shapes, shapes_for) -> Checkpoint:
+    meta = _load_meta(t)
+    config = _load_config(t)
+    if expected_shapes is None and shapes_for is not None:
+        expected_shapes = shapes_for(config)
+    params = _load_npz(t, WEIGHTS, expected_shapes)
+    _check_params(t.src / WEIGHTS, params, expected_shapes)
+    optim_shapes = None
+    if expected_shapes is not None:
+        optim_shapes = {f"{mv}/{k}": s for mv in "mv" for k, s in expected_shapes.items()}
+    opt_state = _load_npz(t, OPTIM, optim_shapes, exact=False)
+    _check_optim(t.src / OPTIM, opt_state, params)
+    return Checkpoint(params=params, opt_state=opt_state, meta=meta, config=config, path=t.src)
 
 
 def delete_run(name: str, saves_dir: str | Path | None = None) -> None:
@@ -423,8 +554,16 @@ def delete_run(name: str, saves_dir: str | Path | None = None) -> None:
     root = _root(saves_dir)
     d = run_dir(name, root)
     if not d.is_symlink() and not d.exists():
-        raise SaveError(f"no saved run named {name!r} in {root}; check the name with list_runs")
+        raise SaveError(f"no saved run named {name!r} in {root}; check the name with `attnlab runs`")
     _refuse_symlinks(root, d)
     if not d.is_dir():
         raise SaveError(f"{d} is not a run directory; remove it by hand")
     shutil.rmtree(d)
+
+
+def __getattr__(name: str):
+    """list_runs and RunInfo moved to core/runs.py (the run registry); still importable from here."""
+    if name in ("list_runs", "RunInfo"):
+        from core import runs
+        return getattr(runs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import select
+import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, get_type_hints
@@ -18,6 +22,53 @@ from core.text import safe_text
 
 TASKS = ("reversal", "qa", "dialogue", "chat")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class YamlRefused(ValueError):
+    """YAML that attnlab never reads: aliases (the 'billion laughs' bomb), deep nesting, huge text."""
+
+
+MAX_YAML_BYTES = 1 << 20
+_MAX_YAML_DEPTH = 32
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses aliases and deep nesting while composing, before anything is expanded."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise YamlRefused("uses a YAML alias (*name); attnlab files never need them, so write the value out")
+        self.depth += 1
+        if self.depth > _MAX_YAML_DEPTH:
+            raise YamlRefused(f"nests more than {_MAX_YAML_DEPTH} levels deep; a config has sections of keys")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def load_yaml_text(text: str):
+    """yaml.safe_load with limits (size, aliases, depth); a bad file raises YamlRefused with one line."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlRefused(f"is {len(text)} characters long; a config is at most {MAX_YAML_BYTES}")
+    text = text.removeprefix("\ufeff")
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if ctx and ctx_mark is not None:
+            problem += f", {ctx} started at line {ctx_mark.line + 1}"
+        err = YamlRefused(f"is not valid YAML{' at' + at if at else ''} ({problem})")
+        err.syntax = (at, problem)
+        raise err from None
+    except (ValueError, RecursionError, OverflowError) as e:  # a bad date or number tag
+        raise YamlRefused(f"holds an unreadable YAML value ({type(e).__name__}: {str(e)[:80]}); "
+                          f"write plain numbers, true/false and text") from None
 
 
 class ConfigError(ValueError):
@@ -134,6 +185,23 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 }
 
 
+# upper bounds that fit a machine like this one: a larger request is refused before anything is allocated
+_LIMITS: dict[str, int] = {
+    "model.vocab_size": 1_114_112,
+    "model.block_size": 4096,
+    "model.n_layer": 64,
+    "model.n_head": 64,
+    "model.n_embd": 4096,
+    "train.batch_size": 4096,
+    "train.eval_batches": 10_000,
+    "data.seq_len": 4096,
+    "data.n_eval": 1_000_000,
+    "data.n_train": 100_000_000,
+    "sample.max_new_tokens": 100_000,
+    "sample.top_k": 1_114_112,
+}
+
+
 def _suggest(word: str, allowed: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, list(allowed), n=1)
     return f"did you mean '{close[0]}'? " if close else ""
@@ -246,6 +314,12 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         if not _in_range(value, lo, hi, lo_inc, hi_inc):
             raise ConfigError(f"{where(dotted)}: {dotted} = {value!r} is out of range; "
                               f"it must be {_range_text(lo, hi, lo_inc, hi_inc)}")
+    for dotted, hi in _LIMITS.items():
+        sec, key = dotted.split(".")
+        value = getattr(getattr(cfg, sec), key)
+        if value > hi:
+            raise ConfigError(f"{where(dotted)}: {dotted} = {value} is above the limit of {hi}; "
+                              f"a larger value cannot train on this machine")
     for dotted, allowed in CHOICES.items():
         sec, key = dotted.split(".")
         value = getattr(getattr(cfg, sec), key)
@@ -259,6 +333,7 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         raise ConfigError(f"{where('model.pos', 'model.n_embd', 'model.n_head')}: model.pos = 'rope' turns "
                           f"channels in pairs, but a head has {m.n_embd // m.n_head} (n_embd / n_head); "
                           f"pick an even head size")
+    _check_memory(cfg, where)
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")
@@ -266,6 +341,32 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
         raise ConfigError(f"{where('data.seq_len', 'model.block_size')}: data.seq_len = "
                           f"{cfg.data.seq_len} exceeds model.block_size = {m.block_size}; "
                           f"reversal needs block_size >= seq_len")
+
+
+def training_bytes(cfg: Config) -> int:
+    """A rough upper estimate of the memory one training step needs (weights, grads, AdamW, activations)."""
+    m, t = cfg.model, cfg.train
+    V, T, C, L, H, B = max(m.vocab_size, 256), m.block_size, m.n_embd, m.n_layer, m.n_head, t.batch_size
+    params = V * C * (1 if m.tie_weights else 2) + T * C + L * (12 * C * C + 13 * C) + 2 * C
+    acts = B * T * C * L * 16 + B * H * T * T * L * 3 + B * T * V * 2  # floats kept for backward
+    return 4 * (4 * params + acts)
+
+
+def machine_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 8 << 30
+
+
+def _check_memory(cfg: Config, where) -> None:
+    need, have = training_bytes(cfg), machine_bytes()
+    if need > have // 2:
+        keys = ("model.n_embd", "model.n_layer", "model.block_size", "train.batch_size")
+        now = ", ".join(f"{k}={getattr(getattr(cfg, k.split('.')[0]), k.split('.')[1])}" for k in keys)
+        raise ConfigError(f"{where(*keys)}: this model needs about {need / 2**30:.1f} GiB to train ({now}) "
+                          f"but the limit on this machine is {have / 2**31:.1f} GiB (half its memory); "
+                          f"lower model.n_embd, model.n_layer, model.block_size or train.batch_size")
 
 
 def _build(task: str, layers: Sequence[tuple[dict, str]]) -> Config:
@@ -296,7 +397,7 @@ def config_to_dict(cfg: Config) -> dict:
 def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
     """A copy of cfg with one 'section.key' (or 'task') changed, validated like any other input."""
     d = config_to_dict(cfg)
-    where = f"replace_in({dotted!r})"
+    where = f"setting {dotted}"
     if dotted == "task":
         d["task"] = value
     else:
@@ -309,33 +410,61 @@ def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
     return config_from_dict(d, where=where)
 
 
+def _read_limited(path: Path, timeout: float = 10.0) -> bytes:
+    """The bytes of a regular file or a pipe (`--config <(...)`), at most MAX_YAML_BYTES; never hangs."""
+    st = os.stat(path)
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError("is not a file (a directory); pass a .yaml file")
+    if stat.S_ISREG(st.st_mode):
+        if st.st_size > MAX_YAML_BYTES:
+            raise ValueError(f"is {st.st_size} bytes; a config is at most {MAX_YAML_BYTES}")
+        return path.read_bytes()
+    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
+        raise ValueError("is not a file or a pipe; pass a .yaml file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    chunks, size, deadline = [], 0, time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ValueError(f"is a pipe that sent nothing for {timeout:.0f} s; pass a file instead")
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_YAML_BYTES:
+                raise ValueError(f"sends more than {MAX_YAML_BYTES} bytes; a config is smaller")
+    finally:
+        os.close(fd)
+
+
 def _read_yaml(path: Path, what: str) -> Any:
     """Read and parse one YAML file with safe_load, turning every failure into a ConfigError."""
     if not path.exists():
         raise ConfigError(f"{path}: {what} not found; check the path")
-    if not path.is_file():
-        raise ConfigError(f"{path}: {what} is not a file; pass a .yaml file")
     try:
-        text = path.read_bytes().decode("utf-8")
+        data = _read_limited(path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read {what} ({e.strerror or e}); check permissions") from None
+    except ValueError as e:
+        raise ConfigError(f"{path}: {what} {e}") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: {what} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at "
                           f"offset {e.start}); save it as UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read {what} ({e.strerror}); check permissions") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if ctx and ctx_mark is not None:
-            problem += f", {ctx} started at line {ctx_mark.line + 1}"
-        raise ConfigError(f"{path}:{at}: invalid YAML ({problem}); fix the syntax there "
-                          f"(sections are 'name:' followed by indented 'key: value' lines)") from None
-    except (ValueError, RecursionError) as e:  # a bad date or number tag, or nesting too deep
-        raise ConfigError(f"{path}: invalid YAML value ({type(e).__name__}: {str(e)[:80]}); "
-                          f"write plain numbers, true/false and text") from None
+        return load_yaml_text(text)
+    except YamlRefused as e:
+        if getattr(e, "syntax", None):
+            at, problem = e.syntax
+            raise ConfigError(f"{path}:{at}: invalid YAML ({problem}); fix the syntax there "
+                              f"(sections are 'name:' followed by indented 'key: value' lines)") from None
+        raise ConfigError(f"{path}: {what} {e}") from None
 
 
 def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, dict]:
@@ -357,7 +486,8 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
     for dotted, value, raw in items:
         where = f"override {dotted}"
         if raw:
-            where = f"override '{dotted}={value}'"
+            shown = value if len(value) <= 60 else value[:60] + "..."
+            where = f"override '{dotted}={shown}'"
         if dotted == "task":
             task = _check_task(where, value.strip() if raw else value)
             continue
@@ -367,10 +497,10 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
                               f"sections: {', '.join(SECTIONS)} (or task=NAME)")
         if raw and key in _TYPES[sec] and _TYPES[sec][key] is not str:
             try:
-                value = yaml.safe_load(value)
-            except (yaml.YAMLError, ValueError, RecursionError):
-                raise ConfigError(f"{where}: cannot parse the value {value!r}; write a plain "
-                                  f"number, true/false or text") from None
+                value = load_yaml_text(value)
+            except YamlRefused as e:
+                raise ConfigError(f"{where}: the value {e}; write a plain number, true/false "
+                                  f"or text") from None
         layer: dict[str, dict[str, Any]] = {}
         _set(layer, where, sec, key, value)
         values.setdefault(sec, {})[key] = (layer[sec][key], where)

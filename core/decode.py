@@ -11,20 +11,30 @@ import weakref
 import numpy as np
 
 from core import ops
-from core.attention import attention_step, rope_forward
+from core.attention import attention_step, gate_heads, rope_forward
 
 _max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce  # skip ndarray.max/sum's Python wrappers
 _MIN_ROW_SUM = 1e-30  # attention rows whose exps sum to less are redone with the max shift
 
 
 class KVCache(dict):
-    """One sequence's cached keys and values ('kv', 'len') and its folded decoding weights ('fold')."""
+    """One sequence's cached keys and values ('kv', 'len'), its folded decoding weights ('fold') and
+    the model's head_version they were made under ('heads')."""
     __slots__ = ("__weakref__",)
 
 
 class Decoding:
     """new_kv_cache / forward_step / decode_one for a Transformer (which sets cfg, params, dtype, rope,
-    _decode_pool and _pool_lock)."""
+    _decode_pool, _pool_lock, head_version and head_gates())."""
+
+    def _check_heads(self, kv):
+        """A cache's keys, values and folded weights were made under one head ablation; after a change
+        of head_mask / head_fill, an empty cache refolds and a filled one is refused."""
+        if kv.get("heads") != self.head_version:
+            if kv["len"]:
+                raise ValueError("the head mask changed while this KV cache held positions; "
+                                 "start a new cache (or reset its len to 0) to decode with the new mask")
+            kv["fold"], kv["heads"] = None, self.head_version
 
     def new_kv_cache(self, batch=1):
         """Per-layer K and V buffers (B, nh, block_size, hs) for incremental decoding, len 0.
@@ -34,7 +44,7 @@ class Decoding:
         """
         cfg = self.cfg
         shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
-        kv = KVCache(len=0, fold=None)
+        kv = KVCache(len=0, fold=None, heads=self.head_version)
         with self._pool_lock:
             slot = next((s for s in self._decode_pool if s[0]() is None), None) if batch == 1 else None
             if slot is None and batch == 1 and len(self._decode_pool) < 4:
@@ -58,16 +68,20 @@ class Decoding:
         start = kv["len"]
         if start + Tn > cfg.block_size:
             raise ValueError(f"KV cache full: {start}+{Tn} positions exceed block_size={cfg.block_size}")
+        self._check_heads(kv)
         if B == 1 and Tn == 1:
             return self.decode_one(int(idx[0, 0]), kv)[None, None, :]
         x = P["wte.w"][idx.reshape(-1)]  # (B*Tn, C), rows in (B, Tn) order
         rope = self.rope_at(start, start + Tn)
         if rope is None:
             x = (x.reshape(B, Tn, -1) + P["wpe.w"][start:start + Tn]).reshape(B * Tn, -1)
+        gates = self.head_gates()  # None unless heads are ablated
         for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
             h, _ = ops.layernorm_forward(x, ln1w, ln1b)  # (B*Tn, C)
             qkv, _ = ops.linear_forward(h, wqkv, bqkv)  # (B*Tn, 3C)
             a, _ = attention_step(qkv.reshape(B, Tn, -1), kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head, rope)
+            if gates is not None:
+                a = gate_heads(a, *gates[i])  # (B, Tn, C), heads ablated
             a, _ = ops.linear_forward(a.reshape(B * Tn, -1), wo, bo)  # (B*Tn, C)
             x += a
             h, _ = ops.layernorm_forward(x, ln2w, ln2b)
@@ -100,6 +114,8 @@ class Decoding:
         pos = kv["len"]
         if pos >= self.cfg.block_size:
             raise ValueError(f"KV cache full: {pos}+1 positions exceed block_size={self.cfg.block_size}")
+        if kv["heads"] != self.head_version:
+            self._check_heads(kv)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             logits, row_sums = self._decode_step(tok, kv, pos, shift=False)
         if not (math.isfinite(_sum(logits)) and _min(row_sums, axis=None) > _MIN_ROW_SUM):
@@ -167,9 +183,10 @@ class Decoding:
         fills, each with a constant 1 at the end to meet the bias row.
 
         LayerNorm gains and biases are folded into the matrix after them, the attention scale into
-        the q columns, GELU's constants into c_fc and c_proj. The residual stream carries its own
-        mean as an extra last entry: the embeddings have it as a last column, and w_o and w_p an
-        extra column that computes the mean of what they add. The matrices after a LayerNorm are
+        the q columns, GELU's constants into c_fc and c_proj, head ablation (head_mask, head_fill)
+        into c_proj's rows and bias. The residual stream carries its own mean as an extra last entry:
+        the embeddings have it as a last column, and w_o and w_p an extra column that computes the
+        mean of what they add. The matrices after a LayerNorm are
         centred (each column's mean over the inputs subtracted), so they ignore the input's mean.
         Weights must not change while one cache is in use (one generation). `into`, an earlier
         result for this model, is overwritten instead of allocating anew."""
@@ -202,7 +219,11 @@ class Decoding:
                 np.mean(out[:, :-1], axis=1, out=out[:, -1])
             return out
         layers = []
-        for ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp in self._layer_params():
+        gates = self.head_gates()  # None unless heads are ablated
+        for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
+            if gates is not None:  # c_proj(a * cols + fill) = a @ (cols * wo) + (fill @ wo + bo)
+                cols, fill = gates[i]
+                wo, bo = wo * cols[:, None], bo if fill is None else fill @ wo + bo
             w_qkv = fold(wqkv, bqkv, ln1w, ln1b, centre=True)  # (C + 1, 3C)
             w_qkv[:, :C] *= f(1.0 / np.sqrt(hs))
             layers.append((w_qkv, fold(wo, bo, mean=True), fold(wfc, bfc, ln2w, ln2b, k, k, centre=True),

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from core import ops
-from core.attention import attention_backward, attention_forward, mask_bias, rope_tables
+from core.attention import attention_backward, attention_forward, gate_heads, mask_bias, rope_tables
 from core.decode import Decoding
 
 
@@ -98,6 +98,9 @@ class Transformer(Decoding):
         self._qkv_scale[:cfg.n_embd] = 1.0 / np.sqrt(hs)
         self._decode_pool = []  # [weakref to the KVCache using it, its buffers], see new_kv_cache
         self._pool_lock = threading.Lock()  # two threads never take the same buffers
+        self._head_mask = None  # (n_layer, n_head) multiplier of each head's output, see head_mask
+        self._head_fill = None  # (n_layer, C) added to the masked head outputs, see head_fill
+        self.head_version = 0  # bumped on every head_mask / head_fill change (KV caches check it)
 
     def num_params(self):
         return int(self.flat.size)
@@ -114,8 +117,51 @@ class Transformer(Decoding):
             self.params[name][...] = params[name]
 
     def snapshot(self):
-        """An independent copy (own buffers), e.g. for sampling while training goes on."""
-        return Transformer(self.cfg, params=self.params, dtype=self.dtype)
+        """An independent copy (own buffers, same head ablation), e.g. for sampling while training goes on."""
+        copy = Transformer(self.cfg, params=self.params, dtype=self.dtype)
+        copy.head_mask, copy.head_fill = self._head_mask, self._head_fill
+        return copy
+
+    @property
+    def head_mask(self):
+        """None (the plain forward), or (n_layer, n_head) factors multiplying each head's output
+        before c_proj (0 switches a head off). Read-only once set: assign a new array to change it."""
+        return self._head_mask
+
+    @head_mask.setter
+    def head_mask(self, mask):
+        self._head_mask = self._head_array(mask, (self.cfg.n_layer, self.cfg.n_head), "head_mask")
+
+    @property
+    def head_fill(self):
+        """None, or (n_layer, C) added to the attention output after head_mask, before c_proj: mean
+        ablation puts a switched-off head's mean output in its hs columns."""
+        return self._head_fill
+
+    @head_fill.setter
+    def head_fill(self, fill):
+        self._head_fill = self._head_array(fill, (self.cfg.n_layer, self.cfg.n_embd), "head_fill")
+
+    def _head_array(self, value, shape, what):
+        self.head_version += 1
+        if value is None:
+            return None
+        arr = np.array(value, dtype=self.dtype)  # an own copy
+        if arr.shape != shape or not np.isfinite(arr).all():
+            raise ValueError(f"{what} must be None or a finite array of shape {shape}, got shape {arr.shape}")
+        arr.flags.writeable = False
+        return arr
+
+    def head_gates(self):
+        """Per layer (column factors (C,), fill (C,) or None) from head_mask/head_fill, or None when
+        neither is set (the plain forward)."""
+        if self._head_mask is None and self._head_fill is None:
+            return None
+        hs = self.cfg.n_embd // self.cfg.n_head
+        ones = np.ones(self.cfg.n_embd, self.dtype)
+        return [(ones if self._head_mask is None else np.repeat(self._head_mask[i], hs),  # (C,)
+                 None if self._head_fill is None else self._head_fill[i])  # (C,)
+                for i in range(self.cfg.n_layer)]
 
     def rope_at(self, start, stop):
         """The rotary (cos, sin) tables (stop - start, hs) for positions [start, stop), or None."""
@@ -169,6 +215,7 @@ class Transformer(Decoding):
         W = _buffers(ws)
         bias = mask_bias(T, cfg.causal, pad_mask, self.dtype)  # (B|1, 1, T, T) or None
         rope = self.rope_at(0, T)
+        gates = self.head_gates()  # None unless heads are ablated
         xbuf = None if ws is None else ws["x"].reshape(B, T, -1)
         x = np.take(P["wte.w"], idx, axis=0, out=xbuf)  # (B, T, C), no temporary copy
         if rope is None:
@@ -182,6 +229,8 @@ class Transformer(Decoding):
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
             work = None if ws is None else (ws["layers"][i].get("qs"), W("att", i), W("datt"), W("kt"))  # datt, kt: shared
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
+            if gates is not None:
+                a = gate_heads(a, *gates[i])  # (B, T, C), a new array: the cache's y stays the heads' own output
             a, c_proj = ops.linear_forward(a, P[p + "attn.c_proj.w"], P[p + "attn.c_proj.b"], out=W("branch"))  # (B, T, C)
             a, c_d1 = ops.dropout_forward(a, drop, rng)
             x += a  # (B, T, C), x is always this forward's own array
@@ -197,14 +246,14 @@ class Transformer(Decoding):
         loss, c_ce = None, None
         if targets is not None:
             loss, c_ce = ops.cross_entropy_forward(logits, targets, out=W("probs"))
-        self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_head, c_ce, T, ws)
+        self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_head, c_ce, T, ws, gates)
         return logits, loss
 
     def backward(self):
         """Gradients of the last forward's loss, written into self.grads (same keys as params)."""
         if self._cache is None or self._cache[4] is None:
             raise RuntimeError("backward() needs a forward() with targets first")
-        c_tok, c_drop0, blocks, c_head, c_ce, T, ws = self._cache
+        c_tok, c_drop0, blocks, c_head, c_ce, T, ws, gates = self._cache
         self._cache = None  # the caches are consumed in place
         cfg, G = self.cfg, self.grads
         W = _buffers(ws)
@@ -223,6 +272,8 @@ class Transformer(Decoding):
             dx += dh  # residual
             da = ops.dropout_backward(dx, c_d1)  # (B, T, C)
             da, _, _ = ops.linear_backward(da, c_proj, G[p + "attn.c_proj.w"], G[p + "attn.c_proj.b"], dx=W("dh"))  # (B, T, C)
+            if gates is not None:
+                da *= gates[i][0]  # (B, T, C), the fill is a constant
             da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"), vt=W("kt"))  # (B, T, 3C)
             da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...], _, _ = ops.layernorm_linear_backward(
                 da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dln"), tmp=W("tmp"))  # (B, T, C)
@@ -243,6 +294,13 @@ class Transformer(Decoding):
         if self._cache is None:
             raise RuntimeError("attention_maps() needs a forward() first")
         return np.stack([blk[1][3] for blk in self._cache[2]]).copy()
+
+    def head_outputs(self):
+        """(n_layer, B, T, C) copy of the last forward's attention outputs before head_mask and c_proj;
+        head h is columns h*hs:(h+1)*hs."""
+        if self._cache is None:
+            raise RuntimeError("head_outputs() needs a forward() first")
+        return np.stack([blk[1][-1] for blk in self._cache[2]]).copy()
 
     def _layer_params(self):
         """Per layer, its twelve parameter views in block order (views stay valid as weights change)."""

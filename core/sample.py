@@ -8,6 +8,8 @@ path uses the same rule, so both see exactly the same context and give the same 
 
 import numpy as np
 
+from core.interp import topk_probs
+
 
 def window_keep(block_size):
     """How many tokens survive when the window overflows."""
@@ -42,6 +44,8 @@ def next_logits(model, ids, state, use_cache=True):
     block = model.cfg.block_size
     n = len(ids)
     kv = state.get("kv")
+    if kv is not None and kv["heads"] != model.head_version:
+        kv["len"] = 0  # the head ablation changed: the cached keys and values are stale
     if n - state["start"] > block:
         state["start"] = n - window_keep(block)
         if kv is not None:
@@ -58,8 +62,9 @@ def next_logits(model, ids, state, use_cache=True):
 
 
 def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, rng=None,
-             use_cache=True, cancel=None):
-    """Yield up to max_new_tokens new ids, one per step; stops early when cancel() is true."""
+             use_cache=True, cancel=None, with_logits=False):
+    """Yield up to max_new_tokens new ids, one per step (with_logits: (id, logits (V,)) pairs, the
+    logits it was drawn from); stops early when cancel() is true."""
     if not len(ids):
         raise ValueError("generation needs at least one token of context")
     ids = [int(i) for i in ids]
@@ -68,26 +73,35 @@ def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
     for _ in range(max_new_tokens):
         if cancel is not None and cancel():
             return
-        tok = pick_token(next_logits(model, ids, state, use_cache), temperature, top_k, top_p, rng)
+        logits = next_logits(model, ids, state, use_cache)
+        tok = pick_token(logits, temperature, top_k, top_p, rng)
         ids.append(tok)
-        yield tok
+        yield (tok, logits) if with_logits else tok
 
 
 def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, temperature=0.8,
-                top_k=0, top_p=1.0, seed=None, use_cache=True, cancel=None, unknown="error"):
-    """Yield the reply one character at a time; a stop string ends it and is not yielded."""
+                top_k=0, top_p=1.0, seed=None, use_cache=True, cancel=None, unknown="error", topk=0):
+    """Yield the reply one character at a time; a stop string ends it and is not yielded.
+
+    topk=K > 0 yields (char, [(candidate char, probability), ...K]) instead: the K likeliest next
+    characters under the model's raw softmax (temperature 1, before any top-k / top-p filtering).
+    """
     ids = tokenizer.encode(prompt, unknown=unknown)
     rng = np.random.default_rng(seed)
     hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
-    text, sent = "", 0
-    for tok in generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                        top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel):
-        text += tokenizer.decode([tok])
+    text, sent, cands = "", 0, []
+    for tok, logits in generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel, with_logits=True):
+        ch = tokenizer.decode([tok])  # one character per id
+        text += ch
+        if topk > 0:
+            cands += [[(tokenizer.decode([i]), p) for i, p in topk_probs(logits, topk)]] * len(ch)
         hit = min((text.find(s) for s in stop if s and s in text), default=-1)
-        if hit >= 0:
-            yield from text[sent:hit]
-            return
-        while len(text) - sent > hold:
-            yield text[sent]
+        end = len(text) - hold if hit < 0 else hit
+        while sent < end:
+            yield (text[sent], cands[sent]) if topk > 0 else text[sent]
             sent += 1
-    yield from text[sent:]
+        if hit >= 0:
+            return
+    for i in range(sent, len(text)):
+        yield (text[i], cands[i]) if topk > 0 else text[i]

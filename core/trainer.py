@@ -14,12 +14,14 @@ import numpy as np
 
 from core import checkpoint
 from core.config import ConfigError, config_from_dict, config_to_dict
-from core.model import Transformer, flat_views
+from core.model import Transformer, flat_views, param_shapes
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
+from core.timeline import Timeline
 from core.tokenizer import CharTokenizer
 
 HISTORY = 5000  # points kept per history series (older ones are thinned, never unbounded)
+PACE_SLICE = 0.05  # seconds: a speed-limited run sleeps in slices this long, polling stop and pause
 
 
 class TrainingDiverged(RuntimeError):
@@ -60,8 +62,13 @@ class Trainer:
         self.history = {"train": deque(maxlen=HISTORY), "val": deque(maxlen=HISTORY)}
         self.best = None  # best value of the task's metric (or val loss)
         self.best_step = None
+        self.stale = 0  # evaluations since the last best (early stopping), saved with the run
         self.last_eval = None
         self.broken = None  # why the weights are unusable (they give a non-finite loss), else None
+        self.timeline = Timeline.for_task(self.task)  # None switches recording off (benchmarks)
+        self._limit = None  # steps per second, None = unlimited
+        self._limit_changed = False
+        self._limit_lock = threading.Lock()
         self._stop = threading.Event()
         self._run = threading.Event()
         self._run.set()
@@ -81,6 +88,21 @@ class Trainer:
         """Clear a previous stop() so run() can continue this trainer."""
         self._stop.clear()
         self._run.set()
+
+    def set_speed_limit(self, steps_per_s):
+        """Pace run() to at most steps_per_s optimizer steps a second (None: unlimited, the default)."""
+        if steps_per_s is not None:
+            v = steps_per_s
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"speed limit {steps_per_s!r}: give a positive number of steps per second, "
+                                 "or None for unlimited")
+            steps_per_s = float(v)
+        with self._limit_lock:
+            self._limit, self._limit_changed = steps_per_s, True
+
+    @property
+    def speed_limit(self):
+        return self._limit
 
     @property
     def is_paused(self):
@@ -134,8 +156,12 @@ class Trainer:
         v = metrics.get(self.task.metric)
         return [v if v is not None else 0.0, -metrics["val_loss"]]
 
-    def evaluate(self, full=False):
-        """Task metrics on held-out data; marks whether this is the best evaluation so far."""
+    def evaluate(self, full=False, track=True):
+        """Task metrics on held-out data; marks whether this is the best evaluation so far.
+
+        track=False (an evaluation off the schedule, e.g. after a stop) reports without moving `best`
+        or the early-stopping count, so a stopped and resumed run follows the uninterrupted one.
+        """
         t0 = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
             metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
@@ -145,9 +171,11 @@ class Trainer:
                            f"high — lower train.lr or raise train.warmup_steps")
             raise TrainingDiverged(self.broken, weights_ok=False)
         score = self.metric_value(metrics)
-        improved = self.best is None or score > self.best
+        improved = track and (self.best is None or score > self.best)
         if improved:
             self.best, self.best_step = score, self.step_count
+        if track:
+            self.stale = 0 if improved else self.stale + 1
         self.history["val"].append((self.step_count, round(self.elapsed_s, 4), float(metrics["val_loss"])))
         self.last_eval = {"event": "eval", "step": self.step_count, "best": improved, "metric": self.task.metric,
                           "eval_ms": (time.perf_counter() - t0) * 1000, **metrics}
@@ -160,16 +188,53 @@ class Trainer:
         return {"event": "attention", "step": self.step_count, "labels": labels,
                 "maps": self.model.attention_maps()[:, 0].copy()}
 
+    def record(self, step_ev=None, eval_ev=None):
+        """Add a timeline snapshot of the model now; returns the "snapshot" event."""
+        ev = eval_ev or {}
+        index, snap, dropped = self.timeline.record(
+            self.model, self.task, step=self.step_count, elapsed_s=self.elapsed_s,
+            loss=step_ev["loss"] if step_ev else None, val_loss=ev.get("val_loss"),
+            metric=self.task.metric if eval_ev else None, metric_value=ev.get(self.task.metric))
+        return {"event": "snapshot", "index": index, "step": snap.step, "snapshot": snap, "dropped": dropped}
+
+    def _record_if_new(self, emit):
+        """A snapshot of the current step unless the timeline already ends with one (start/end of run)."""
+        tl = self.timeline
+        if tl is not None and (not tl.snapshots or tl.snapshots[-1].step != self.step_count):
+            emit(self.record())
+
+    def _limit_event(self):
+        """The "speed_limit" event (and timeline mark) if set_speed_limit() was called since the last one."""
+        with self._limit_lock:
+            if not self._limit_changed:
+                return None
+            self._limit_changed = False
+            limit = self._limit
+        if self.timeline is not None:
+            self.timeline.mark(self.step_count, "speed_limit", limit)
+        return {"event": "speed_limit", "step": self.step_count, "limit": limit}
+
+    def _pace(self, t0):
+        """Under a speed limit, wait until 1/limit s after t0; returns early on stop, pause or a new limit."""
+        while not self._stop.is_set() and self._run.is_set():
+            limit = self._limit
+            left = (t0 + 1.0 / limit if limit else 0.0) - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, PACE_SLICE))
+
     def run(self, emit, max_steps=None, until=None, attention_every=None):
         """Train until max_steps, stop(), until(metrics) is true, or early stopping; returns the done event.
 
-        emit(event) receives every step, eval and attention event. Pausing blocks between steps.
+        emit(event) receives every step, eval, snapshot, speed_limit and attention event. Pausing blocks
+        between steps. Timeline snapshots are taken on its schedule, at every evaluation, and at the
+        start and end of the run (once per step).
         """
         t = self.cfg.train
         max_steps = t.max_steps if max_steps is None else max_steps
         started = time.perf_counter()
-        stale = 0
         reason = "max_steps"
+        self._record_if_new(emit)
         while self.step_count < max_steps:
             if not self._run.is_set():
                 emit({"event": "paused", "step": self.step_count})
@@ -177,22 +242,33 @@ class Trainer:
             if self._stop.is_set():
                 reason = "stopped"
                 break
-            emit(self.step())
+            limit_ev = self._limit_event()
+            if limit_ev:
+                emit(limit_ev)
+            t0 = time.monotonic()
+            step_ev = self.step()
+            emit(step_ev)
             if attention_every and self.step_count % attention_every == 0:
                 emit(self.attention_probe())
+            ev = None
             if self.step_count % t.eval_interval == 0 or self.step_count == max_steps:
                 ev = self.evaluate()
+            if self.timeline is not None and (ev is not None or self.timeline.due(self.step_count)):
+                emit(self.record(step_ev, ev))  # before the eval event, so a best save holds it
+            if ev is not None:
                 emit(ev)
-                stale = 0 if ev["best"] else stale + 1
                 if until is not None and until(ev):
                     reason = "target reached"
                     break
-                if t.patience and stale >= t.patience:
+                if t.patience and self.stale >= t.patience:
                     reason = "early stop (no improvement)"
                     break
             if t.max_seconds and time.perf_counter() - started >= t.max_seconds:
                 reason = "time limit"
                 break
+            if self._limit:
+                self._pace(t0)
+        self._record_if_new(emit)
         return {"event": "done", "reason": reason, "steps": self.step_count,
                 "elapsed_s": time.perf_counter() - started, "metrics": self.last_eval or {}}
 
@@ -201,7 +277,8 @@ class Trainer:
         return {"format_version": checkpoint.FORMAT_VERSION, "task": self.cfg.task, "step": self.step_count,
                 "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_s,
                 "tokenizer": self.task.tokenizer.to_dict(), "rng_state": self.rng.bit_generator.state,
-                "best": self.best, "best_step": self.best_step, "metric": self.task.metric,
+                "best": self.best, "best_step": self.best_step, "stale_evals": self.stale,
+                "metric": self.task.metric,
                 "last_eval": _plain(self.last_eval), "created": time.time(),
                 "history": {k: list(v) for k, v in self.history.items()}}
 
@@ -214,13 +291,14 @@ class Trainer:
         v_views = flat_views(self.opt.v, self.model.shapes)
         for k in self.model.shapes:
             opt["m/" + k], opt["v/" + k] = m_views[k], v_views[k]
+        extra = self.timeline.to_files() if self.timeline is not None else None
         return checkpoint.save_checkpoint(name, tag, self.model.params, opt, self.state_meta(),
-                                          config_to_dict(self.cfg), saves_dir)
+                                          config_to_dict(self.cfg), saves_dir, extra_files=extra)
 
     @classmethod
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
         """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
-        ck = checkpoint.load_checkpoint(name, tag, saves_dir)
+        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
         cfg = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
@@ -256,6 +334,7 @@ class Trainer:
         tr.tokens_seen = int(meta.get("tokens_seen", 0))
         tr.elapsed_s = float(meta.get("elapsed_s", 0.0))
         tr.best, tr.best_step = meta.get("best"), meta.get("best_step")
+        tr.stale = int(meta.get("stale_evals", 0))
         if tr.best is not None and not isinstance(tr.best, list):
             tr.best = None
         tr.last_eval = meta.get("last_eval")
@@ -263,11 +342,28 @@ class Trainer:
             tr.rng.bit_generator.state = meta["rng_state"]
         for k in tr.history:
             tr.history[k].extend(tuple(p) for p in meta.get("history", {}).get(k, []))
+        tr._restore_timeline(ck.path)
+
+    def _restore_timeline(self, tag_dir):
+        """The save's timeline, to append to (a save made before timelines keeps a fresh, empty one)."""
+        tl = Timeline.load(tag_dir)
+        if tl is None:
+            return
+        cfg = self.cfg.model
+        for s in tl.snapshots[:1]:
+            if s.maps.shape[:2] != (cfg.n_layer, cfg.n_head):
+                raise checkpoint.SaveError(f"{tag_dir}/timeline.npz: maps of {s.maps.shape[0]} layers x "
+                                           f"{s.maps.shape[1]} heads, but the model has {cfg.n_layer} x "
+                                           f"{cfg.n_head}; the save is damaged, load another tag")
+        if tl.snapshots and tl.snapshots[-1].step > self.step_count:
+            raise checkpoint.SaveError(f"{tag_dir}/timeline.json: a snapshot at step {tl.snapshots[-1].step} "
+                                       f"but the save is at step {self.step_count}; the save is damaged")
+        self.timeline = tl
 
 
 def load_model(name, tag="last", saves_dir=None):
     """(model, tokenizer, cfg, meta) from a save, for sampling and chat; needs no corpus."""
-    ck = checkpoint.load_checkpoint(name, tag, saves_dir)
+    ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
     cfg = _saved_config(ck)
     try:
         tok = CharTokenizer.from_dict(ck.meta["tokenizer"])
@@ -281,6 +377,14 @@ def load_model(name, tag="last", saves_dir=None):
     except ValueError as e:
         raise checkpoint.SaveError(f"{ck.path}: {e}") from None
     return model, tok, cfg, ck.meta
+
+
+def shapes_for(config):
+    """The parameter shapes a saved config implies (None if the config itself is unusable)."""
+    try:
+        return param_shapes(config_from_dict(config).model)
+    except (ConfigError, TypeError, ValueError):
+        return None
 
 
 def _saved_config(ck):

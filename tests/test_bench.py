@@ -71,3 +71,35 @@ def test_torch_twin_loss_and_gradients_match(tie):
     assert t_loss == pytest.approx(loss, abs=1e-4)
     for name, g in grads.items():
         np.testing.assert_allclose(g, t_grads[name], atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def test_portability_picks_the_kernels_a_cpu_runs_and_reads_pytest_counts():
+    from bench.portability import parse_pytest, supported_kernels
+    assert supported_kernels({"pni", "avx", "avx2", "fma"}) == ["Prescott", "Sandybridge", "Haswell", "Zen"]
+    assert supported_kernels({"pni"}) == ["Prescott"]
+    out = ("....F.s\nFAILED tests/test_sample.py::test_x[30.0] - AssertionError: big\n"
+           "========= 1 failed, 5 passed, 1 skipped in 2.31s =========\n")
+    counts, failed = parse_pytest(out)
+    assert counts == {"passed": 5, "failed": 1, "skipped": 1, "errors": 0}
+    assert failed == ["tests/test_sample.py::test_x[30.0]"]
+
+
+def test_measure_timeline_keys_and_ratio_definitions():
+    tiny = ("model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_size=16", "train.batch_size=2")
+    r = bench_core.measure_timeline(overrides=tiny, block=1, repeats=2, warmup=0)
+    for key in ("timeline_step_ms", "timeline_overhead_dense", "timeline_overhead"):
+        assert np.isfinite(r[key]), key
+    assert r["timeline_step_ms"] > 0
+    assert r["timeline_snapshots"] == bench_core.recorded_steps(5000, 250)  # the qa preset's run
+    assert r["timeline_overhead"] == pytest.approx(r["timeline_overhead_dense"] * r["timeline_snapshots"] / 5000)
+    assert r["timeline_record_ms"] == pytest.approx(r["timeline_step_ms"] * r["timeline_overhead_dense"])
+    json.loads(json.dumps(r))
+    assert "timeline_overhead" in bench_core.format_table({**bench_core.measure(TINY, batch=2, repeats=1, gen_repeats=1,
+                                                                                 warmup=0, use_torch=False), **r})
+
+
+def test_recorded_steps_counts_step_zero_schedule_and_evaluations():
+    assert bench_core.recorded_steps(10, 5) == 11  # steps 0..10, all in the dense phase
+    from core.timeline import due
+    n = bench_core.recorded_steps(1000, 300)
+    assert n == 1 + len({s for s in range(1, 1001) if due(s)} | {300, 600, 900, 1000})

@@ -27,6 +27,7 @@ from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane
 from tui.screens.train import AttentionPane, TrainPane
 from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
+from tui.guard import RunGuard, install_signals, name_for_new_run, remove_signals
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
 
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
@@ -57,6 +58,7 @@ class AttnLab(App):
         self.setup_dirty = True
         self.best_val: float | None = None
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
+        self.guard = RunGuard()  # the lock on the run this app writes
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -68,6 +70,11 @@ class AttnLab(App):
 
     def on_mount(self) -> None:
         self.query_one("#task-picker").focus()
+        install_signals(lambda: self.call_next(self.action_quit))  # SIGTERM/SIGHUP save `last` like q
+
+    def on_unmount(self) -> None:
+        remove_signals()
+        self.guard.release()
 
     # -- state
     @property
@@ -121,10 +128,14 @@ class AttnLab(App):
                 self.action_tab("setup")
                 return
             try:
+                name, note = name_for_new_run(setup.run_name())
+                self.guard.take(name)
                 tr = GuardedTrainer(cfg)
             except LOAD_ERRORS as e:
                 return self.error(f"cannot start: {describe(e)}")
-            self.set_trainer(tr, setup.run_name())
+            if note:
+                self.notify(safe_text(note), severity="warning", timeout=10)
+            self.set_trainer(tr, name)
             self.setup_dirty = False
         else:
             tr.rearm()
@@ -226,11 +237,16 @@ class AttnLab(App):
             self.trainer = None  # its state may be half-updated; start fresh or resume a save
 
     # -- saves
+    @work(thread=True, exclusive=True, group="load")
     def load_for_chat(self, name: str, tag: str) -> None:
+        """Read a save in a thread (a large or hostile file never freezes the UI), then show it."""
         try:
-            model, tok, cfg, meta = load_model(name, tag)
+            loaded = load_model(name, tag)
         except LOAD_ERRORS as e:
-            return self.error(f"cannot load {name}: {describe(e)}")
+            return self.call_from_thread(self.error, f"cannot load {name}: {describe(e)}")
+        self.call_from_thread(self._show_loaded, name, tag, *loaded)
+
+    def _show_loaded(self, name, tag, model, tok, cfg, meta) -> None:
         if cfg.task == "reversal":
             self.notify("a reversal model does not chat; showing its attention instead", severity="warning")
             labels, maps = probe_model(model, tok, self.query_one("#probe-input", Input).value or "PYTHON",
@@ -247,10 +263,26 @@ class AttnLab(App):
         if self.training:
             self.notify("stop the current training first (S)", severity="warning")
             return
+        self._resume(name, tag)
+
+    @work(thread=True, exclusive=True, group="load")
+    def _resume(self, name: str, tag: str) -> None:
+        """Lock the run (another writer is refused at once), read it in this thread, then train it."""
         try:
+            self.guard.take(name)
             tr = GuardedTrainer.from_save(name, tag)
         except LOAD_ERRORS as e:
-            return self.error(f"cannot resume {name}: {describe(e)}")
+            if self.run_name and self.run_name != name:  # keep holding the run this app still has
+                try:
+                    self.guard.take(self.run_name)
+                except LOAD_ERRORS:
+                    pass
+            return self.call_from_thread(self.error, f"cannot resume {name}: {describe(e)}")
+        self.call_from_thread(self._adopt_resumed, tr, name)
+
+    def _adopt_resumed(self, tr: GuardedTrainer, name: str) -> None:
+        if self.training:
+            return self.notify("stop the current training first (S)", severity="warning")
         self.set_trainer(tr, name)
         self.setup_dirty = False
         self.launch()
@@ -310,5 +342,9 @@ class AttnLab(App):
 
 def run_app() -> int:
     """Run the dashboard; the exit code for the `attnlab` command."""
-    AttnLab().run()
+    app = AttnLab()
+    try:
+        app.run()
+    finally:
+        app.guard.release()
     return 0

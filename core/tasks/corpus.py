@@ -23,7 +23,7 @@ def read_text(path):
     except OSError as e:
         raise CorpusError(f"corpus {path}: cannot be read ({e.strerror})") from None
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark some editors write is not text
     except UnicodeDecodeError as e:
         raise CorpusError(f"corpus {path}: not UTF-8 text (bad byte at offset {e.start}); "
                           "save it as UTF-8") from None

@@ -4,6 +4,7 @@ from core.checkpoint import SaveError
 from core.config import ConfigError
 from core.tasks.corpus import CorpusError
 from core.tasks.lm import PromptTooLong
+from core.timeline import Snapshot
 from core.tokenizer import TokenizerError
 
 USER_ERRORS = (ConfigError, CorpusError, SaveError, TokenizerError, PromptTooLong, ValueError, OSError)
@@ -35,6 +36,8 @@ def format_eval(ev):
 def jsonable(obj):
     """Events and metrics with numpy values -> plain JSON types."""
     import numpy as np
+    if isinstance(obj, Snapshot):  # a timeline snapshot: its scalars, scores and answer, not the maps
+        return jsonable(obj.to_row())
     if isinstance(obj, dict):
         return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -3,8 +3,9 @@
 import sys
 
 from core.tasks.lm import PromptTooLong, build_prompt
-from core.text import safe_text
+from core.text import safe_label, safe_text
 from core.trainer import load_model
+from tui.cli.common import UserError
 
 
 def register(sub):
@@ -15,12 +16,34 @@ def register(sub):
         s.add_argument("--tag", default="best")
         if name == "sample":
             s.add_argument("--prompt", required=True)
+            s.add_argument("--show-probs", action="store_true",
+                           help="list each generated character with the model's top-5 next characters")
         s.add_argument("--temperature", type=float)
         s.add_argument("--top-k", type=int)
         s.add_argument("--top-p", type=float)
         s.add_argument("--max-new", type=int)
         s.add_argument("--seed", type=int)
         s.set_defaults(func=func)
+
+
+MIN_TEMPERATURE = 0.01  # below this (but above 0, which is greedy) logits / T overflow float32
+MAX_NEW = 100_000
+
+
+def check_sampling(args):
+    """The sampling flags, each checked where it is read; a bad one is refused naming the flag."""
+    t = args.temperature
+    if t is not None and not (t == 0 or MIN_TEMPERATURE <= t <= 100):  # NaN fails every comparison
+        raise UserError(f"--temperature {t}: use 0 (always the likeliest character) or a number "
+                        f"from {MIN_TEMPERATURE} to 100, e.g. 0.8")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UserError(f"--top-p {args.top_p}: use a probability in (0, 1], e.g. 0.9 (1 = off)")
+    if args.top_k is not None and args.top_k < 0:
+        raise UserError(f"--top-k {args.top_k}: use 0 (off) or a positive count, e.g. 20")
+    if args.max_new is not None and not 1 <= args.max_new <= MAX_NEW:
+        raise UserError(f"--max-new {args.max_new}: use a count from 1 to {MAX_NEW}")
+    if args.seed is not None and not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed {args.seed}: use a whole number from 0 to 2**63-1, e.g. 1")
 
 
 def sampling(args, cfg):
@@ -34,7 +57,14 @@ def sampling(args, cfg):
 
 def cmd_sample(args):
     from core.sample import stream_text
+    check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    unseen = tok.unknown_chars(args.prompt)
+    if unseen:
+        raise UserError(f"--prompt has {len(unseen)} character(s) this model never saw "
+                        f"({', '.join(repr(c) for c in unseen[:10])}); leave them out")
+    if args.show_probs:
+        return show_probs(stream_text(model, tok, args.prompt, stop=(), topk=TOPK, **sampling(args, cfg)))
     for ch in stream_text(model, tok, args.prompt, stop=(), **sampling(args, cfg)):
         sys.stdout.write(safe_text(ch))
         sys.stdout.flush()
@@ -42,8 +72,31 @@ def cmd_sample(args):
     return 0
 
 
+TOPK = 5
+
+
+def show_probs(items):
+    """One line per generated character: the character, then the model's top-5 next characters with
+    their probabilities (raw softmax, temperature 1); the whole text again at the end."""
+    print(f"   #  char  top-{TOPK} next characters (probability; the sampled one in [ ])")
+    text = ""
+    for n, (ch, cands) in enumerate(items, 1):
+        text += ch
+        cells = "  ".join(_cell(c, p, c == ch) for c, p in cands)
+        print(f"{n:>4}  {safe_label(ch):<4}  {cells}", flush=True)
+    shown = safe_text(text.replace("\n", "⏎"))
+    print(f"text: {shown}")
+    return 0
+
+
+def _cell(c, p, picked):
+    label = f"{safe_label(c)} {p:.3f}"
+    return f"[{label}]" if picked else f" {label} "
+
+
 def cmd_chat(args):
     from core.sample import stream_text
+    check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
     opts = sampling(args, cfg)
     history = []

@@ -33,11 +33,11 @@ def cmd_runs(args):
     if not runs:
         print("no saves yet; train with `attnlab train reversal --save NAME`")
     for r in runs:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—" * 16
         best = r.best_metric[0] if isinstance(r.best_metric, list) and r.best_metric else r.best_metric
         best = f"{best:.4f}" if isinstance(best, float) else "—"
         state = f"error: {r.error}" if r.error else f"{r.task or '?':9} step {r.step or 0:>6}  best {best}"
-        print(f"{safe_text(r.name):24} {when}  {state}")
+        print(safe_text(f"{r.name:24} {when}  {state}"))  # every byte from a save goes through one sanitiser
     return 0
 
 

@@ -1,19 +1,30 @@
 """`attnlab train`: the trainer headless, with a progress bar or JSON events."""
 
 import json
+import math
 import os
 import re
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
-from core.checkpoint import run_dir
+from core.checkpoint import SaveError, run_dir
 from core.config import TASKS, apply_overrides, load_config
+from core.runs import existing_run, lock_run, refuse_existing
+from core.text import safe_text
 from core.trainer import Trainer, TrainingDiverged
 from tui.cli.common import UserError, format_eval, jsonable
 
-UNTIL = re.compile(r"^\s*([a-z_]+)\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
+UNTIL = re.compile(r"^\s*([a-z_]+)\s*(>=|<=)\s*(\S+)\s*$")
+# the numbers each task's evaluation reports (what --until can watch)
+METRICS = {"reversal": ("accuracy", "val_loss", "antidiagonal_best"),
+           "qa": ("answer_exact", "answer_similarity", "train_answer_exact", "val_loss", "val_answer_loss",
+                  "train_loss", "train_answer_loss"),
+           "dialogue": ("context_recall", "topic_coherence", "val_loss", "val_answer_loss", "train_loss",
+                        "train_answer_loss")}
+STOP_MESSAGE = "stopping after this step — Ctrl+C again to skip the final evaluation"
 
 
 def register(sub):
@@ -24,6 +35,7 @@ def register(sub):
     t.add_argument("--corpus", action="append", help="training text in Q:/A: format (repeat to join several)")
     t.add_argument("--val", help="validation text in Q:/A: format (else the corpus is split)")
     t.add_argument("--save", metavar="NAME", help="save under saves/NAME (default: task and time)")
+    t.add_argument("--overwrite", action="store_true", help="replace the run already saved as --save NAME")
     t.add_argument("--resume", metavar="NAME", help="continue the run saved as NAME")
     t.add_argument("--steps", type=int, help="train until this step count")
     t.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
@@ -31,12 +43,22 @@ def register(sub):
     t.set_defaults(func=cmd_train)
 
 
-def parse_until(text):
-    """'accuracy>=0.99' -> a predicate on eval events."""
+def parse_until(text, task=None):
+    """'accuracy>=0.99' -> a predicate on eval events; an unknown metric or a bad number names --until."""
     m = UNTIL.match(text or "")
     if not m:
         raise UserError(f"--until {text!r}: write METRIC>=VALUE or METRIC<=VALUE, e.g. 'accuracy>=0.99'")
-    key, op, value = m.group(1), m.group(2), float(m.group(3))
+    key, op = m.group(1), m.group(2)
+    known = METRICS.get(task, sorted({k for ks in METRICS.values() for k in ks}))
+    if key not in known:
+        raise UserError(f"--until {text!r}: {task or 'this task'} reports no metric {key!r}; "
+                        f"use one of {', '.join(known)}")
+    try:
+        value = float(m.group(3))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise UserError(f"--until {text!r}: {m.group(3)!r} is not a number; write e.g. '{key}>=0.99'")
 
     def reached(ev):
         v = ev.get(key)
@@ -52,7 +74,7 @@ def build_config(args):
         overrides.append(f"data.corpus={os.pathsep.join(str(Path(c).resolve()) for c in args.corpus)}")
     if getattr(args, "val", None):
         overrides.append(f"data.val_corpus={Path(args.val).resolve()}")
-    if getattr(args, "steps", None):
+    if getattr(args, "steps", None) is not None:
         overrides.append(f"train.max_steps={args.steps}")
     return load_config(args.task, args.config, overrides)
 
@@ -85,48 +107,135 @@ class Progress:
         sys.stderr.flush()
 
 
-def cmd_train(args):
+def check_args(args):
+    """Flags a user typed, checked before anything is read or written."""
     for value in (args.save, args.resume):
         if value is not None:
             run_dir(value)  # a bad name is refused before any training, not at the first save
-    until = parse_until(args.until) if args.until else None
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps {args.steps}: train at least one step (e.g. --steps 100)")
+    if args.overwrite and not args.save:
+        raise UserError("--overwrite needs --save NAME (the run to replace)")
+
+
+class Interrupts:
+    """SIGINT, SIGTERM and SIGHUP: the first stops after the current step; a second skips the final
+    evaluation (the save of `last` always happens)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.signum = None
+        self.count = 0
+        self.in_final_eval = False
+
+    def __call__(self, signum, frame):
+        self.count += 1
+        self.signum = self.signum or signum
+        if self.count == 1 and not self.in_final_eval:
+            print(f"\n{STOP_MESSAGE}", file=sys.stderr, flush=True)
+            self.trainer.stop()
+        elif self.in_final_eval:
+            self.in_final_eval = False
+            raise KeyboardInterrupt  # only the evaluation is abandoned: it changes no training state
+        # otherwise (a save in progress): ignored, `last` is being written
+
+    def install(self):
+        sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+        self.previous = {s: signal.signal(s, self) for s in sigs}
+
+    def restore(self):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
+
+    @property
+    def exit_code(self):
+        return 128 + self.signum if self.signum else 0
+
+
+def cmd_train(args):
+    check_args(args)
+    until = parse_until(args.until, args.task) if args.until else None
     if args.resume:
-        tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
-    else:
-        tr = Trainer(build_config(args))
-    name = args.save or args.resume or f"{tr.cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        info = existing_run(args.resume)
+        if info is None:
+            raise UserError(f"--resume {args.resume}: there is no run saved as {args.resume}; "
+                            f"see `attnlab runs`")
+        if info.task and info.task != args.task:
+            raise UserError(f"--resume {args.resume}: that run trains {info.task}, but the command says "
+                            f"{args.task}; write `attnlab train {info.task} --resume {args.resume}`")
+    name = args.save or args.resume or f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    fresh_name = name != args.resume
+    if fresh_name and not args.overwrite:
+        refuse_existing(name)  # nothing locked or touched
+    # a new run's settings and corpus are checked before the lock; a resumed run is read under it
+    tr = None if args.resume else Trainer(build_config(args))
+    lock = lock_run(name)  # a second writer of this run is refused here, at once
+    try:
+        if fresh_name and not args.overwrite:
+            refuse_existing(name)  # another process may have finished a run of that name meanwhile
+        if tr is None:
+            tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
+        return train_locked(tr, args, name, until, replace=fresh_name and args.overwrite)
+    finally:
+        lock.release()
+
+
+def _clear_tags(name):
+    """--overwrite: the old run's tags go before the new run saves (under the run lock)."""
+    d = run_dir(name)
+    for p in d.iterdir():
+        if p.name != ".lock":
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def train_locked(tr, args, name, until, replace):
+    if replace:
+        _clear_tags(name)
     out = (lambda ev: print(json.dumps(jsonable(ev)), flush=True)) if args.json else Progress(sys.stderr.isatty())
 
     def emit(ev):
         out(ev)
         if ev["event"] == "eval" and ev["best"]:
-            tr.save(name, "best")
+            try:
+                tr.save(name, "best")
+            except (SaveError, OSError) as e:  # e.g. disk full: warn, keep training (like the dashboard)
+                print(f"\nattnlab: warning: could not save best: {safe_text(str(e))}; training goes on",
+                      file=sys.stderr, flush=True)
 
-    prev = signal.signal(signal.SIGINT, lambda *_: tr.stop())  # first Ctrl+C: finish the step, save, exit
+    signals = Interrupts(tr)
+    signals.install()
     try:
-        done = tr.run(emit, until=until[1] if until else None)
-    except TrainingDiverged as e:
-        if e.weights_ok:  # only the gradients overflowed: the weights are the last good ones
-            tr.save(name, "last")
-        print(f"\nattnlab: error: {e}", file=sys.stderr)
-        return 1
+        try:
+            done = tr.run(emit, until=until[1] if until else None)
+        except TrainingDiverged as e:
+            if e.weights_ok:  # only the gradients overflowed: the weights are the last good ones
+                tr.save(name, "last")
+            print(f"\nattnlab: error: {e}", file=sys.stderr)
+            return 1
+        if tr.last_eval is None or tr.last_eval["step"] != tr.step_count:
+            try:
+                signals.in_final_eval = signals.count < 2
+                if signals.in_final_eval:
+                    emit(tr.evaluate(track=done["reason"] != "stopped"))
+            except KeyboardInterrupt:
+                print("final evaluation skipped", file=sys.stderr, flush=True)
+            finally:
+                signals.in_final_eval = False
+        done["metrics"] = jsonable(tr.last_eval)
+        path = tr.save(name, "last")
     finally:
-        signal.signal(signal.SIGINT, prev)
-    if tr.last_eval is None or tr.last_eval["step"] != tr.step_count:
-        ev = tr.evaluate()
-        emit(ev)
-    done["metrics"] = jsonable(tr.last_eval)
-    path = tr.save(name, "last")
+        signals.restore()
     if args.json:
         print(json.dumps(jsonable(done)), flush=True)
     else:
+        metrics = format_eval(tr.last_eval) if tr.last_eval else "no evaluation"
         print(f"\n{done['reason']} after {done['steps']} steps, {done['elapsed_s']:.1f} s; "
-              f"{format_eval(tr.last_eval)}\nsaved {path} (best: {path.parent / 'best'})", file=sys.stderr)
-    return 0
+              f"{metrics}\nsaved {path} (best: {path.parent / 'best'})", file=sys.stderr)
+    return signals.exit_code
 
 
 def resume_overrides(args):
     """--set and --steps apply to a resumed run too (e.g. a lower lr after a divergence)."""
     if args.corpus or args.val or args.config:
         raise UserError("--resume keeps the run's corpus and config file; use --set to change a setting")
-    return list(args.set or []) + ([f"train.max_steps={args.steps}"] if args.steps else [])
+    return list(args.set or []) + ([f"train.max_steps={args.steps}"] if args.steps is not None else [])

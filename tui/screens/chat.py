@@ -17,7 +17,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
-from core.checkpoint import SaveError, run_dir
+from core.checkpoint import SaveError
+from core.runs import write_into_run
 from core.config import ConfigError, load_config
 from core.tasks.lm import PromptTooLong, build_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
@@ -161,11 +162,9 @@ class ChatView(Horizontal):
         if self.source is None or not self.source.run_name:
             self.app.notify("no run to export into; train or load a save first", severity="warning")
             return
-        try:
-            folder = run_dir(self.source.run_name)
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md"
-            path.write_text(self.pane.to_markdown(), encoding="utf-8")
+        try:  # into the existing run only: never through a link, never re-creating a deleted run
+            path = write_into_run(self.source.run_name, f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md",
+                                  self.pane.to_markdown())
         except (SaveError, OSError) as e:
             self.app.notify(f"export failed: {e}", severity="error")
             return

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Static
 
-from core.checkpoint import SaveError, delete_run, list_runs
+from core.checkpoint import SaveError
+from core.runs import delete_run, list_runs, saves_root
 from tui.screens.modals import ConfirmScreen
 from core.text import safe_text
 
@@ -52,13 +54,27 @@ class SavesPane(Vertical):
         self.action_refresh()
 
     def action_refresh(self) -> None:
+        """Re-list the runs; reading every meta.json happens in a thread, never on the UI thread."""
+        root = saves_root()
+        if not root.is_dir() or not any(root.iterdir()):  # nothing to read: show it at once
+            self._show_runs([], None)
+        else:
+            self._list_runs()
+
+    @work(thread=True, exclusive=True, group="saves-list")
+    def _list_runs(self) -> None:
+        try:
+            runs, error = list_runs(), None
+        except (SaveError, OSError) as e:
+            runs, error = [], e
+        self.app.call_from_thread(self._show_runs, runs, error)
+
+    def _show_runs(self, runs, error) -> None:
         table = self.query_one(DataTable)
         table.clear()
-        try:
-            self.runs = list_runs()
-        except (SaveError, OSError) as e:
-            self.runs = []
-            self.query_one("#saves-status", Static).update(f"⚠ {safe_text(str(e))}")
+        self.runs = runs
+        if error is not None:
+            self.query_one("#saves-status", Static).update(f"⚠ {safe_text(str(error))}")
             return
         for r in self.runs:
             date = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
@@ -122,6 +138,11 @@ class SavesPane(Vertical):
         def done(yes: bool | None) -> None:
             if not yes:
                 return
+            if self.app.guard.name == run.name:  # this app's own run: free it first, unless training
+                if self.app.training:
+                    self.app.notify("stop training first (S), then delete", severity="warning")
+                    return
+                self.app.guard.release()
             try:
                 delete_run(run.name)
                 self.app.notify(f"deleted {run.name}")

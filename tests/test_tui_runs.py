@@ -1,0 +1,63 @@
+"""The dashboard keeps the run promises too: a taken name is never overwritten (a free one is used),
+a run locked by another process is refused with its pid, and SIGTERM/SIGHUP save `last` like quitting."""
+
+import os
+import signal
+
+import pytest
+from textual.widgets import Input
+
+from core.runs import list_runs
+from tests.test_runs import TINY, hold_lock, tree
+from tests.test_tui_app import SIZE, record_notes, wait_for
+from tui.app import AttnLab
+from tui.cli import main
+from tui.widgets import StatsPanel
+
+
+async def test_a_taken_name_is_not_overwritten_a_free_one_is_used(saves):
+    assert main(["train", "reversal", "--save", "taken", "--steps", "3", *TINY]) == 0
+    before = tree(saves / "taken")
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        notes = record_notes(app)
+        app.query_one("#run-name", Input).value = "taken"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) >= 2, what="steps")
+        await pilot.press("S")
+        await wait_for(pilot, lambda: not app.training, what="stop")
+        assert app.run_name == "taken-2"
+        assert any("saves/taken exists" in n and "taken-2" in n for n, _ in notes)
+    assert tree(saves / "taken") == before
+    assert {r.name for r in list_runs()} == {"taken", "taken-2"}
+
+
+async def test_resuming_a_run_another_process_writes_is_refused_with_its_pid(saves):
+    assert main(["train", "reversal", "--save", "busy", "--steps", "3", *TINY]) == 0
+    holder = hold_lock("busy", saves)
+    try:
+        app = AttnLab()
+        async with app.run_test(size=SIZE) as pilot:
+            notes = record_notes(app)
+            await pilot.press("5")
+            await wait_for(pilot, lambda: app.query_one("#saves-pane").runs, what="saves list")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: any("in use by pid" in n for n, _ in notes), what="refusal")
+            assert any(f"pid {holder.pid}" in n for n, _ in notes) and app.trainer is None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+async def test_sigterm_and_sighup_save_last_and_exit(saves, sig):
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#run-name", Input).value = "term"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) >= 3, what="steps")
+        os.kill(os.getpid(), sig)
+        await wait_for(pilot, lambda: not app.is_running, timeout=10, what="exit")
+    [run] = list_runs()
+    assert run.name == "term" and "last" in run.tags and run.step >= 3
+    assert not (saves / "term" / ".lock").exists()
