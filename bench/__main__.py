@@ -11,8 +11,9 @@ SUITES = {
     "core": "bench.core",    # training step, matmul floor, KV-cache generation, PyTorch twin
     "tasks": "bench.tasks",  # per-task time-to-milestone
     "tui": "bench.tui",      # keypress latency while training, throughput with the UI vs headless
-    "sweep": "bench.sweep",  # one task under several override sets, in parallel processes
+    "sweep": "bench.sweep",  # wall time of one Optuna sweep (core/sweep.py) on 1, 2, ... worker processes
     "portability": "bench.portability",  # the numerical tests under every OpenBLAS kernel the CPU runs
+    "corpus": "bench.corpus",  # peak memory of loading a large corpus, as a multiple of the encoded corpus
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

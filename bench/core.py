@@ -242,9 +242,12 @@ def main(argv=(), threads=1):
     ap.add_argument("--gen-repeats", type=int, default=5, help="interleaved generation repeats")
     ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch twin even if installed")
     ap.add_argument("--no-timeline", action="store_true", help="skip the timeline-recording cost")
+    ap.add_argument("--timeline-task", choices=("qa", "dialogue", "reversal"), default="qa",
+                    help="the task whose timeline is timed: qa at the reference shape (default), the others "
+                         "at their preset")
     args = ap.parse_args(list(argv))
     r = measure(repeats=args.repeats, gen_repeats=args.gen_repeats, threads=threads, use_torch=not args.no_torch)
     if not args.no_timeline:
-        r.update(measure_timeline())
+        r.update(measure_timeline(args.timeline_task, TIMELINE_OVERRIDES if args.timeline_task == "qa" else ()))
     print(json.dumps(r) if args.json else format_table(r))
     return r

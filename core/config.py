@@ -9,9 +9,6 @@ import dataclasses
 import difflib
 import math
 import os
-import select
-import stat
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, get_type_hints
@@ -19,56 +16,10 @@ from typing import Any, Mapping, Sequence, get_type_hints
 import yaml
 
 from core.text import safe_text
+from core.yamlsafe import YamlRefused, load_yaml_text, read_limited
 
 TASKS = ("reversal", "qa", "dialogue", "chat")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-
-
-class YamlRefused(ValueError):
-    """YAML that attnlab never reads: aliases (the 'billion laughs' bomb), deep nesting, huge text."""
-
-
-MAX_YAML_BYTES = 1 << 20
-_MAX_YAML_DEPTH = 32
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load that refuses aliases and deep nesting while composing, before anything is expanded."""
-
-    depth = 0
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise YamlRefused("uses a YAML alias (*name); attnlab files never need them, so write the value out")
-        self.depth += 1
-        if self.depth > _MAX_YAML_DEPTH:
-            raise YamlRefused(f"nests more than {_MAX_YAML_DEPTH} levels deep; a config has sections of keys")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def load_yaml_text(text: str):
-    """yaml.safe_load with limits (size, aliases, depth); a bad file raises YamlRefused with one line."""
-    if len(text) > MAX_YAML_BYTES:
-        raise YamlRefused(f"is {len(text)} characters long; a config is at most {MAX_YAML_BYTES}")
-    text = text.removeprefix("\ufeff")
-    try:
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        ctx, ctx_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if ctx and ctx_mark is not None:
-            problem += f", {ctx} started at line {ctx_mark.line + 1}"
-        err = YamlRefused(f"is not valid YAML{' at' + at if at else ''} ({problem})")
-        err.syntax = (at, problem)
-        raise err from None
-    except (ValueError, RecursionError, OverflowError) as e:  # a bad date or number tag
-        raise YamlRefused(f"holds an unreadable YAML value ({type(e).__name__}: {str(e)[:80]}); "
-                          f"write plain numbers, true/false and text") from None
 
 
 class ConfigError(ValueError):
@@ -410,44 +361,12 @@ def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
     return config_from_dict(d, where=where)
 
 
-def _read_limited(path: Path, timeout: float = 10.0) -> bytes:
-    """The bytes of a regular file or a pipe (`--config <(...)`), at most MAX_YAML_BYTES; never hangs."""
-    st = os.stat(path)
-    if stat.S_ISDIR(st.st_mode):
-        raise ValueError("is not a file (a directory); pass a .yaml file")
-    if stat.S_ISREG(st.st_mode):
-        if st.st_size > MAX_YAML_BYTES:
-            raise ValueError(f"is {st.st_size} bytes; a config is at most {MAX_YAML_BYTES}")
-        return path.read_bytes()
-    if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode)):
-        raise ValueError("is not a file or a pipe; pass a .yaml file")
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    chunks, size, deadline = [], 0, time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ValueError(f"is a pipe that sent nothing for {timeout:.0f} s; pass a file instead")
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_YAML_BYTES:
-                raise ValueError(f"sends more than {MAX_YAML_BYTES} bytes; a config is smaller")
-    finally:
-        os.close(fd)
-
-
 def _read_yaml(path: Path, what: str) -> Any:
     """Read and parse one YAML file with safe_load, turning every failure into a ConfigError."""
     if not path.exists():
         raise ConfigError(f"{path}: {what} not found; check the path")
     try:
-        data = _read_limited(path)
+        data = read_limited(path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read {what} ({e.strerror or e}); check permissions") from None
     except ValueError as e:

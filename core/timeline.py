@@ -33,7 +33,7 @@ MAX_BYTES = 10_000_000
 THIN_TO = 0.75  # a thinning pass leaves this fraction of the bound, so passes are rare
 MAX_MARKS = 1000
 PROBE_CHARS = 96  # a causal probe keeps its last characters: maps grow as T^2
-ANSWER_CHARS = 48  # greedy characters generated for the probe answer
+ANSWER_CHARS = 40  # greedy characters for the probe answer (the longest qa val answer has 39)
 _ROW_BYTES = 256  # the scalars and answer of a snapshot, roughly
 
 
@@ -53,7 +53,7 @@ def schedule_position(step: int) -> float:
     return DENSE_STEPS + math.log(step / DENSE_STEPS) / math.log(LOG_RATIO)
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: `snap in list` must not compare arrays
 class Snapshot:
     step: int
     elapsed_s: float
@@ -126,10 +126,16 @@ class Timeline:
 
     def add(self, snap: Snapshot) -> tuple[int, list[int]]:
         """Append a snapshot (steps increase); returns its index and the steps thinned out to stay bounded."""
+        snap.maps = np.asarray(snap.maps, np.float16)
+        snap.scores = {k: np.asarray(v, np.float32) for k, v in snap.scores.items()}
+        T = len(self.labels)
         with self._lock:
             if self.snapshots and snap.step <= self.snapshots[-1].step:
                 raise ValueError(f"snapshot at step {snap.step} after one at step {self.snapshots[-1].step}; "
                                  "a timeline only grows forward")
+            want = self.snapshots[0].maps.shape if self.snapshots else (*snap.maps.shape[:2], T, T)
+            if snap.maps.ndim != 4 or snap.maps.shape != want:
+                raise ValueError(f"snapshot maps {snap.maps.shape}, expected {want} (layers, heads, probe, probe)")
             self.snapshots.append(snap)
             self.nbytes += snap.nbytes
             dropped = self._thin()
@@ -175,22 +181,26 @@ class Timeline:
     def capture(self, model, task) -> tuple[np.ndarray, dict, str | None]:
         """(maps float16 (L, nh, T, T), head scores, answer) of the model on this timeline's probe."""
         ids, _ = _probe_ids(task, self.probe)
-        logits, _ = model.forward(ids)  # (1, T, V)
-        maps = model.attention_maps()[:, 0].astype(np.float16)  # (L, nh, T, T)
-        if task.causal:
-            answer = "".join(stream_text(model, task.tokenizer, self.probe, stop=("\n",),
-                                         max_new_tokens=ANSWER_CHARS, temperature=0.0, unknown="unk")).strip()
-        else:
-            answer = task.tokenizer.decode(logits[0].argmax(-1))
-        if self._probes is None:
-            self._probes = make_probes(task)
-        scores = {k: np.asarray(v, np.float32) for k, v in head_scores(model, self._probes).items()}
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # diverging weights: see record
+            logits, _ = model.forward(ids)  # (1, T, V)
+            maps = model.attention_maps()[:, 0].astype(np.float16)  # (L, nh, T, T)
+            if task.causal:
+                answer = "".join(stream_text(model, task.tokenizer, self.probe, stop=("\n",),
+                                             max_new_tokens=ANSWER_CHARS, temperature=0.0, unknown="unk")).strip()
+            else:
+                answer = task.tokenizer.decode(logits[0].argmax(-1))
+            if self._probes is None:
+                self._probes = make_probes(task)
+            scores = {k: np.asarray(v, np.float32) for k, v in head_scores(model, self._probes).items()}
         return maps, scores, answer
 
     def record(self, model, task, *, step, elapsed_s, loss=None, val_loss=None, metric=None,
-               metric_value=None) -> tuple[int, Snapshot, list[int]]:
-        """Capture the model now and add the snapshot; returns (index, snapshot, steps thinned out)."""
+               metric_value=None) -> tuple[int, Snapshot, list[int]] | None:
+        """Capture the model now and add the snapshot; returns (index, snapshot, steps thinned out), or
+        None when the weights give non-finite attention (a run diverging: its next step reports it)."""
         maps, scores, answer = self.capture(model, task)
+        if not (np.isfinite(maps).all() and all(np.isfinite(v).all() for v in scores.values())):
+            return None
         snap = Snapshot(int(step), float(elapsed_s), _num(loss), _num(val_loss), metric, _num(metric_value),
                         maps, scores, answer)
         index, dropped = self.add(snap)
@@ -236,14 +246,19 @@ class Timeline:
         have = [(d / f).is_file() for f in (NPZ, JSON)]
         if not any(have):
             return None
-        if not all(have):
-            raise checkpoint._err(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
-        with checkpoint._Tag(d) as t:  # one directory descriptor: no links followed, sizes bounded
-            meta = _load_json(d / JSON, t.read_text(JSON, checkpoint._MAX_META))
-            arrays = checkpoint._load_npz(t, NPZ)
-        tl = cls(meta["probe"], meta["labels"], **bounds)
-        tl.marks = meta["marks"]
-        tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
+        try:
+            if not all(have):
+                raise _bad(d / (JSON if have[0] else NPZ), "file is missing (the timeline is half there)")
+            with checkpoint._Tag(d) as t:  # one directory descriptor: no links followed, sizes bounded
+                meta = _load_json(d / JSON, t.read_text(JSON, checkpoint._MAX_META))
+                arrays = checkpoint._load_npz(t, NPZ)
+            tl = cls(meta["probe"], meta["labels"], **bounds)
+            tl.marks = meta["marks"][-MAX_MARKS:]
+            tl.snapshots = _snapshots(d / NPZ, arrays, meta["snapshots"], len(tl.labels))
+        except SaveError as e:
+            if FIX in str(e):
+                raise
+            raise SaveError(f"{e}; or {FIX}") from None
         tl.nbytes = sum(s.nbytes for s in tl.snapshots)
         return tl
 
@@ -274,14 +289,21 @@ def _num(v):
 
 
 # -- validation of files read back (they may be damaged or hostile)
+FIX = f"delete {NPZ} and {JSON} there to keep the save without its history"
+
+
+def _bad(path, problem):
+    return checkpoint._err(path, problem, f"the timeline is damaged; {FIX}")
+
+
 def _load_json(path, text):
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as e:
-        raise checkpoint._err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+        raise _bad(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
     except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
-        raise checkpoint._err(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
-    bad = lambda what: checkpoint._err(path, what)  # noqa: E731
+        raise _bad(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
+    bad = lambda what: _bad(path, what)  # noqa: E731
     if not isinstance(meta, dict):
         raise bad(f"must hold a JSON object, got {type(meta).__name__}")
     v = meta.get("format_version")
@@ -341,7 +363,7 @@ def _row_problem(r, prev):
 
 def _snapshots(path, arrays, rows, T):
     """Snapshots from the npz arrays and the JSON rows, after checking names, dtypes and shapes."""
-    bad = lambda what: checkpoint._err(path, what)  # noqa: E731
+    bad = lambda what: _bad(path, what)  # noqa: E731
     extra = sorted(k for k in arrays if k != "maps" and not k.startswith("scores/"))
     if "maps" not in arrays or extra:
         raise bad(f"arrays must be 'maps' and 'scores/<name>', found {sorted(arrays)}")

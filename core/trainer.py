@@ -189,19 +189,25 @@ class Trainer:
                 "maps": self.model.attention_maps()[:, 0].copy()}
 
     def record(self, step_ev=None, eval_ev=None):
-        """Add a timeline snapshot of the model now; returns the "snapshot" event."""
+        """Add a timeline snapshot of the model now; returns the "snapshot" event (None when the
+        weights give non-finite attention: nothing is recorded)."""
         ev = eval_ev or {}
-        index, snap, dropped = self.timeline.record(
+        added = self.timeline.record(
             self.model, self.task, step=self.step_count, elapsed_s=self.elapsed_s,
             loss=step_ev["loss"] if step_ev else None, val_loss=ev.get("val_loss"),
             metric=self.task.metric if eval_ev else None, metric_value=ev.get(self.task.metric))
+        if added is None:
+            return None
+        index, snap, dropped = added
         return {"event": "snapshot", "index": index, "step": snap.step, "snapshot": snap, "dropped": dropped}
 
     def _record_if_new(self, emit):
         """A snapshot of the current step unless the timeline already ends with one (start/end of run)."""
         tl = self.timeline
         if tl is not None and (not tl.snapshots or tl.snapshots[-1].step != self.step_count):
-            emit(self.record())
+            ev = self.record()
+            if ev is not None:
+                emit(ev)
 
     def _limit_event(self):
         """The "speed_limit" event (and timeline mark) if set_speed_limit() was called since the last one."""
@@ -254,7 +260,9 @@ class Trainer:
             if self.step_count % t.eval_interval == 0 or self.step_count == max_steps:
                 ev = self.evaluate()
             if self.timeline is not None and (ev is not None or self.timeline.due(self.step_count)):
-                emit(self.record(step_ev, ev))  # before the eval event, so a best save holds it
+                snap_ev = self.record(step_ev, ev)  # before the eval event, so a best save holds it
+                if snap_ev is not None:
+                    emit(snap_ev)
             if ev is not None:
                 emit(ev)
                 if until is not None and until(ev):
@@ -298,13 +306,14 @@ class Trainer:
     @classmethod
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
         """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
-        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
+        ck, timeline = _load_with_timeline(name, tag, saves_dir)
         cfg = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
         tr = cls(cfg, task=task)
         try:
             tr._restore(ck)
+            tr._restore_timeline(timeline, ck.path)
         except checkpoint.SaveError:
             raise
         except KeyError as e:  # a damaged save: report it, never a traceback
@@ -342,11 +351,9 @@ class Trainer:
             tr.rng.bit_generator.state = meta["rng_state"]
         for k in tr.history:
             tr.history[k].extend(tuple(p) for p in meta.get("history", {}).get(k, []))
-        tr._restore_timeline(ck.path)
 
-    def _restore_timeline(self, tag_dir):
+    def _restore_timeline(self, tl, tag_dir):
         """The save's timeline, to append to (a save made before timelines keeps a fresh, empty one)."""
-        tl = Timeline.load(tag_dir)
         if tl is None:
             return
         cfg = self.cfg.model
@@ -359,6 +366,18 @@ class Trainer:
             raise checkpoint.SaveError(f"{tag_dir}/timeline.json: a snapshot at step {tl.snapshots[-1].step} "
                                        f"but the save is at step {self.step_count}; the save is damaged")
         self.timeline = tl
+
+
+def _load_with_timeline(name, tag, saves_dir):
+    """(checkpoint, its timeline or None). They are two reads: a timeline past the checkpoint's step
+    means a save was swapped in between, so both are read again (a few times, then it is an error)."""
+    for _ in range(5):
+        ck = checkpoint.load_checkpoint(name, tag, saves_dir, shapes_for=shapes_for)
+        tl = Timeline.load(ck.path)
+        step = ck.meta.get("step")
+        if tl is None or not tl.snapshots or not isinstance(step, int) or tl.snapshots[-1].step <= step:
+            break
+    return ck, tl
 
 
 def load_model(name, tag="last", saves_dir=None):

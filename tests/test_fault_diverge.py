@@ -54,15 +54,19 @@ def test_cli_absurd_lr_stops_with_step_and_cause(tmp_path):
 
 
 def test_diverging_rerun_never_overwrites_a_good_best(tmp_path, monkeypatch, capsys):
-    """A good run saves 'best'; a rerun under the same name with lr=1e30 evaluating every step
-    (so its first evaluation would be its 'best') must leave that save byte-for-byte alone."""
+    """A good run saves 'best'; resuming it with lr=1e30 evaluating every step (so its first
+    evaluation would be its 'best') must leave that save byte-for-byte alone."""
     saves = tmp_path / "saves"
     tiny = sum((["--set", o] for o in TINY_REVERSAL), [])
     rc, _, err = cli_inproc(["train", "reversal", "--save", "run", "--steps", "4", *tiny], saves,
                             monkeypatch, capsys)
     assert rc == 0, err
     good = files(saves, "run", "best")
+    # a fresh run under the same name is refused outright (issue 10); a resumed one may diverge
     rc, _, err = cli_inproc(["train", "reversal", "--save", "run", *tiny, *ABSURD,
+                             "--set", "train.eval_interval=1"], saves, monkeypatch, capsys)
+    assert rc == 2 and "saves/run exists" in err, err
+    rc, _, err = cli_inproc(["train", "reversal", "--resume", "run", "--steps", "40", *ABSURD,
                              "--set", "train.eval_interval=1"], saves, monkeypatch, capsys)
     assert rc == 1 and "diverged" in err.rstrip().splitlines()[-1], err
     assert files(saves, "run", "best") == good

@@ -8,7 +8,6 @@ import time
 import tracemalloc
 import zipfile
 
-import numpy as np
 import pytest
 
 from core.checkpoint import SaveError, load_checkpoint

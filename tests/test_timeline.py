@@ -5,6 +5,7 @@ import math
 import pathlib
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -309,10 +310,14 @@ HOSTILE = {
 def test_damaged_or_hostile_timeline_is_refused_with_a_message(saved, tmp_path, case, capsys):
     which, damage, match = HOSTILE[case]
     damage(saved / ("timeline.npz" if which == "npz" else "timeline.json"))
-    with pytest.raises(SaveError, match=match):
+    with pytest.raises(SaveError, match=match) as info:
         load_timeline("run", "last", saves_dir=tmp_path)
+    assert "without its history" in str(info.value)  # the fix: the save is usable without its timeline
     with pytest.raises(SaveError):
         Trainer.from_save("run", "last", saves_dir=tmp_path)
+    for f in ("timeline.npz", "timeline.json"):
+        (saved / f).unlink(missing_ok=True)
+    assert Trainer.from_save("run", "last", saves_dir=tmp_path).step_count == 6
 
 
 def test_timeline_of_another_model_shape_or_past_the_save_is_refused(saved, tmp_path):
@@ -437,3 +442,48 @@ def test_cli_timeline_errors_are_one_line(capsys, saves):
     capsys.readouterr()
     assert main(["timeline", "r"]) == 2
     assert "timeline.json" in capsys.readouterr().err
+
+
+def test_add_stores_float16_maps_and_refuses_a_foreign_shape():
+    tl = Timeline("AB", ["A", "B"])
+    tl.add(Snapshot(0, 0.0, None, None, None, None, np.full((1, 2, 2, 2), 0.5), {"x": np.zeros((1, 2))}))
+    assert tl.snapshots[0].maps.dtype == np.float16 and tl.snapshots[0].scores["x"].dtype == np.float32
+    for shape in ((1, 3, 2, 2), (1, 2, 3, 3), (2, 2)):
+        with pytest.raises(ValueError, match="expected"):
+            tl.add(Snapshot(1, 0.0, None, None, None, None, np.zeros(shape), {}))
+    assert tl.steps == [0]
+
+
+def test_snapshots_compare_by_identity():
+    a = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
+    b = Snapshot(0, 0.0, None, None, None, None, np.zeros((1, 1, 2, 2), np.float16))
+    assert a in [a] and b not in [a]  # no "truth value of an array is ambiguous"
+
+
+def test_diverging_weights_are_not_recorded_and_warn_nothing():
+    tr = Trainer(load_config("reversal", overrides=REV + ["train.lr=1e30", "train.warmup_steps=0"]))
+    tr.model.params["h.0.attn.c_attn.w"][...] = 1e30  # attention logits overflow: the maps are NaN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would reach the user's terminal
+        assert tr.record() is None
+    assert tr.timeline.snapshots == []
+
+
+def test_from_save_rereads_when_a_save_is_swapped_in_between(saved, tmp_path, monkeypatch):
+    """The checkpoint and its timeline are two reads; a newer save landing between them is seen as a
+    timeline past the checkpoint's step, and both are read again."""
+    import core.trainer as trainer_mod
+    newer = Trainer(load_config("reversal", overrides=REV + ["train.max_steps=9"]))
+    newer.run(lambda e: None)
+    real = trainer_mod.checkpoint.load_checkpoint
+    calls = []
+
+    def load_then_swap(*a, **k):
+        ck = real(*a, **k)
+        calls.append(ck.meta["step"])
+        if len(calls) == 1:
+            newer.save("run", "last", saves_dir=tmp_path)  # lands after the checkpoint was read
+        return ck
+    monkeypatch.setattr(trainer_mod.checkpoint, "load_checkpoint", load_then_swap)
+    tr = Trainer.from_save("run", "last", saves_dir=tmp_path)
+    assert calls == [6, 9] and tr.step_count == 9 and tr.timeline.steps[-1] == 9

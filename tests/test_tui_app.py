@@ -224,10 +224,10 @@ async def test_chat_while_training_uses_snapshots(saves):
 
 
 async def test_escape_stops_a_streaming_reply(tiny_qa, monkeypatch):
-    def endless(model, tokenizer, prompt, cancel=None, **kwargs):
+    def endless(model, tokenizer, prompt, cancel=None, topk=0, **kwargs):
         while not cancel():
             time.sleep(0.005)
-            yield "a"
+            yield ("a", [("a", 1.0)] * topk) if topk else "a"
     monkeypatch.setattr("tui.worker.stream_text", endless)
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:

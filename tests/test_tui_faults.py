@@ -33,7 +33,7 @@ async def test_sampling_worker_exception_is_a_notification_and_chat_works_again(
 
     def broken(model, tokenizer, prompt, **kwargs):
         if where == "mid-reply":
-            yield "ab"
+            yield ("a", [("a", 1.0)] * kwargs.get("topk", 0)) if kwargs.get("topk") else "a"
         raise RuntimeError("injected sampling fault")
     monkeypatch.setattr("tui.worker.stream_text", broken)
     app = AttnLab()

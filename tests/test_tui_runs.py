@@ -61,3 +61,40 @@ async def test_sigterm_and_sighup_save_last_and_exit(saves, sig):
     [run] = list_runs()
     assert run.name == "term" and "last" in run.tags and run.step >= 3
     assert not (saves / "term" / ".lock").exists()
+
+
+async def test_no_file_is_read_on_the_ui_thread(saves, monkeypatch):
+    """Starting (corpus), resuming (save) and loading to chat (save) all read in thread workers."""
+    import threading
+
+    import tui.app
+    from core import checkpoint
+    assert main(["train", "qa", "--save", "q", "--steps", "1", "--set", "model.n_layer=1",
+                 "--set", "model.n_embd=16", "--set", "model.n_head=2", "--set", "data.n_eval=2",
+                 "--set", "train.batch_size=4"]) == 0
+    readers = []
+    load, build = checkpoint.load_checkpoint, tui.app.GuardedTrainer.__init__
+
+    def spy_load(*args, **kwargs):
+        readers.append(("load", threading.current_thread() is threading.main_thread()))
+        return load(*args, **kwargs)
+
+    def spy_build(self, *args, **kwargs):
+        readers.append(("build", threading.current_thread() is threading.main_thread()))
+        return build(self, *args, **kwargs)
+    monkeypatch.setattr(checkpoint, "load_checkpoint", spy_load)
+    monkeypatch.setattr(tui.app.GuardedTrainer, "__init__", spy_build)
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("s")  # a new run: the reversal preset
+        await wait_for(pilot, lambda: app.training, what="training")
+        await pilot.press("S")
+        await wait_for(pilot, lambda: not app.training, what="stop")
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.query_one("#saves-pane").runs, what="saves list")
+        pane = app.query_one("#saves-pane")
+        pane.query_one("DataTable").move_cursor(row=[r.name for r in pane.runs].index("q"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.loaded is not None, what="loaded for chat")
+    kinds = {k for k, _ in readers}
+    assert kinds == {"load", "build"} and not any(on_ui for _, on_ui in readers), readers

@@ -95,3 +95,29 @@ def test_help_screen(snap_compare):
         await pilot.press("question_mark")
         await still(pilot)
     assert snap_compare(AttnLab(), terminal_size=SIZE, run_before=run_before)
+
+
+def replay_at(step_index: int):
+    """The Attention tab replaying a hand-made reversal recording, scrubbed to one recorded step."""
+    async def run_before(pilot):
+        from timeline_fakes import reversal_timeline
+        from tui.screens.attention import AttentionPane
+        from tui.widgets import TimelineBar
+
+        await pilot.pause()
+        pilot.app.action_tab("attention")
+        tl = reversal_timeline()
+        pilot.app.query_one(AttentionPane).reset_timeline(tl.snapshots, tl.labels, tl.probe, tl.marks,
+                                                          "recording")
+        pilot.app.query_one(AttentionMap).focus()
+        pilot.app.query_one(TimelineBar).seek(step_index)
+        await still(pilot)
+    return run_before
+
+
+def test_attention_replay_with_timeline_score_chart_and_colour_bar(snap_compare):
+    assert snap_compare(AttnLab(), terminal_size=(120, 40), run_before=replay_at(7))
+
+
+def test_attention_replay_at_80x24(snap_compare):
+    assert snap_compare(AttnLab(), terminal_size=(80, 24), run_before=replay_at(3))

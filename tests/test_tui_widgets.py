@@ -129,7 +129,7 @@ async def test_heatmap_colours_labels_and_caption():
     w = np.array([[1.0, 0.0], [0.5, 0.5]])
     hm = AttentionMap()
     app = OneWidgetApp(hm)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(100, 5)) as pilot:  # 2 lines for 2 rows: cells stay 2 x 1
         hm.set_data(w, ["P", " "])
         await pilot.pause()
         assert not hm.half_block
@@ -174,13 +174,53 @@ async def test_heatmap_click_moves_cursor():
     w = np.arange(16, dtype=float).reshape(4, 4) / 16
     hm = AttentionMap()
     app = OneWidgetApp(hm)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(100, 7)) as pilot:  # 4 lines for 4 rows: cells stay 2 x 1
         hm.set_data(w, list("abcd"))
         await pilot.pause()
         # line 2 + row 1; label column (1) + space, then two columns per cell -> col 2 starts at x=6
         await pilot.click(AttentionMap, offset=(6, 3))
         assert hm.cursor == (1, 2)
         assert hm.highlighted.weight == w[1, 2]
+
+
+async def test_heatmap_cells_grow_to_fill_an_empty_pane_and_clicks_follow():
+    w = np.arange(36, dtype=float).reshape(6, 6) / 36
+    hm = AttentionMap()
+    app = OneWidgetApp(hm)
+    async with app.run_test(size=(120, 40)) as pilot:
+        hm.set_data(w, list("PYTHON"))
+        await pilot.pause()
+        lay = hm._get_layout()
+        assert (lay.cell_w, lay.cell_h) == (12, 6)  # 37 free lines / 6 rows -> 6 lines a row, capped
+        assert 6 * lay.cell_w > 60 and 6 * lay.cell_h > 30  # the map fills most of the 120x40 area
+        shown = lines(hm)
+        assert shown[1].split() == list("PYTHON")  # column labels centred over their cells
+        # row 0 spans lines 2..7; its label and the cursor mark sit on the middle line only
+        assert shown[2 + 3].startswith("P ") and shown[2].startswith("  ")
+        assert "[]" in shown[2 + 3] and "[]" not in shown[2]
+        x = 2 + 3 * 12 + 5  # label (1) + space, then column 3
+        await pilot.click(AttentionMap, offset=(x, 2 + 2 * 6 + 1))
+        assert hm.cursor == (2, 3) and hm.highlighted.weight == w[2, 3]
+
+
+async def test_heatmap_absolute_colour_scale_by_default_per_map_as_option():
+    w = np.full((4, 4), 0.25)  # uniform: dark on the absolute scale, full bright when scaled to its max
+    hm = AttentionMap()
+    app = OneWidgetApp(hm)
+    async with app.run_test(size=(100, 7)) as pilot:
+        hm.set_data(w, list("abcd"))
+        hm.focus()
+        await pilot.pause()
+        assert hm.scale == "absolute" and hm.color_range == (0.0, 1.0)
+        assert bg_rgb(list(hm.render_line(3))[3]) == level_rgb(round(0.25 * (N_LEVELS - 1)))
+        await pilot.press("a")
+        assert hm.scale == "map" and hm.color_range == (0.0, 0.25)
+        assert bg_rgb(list(hm.render_line(3))[3]) == level_rgb(N_LEVELS - 1)
+        assert hm.highlighted.weight == 0.25  # the cursor still reports the exact weight
+        views = [m for m in app.messages if isinstance(m, AttentionMap.ViewChanged)]
+        assert views  # the colour bar beside the map follows this message
+        await pilot.press("a")
+        assert hm.scale == "absolute"
 
 
 async def test_heatmap_layer_head_mean_and_grid_switching():

@@ -12,7 +12,7 @@ from functools import partial
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import Button, Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Button, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.checkpoint import SaveError
@@ -25,10 +25,13 @@ from tui.screens.chat import ChatSource, ChatView
 from tui.screens.modals import PALETTE, TABS, HelpScreen, key_groups
 from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane
-from tui.screens.train import AttentionPane, TrainPane
-from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
+from tui.screens.attention import AttentionPane
+from tui.screens.train import TrainPane
+from tui.widgets import LossPlot, LRSpark, StatsPanel
 from tui.guard import RunGuard, install_signals, name_for_new_run, remove_signals
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
+
+SPEED_LIMITS = (None, 1, 5, 20)  # training steps a second the user can pick (None: unlimited)
 
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
 
@@ -44,6 +47,8 @@ class AttnLab(App):
         Binding("n", "single_step", "Step"),
         Binding("S", "stop", "Stop", key_display="S"),
         Binding("w", "save_now", "Save"),
+        Binding("L", "speed_limit", "Speed limit", key_display="L"),
+        Binding("i", "explain", "Explain", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         *[Binding(str(i + 1), f"tab('{t}')", t.capitalize(), show=False) for i, t in enumerate(TABS)],
@@ -58,7 +63,9 @@ class AttnLab(App):
         self.setup_dirty = True
         self.best_val: float | None = None
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
+        self.speed_limit: float | None = None  # steps a second; None = unlimited
         self.guard = RunGuard()  # the lock on the run this app writes
+        self.starting = False  # a trainer is being built in a thread (the corpus is read there)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -104,7 +111,18 @@ class AttnLab(App):
                             "params": trainer.model.num_params(), "metric_name": trainer.task.metric,
                             "best_val": self.best_val})
         self.query_one(ProgressBar).update(total=trainer.cfg.train.max_steps, progress=trainer.step_count)
-        self.query_one(AttentionPane).use_task(trainer.cfg.task)
+        pane = self.query_one(AttentionPane)
+        pane.use_task(trainer.cfg.task)
+        tl = getattr(trainer, "timeline", None)  # a resumed run brings its recording
+        if tl is not None:
+            pane.reset_timeline(list(tl.snapshots), tl.labels, tl.probe, tl.marks, "recording",
+                                trainer.task.metric)
+            for mark in tl.marks:
+                if mark.get("kind") == "speed_limit":
+                    plot.add_mark(mark["step"], None, speed_label(mark.get("value")))
+        else:
+            pane.reset_timeline(source="recording", metric=trainer.task.metric)
+        self.apply_speed_limit()
         if trainer.cfg.task != "reversal":
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
@@ -127,23 +145,47 @@ class AttnLab(App):
                 self.notify(f"fix the settings first: {setup.error_text}", severity="error")
                 self.action_tab("setup")
                 return
+            if self.starting:
+                return self.notify("starting: reading the corpus", severity="warning")
             try:
                 name, note = name_for_new_run(setup.run_name())
                 self.guard.take(name)
-                tr = GuardedTrainer(cfg)
             except LOAD_ERRORS as e:
                 return self.error(f"cannot start: {describe(e)}")
-            if note:
-                self.notify(safe_text(note), severity="warning", timeout=10)
-            self.set_trainer(tr, name)
-            self.setup_dirty = False
-        else:
-            tr.rearm()
+            self.starting = True
+            self.status("starting: reading the corpus")
+            self._build(cfg, name, note, step_once)
+            return
+        tr.rearm()
+        self.launch(step_once)
+
+    @work(thread=True, group="build")
+    def _build(self, cfg, name: str, note: str | None, step_once: bool) -> None:
+        """Build the trainer (the corpus is read and encoded here, never on the UI thread)."""
+        try:
+            tr = GuardedTrainer(cfg)
+        except LOAD_ERRORS as e:
+            self.call_from_thread(self._build_failed, f"cannot start: {describe(e)}")
+            return
+        self.call_from_thread(self._adopt_new, tr, name, note, step_once)
+
+    def _build_failed(self, text: str) -> None:
+        self.starting = False
+        self.status("")
+        self.error(text)
+
+    def _adopt_new(self, tr: GuardedTrainer, name: str, note: str | None, step_once: bool) -> None:
+        self.starting = False
+        if note:
+            self.notify(safe_text(note), severity="warning", timeout=10)
+        self.set_trainer(tr, name)
+        self.setup_dirty = False
         self.launch(step_once)
 
     def launch(self, step_once: bool = False) -> None:
-        probe = self.query_one("#probe-input", Input).value.strip()
-        self.pump = EventPump(self.trainer, self.post_message, lambda: False, self.run_name, probe)
+        pane = self.query_one(AttentionPane)
+        self.pump = EventPump(self.trainer, self.post_message, lambda: False, self.run_name, pane.probe_text)
+        self.pump.probe_live = pane.custom
         self.pump.step_once = step_once
         self.status("training" if not step_once else "single step")
         if self.query_one(TabbedContent).active in ("setup", "saves"):
@@ -178,6 +220,33 @@ class AttnLab(App):
         if self.training:
             self.trainer.stop()
             self.status("stopping…")
+
+    def action_speed_limit(self, value: float | None | str = "next") -> None:
+        """Cycle the training speed limit (unlimited, 1, 5, 20 steps/s), or set one value."""
+        if value == "next":
+            value = SPEED_LIMITS[(SPEED_LIMITS.index(self.speed_limit) + 1) % len(SPEED_LIMITS)]
+        self.speed_limit = value
+        self.apply_speed_limit()
+        self.query_one("#speed-limit", Static).update(f"speed: {speed_label(value)} (L)")
+        self.notify(f"training speed limit: {speed_label(value)}")
+
+    def apply_speed_limit(self) -> None:
+        setter = getattr(self.trainer, "set_speed_limit", None)
+        if setter is not None:
+            if self.trainer.speed_limit != self.speed_limit:  # each change is marked on the plots
+                setter(self.speed_limit)
+        elif self.trainer is not None and self.speed_limit is not None:
+            self.notify("this trainer has no speed limit", severity="warning")
+
+    def on_speed_limit_set(self, message: msg.SpeedLimitSet) -> None:
+        if not self.query(AttentionPane):  # shutting down
+            return
+        self.query_one(LossPlot).add_mark(message.step, message.elapsed_s, speed_label(message.limit))
+        self.query_one(AttentionPane).add_mark(message.step)
+
+    def action_explain(self) -> None:
+        """Show or hide the one-line explanations under every view of the model's insides."""
+        self.screen.toggle_class("-no-explain")
 
     def action_save_now(self) -> None:
         if self.trainer is None or not self.run_name:
@@ -219,7 +288,12 @@ class AttnLab(App):
             self.status(f"training — best {ev['metric']} so far saved at step {ev['step']}")
 
     def on_attention_update(self, message: msg.AttentionUpdate) -> None:
-        self.query_one(AttentionMap).set_data(message.maps, message.labels)
+        for pane in self.query(AttentionPane):  # none while shutting down
+            pane.live_probe(message.maps, message.labels)
+
+    def on_timeline_snapshots(self, message: msg.TimelineSnapshots) -> None:
+        for pane in self.query(AttentionPane):  # none while shutting down
+            pane.add_snapshots(message.snapshots, message.labels, message.probe)
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
@@ -247,13 +321,17 @@ class AttnLab(App):
         self.call_from_thread(self._show_loaded, name, tag, *loaded)
 
     def _show_loaded(self, name, tag, model, tok, cfg, meta) -> None:
+        self.query_one(AttentionPane).use_task(cfg.task)  # its probe and its explanation
         if cfg.task == "reversal":
-            self.notify("a reversal model does not chat; showing its attention instead", severity="warning")
-            labels, maps = probe_model(model, tok, self.query_one("#probe-input", Input).value or "PYTHON",
-                                       cfg.model.block_size)
-            self.query_one(AttentionMap).set_data(maps, labels)
+            self.notify("a reversal model does not chat; replaying its attention instead", severity="warning")
+            pane = self.query_one(AttentionPane)
+            labels, maps = probe_model(model, tok, pane.probe_text or "PYTHON", cfg.model.block_size)
+            self.loaded = (model, tok, cfg)
+            pane.set_map(maps, labels)
+            pane.load_saved_timeline(name, tag)
             self.action_tab("attention")
             return
+        self.query_one(AttentionPane).load_saved_timeline(name, tag)
         self.loaded = (model, tok, cfg)
         self.query_one(ChatView).set_source(ChatSource(model.snapshot, tok, cfg.model.block_size, name,
                                                        f"{name} ({tag}, step {meta.get('step')})"))
@@ -325,6 +403,11 @@ class AttnLab(App):
 
     async def action_quit(self) -> None:
         """Stop training (waiting at most a second), save 'last', and exit."""
+        if await self.stop_and_save():
+            self.exit()
+
+    async def stop_and_save(self) -> bool:
+        """Stop training (waiting at most a second) and save 'last'; False when that save failed."""
         if self.training:
             self.trainer.stop()
             for _ in range(50):
@@ -336,8 +419,12 @@ class AttnLab(App):
                 await asyncio.to_thread(self.trainer.save, self.run_name, "last")
             except (SaveError, OSError) as e:
                 self.notify(f"could not save on quit: {describe(e)}", severity="error")
-                return
-        self.exit()
+                return False
+        return True
+
+
+def speed_label(limit) -> str:
+    return "unlimited" if limit is None else f"{limit:g} step{'' if limit == 1 else 's'}/s"
 
 
 def run_app() -> int:

@@ -73,7 +73,48 @@ class ChatChunk(Message):
 class ChatDone(Message):
     """The reply ended; `note` says why when it was not the model's own end of line."""
 
-    def __init__(self, reply: str, note: str | None = None) -> None:
+    def __init__(self, reply: str, note: str | None = None, candidates: list | None = None) -> None:
         super().__init__()
         self.reply = reply
         self.note = note
+        self.candidates = candidates  # per reply character: [(char, prob), ...] top 5, when known
+
+
+class TimelineSnapshots(Message):
+    """Newly recorded timeline snapshots (core.timeline.Snapshot), batched a few times a second."""
+
+    def __init__(self, snapshots: list, labels: list[str], probe: str) -> None:
+        super().__init__()
+        self.snapshots = snapshots
+        self.labels = labels
+        self.probe = probe
+
+
+class SpeedLimitSet(Message):
+    """The trainer applied a speed limit (steps a second, None = unlimited) at `step`."""
+
+    def __init__(self, step: int, limit: float | None, elapsed_s: float) -> None:
+        super().__init__()
+        self.step = step
+        self.limit = limit
+        self.elapsed_s = elapsed_s
+
+
+class TimelineLoaded(Message):
+    """A save's recorded timeline, loaded in a worker (`error` says why not, when it failed)."""
+
+    def __init__(self, timeline, source: str, error: str | None = None) -> None:
+        super().__init__()
+        self.timeline = timeline
+        self.source = source
+        self.error = error
+
+
+class AblationDone(Message):
+    """The task metric with and without the switched-off heads (from interp.evaluate_ablation)."""
+
+    def __init__(self, heads: list[tuple[int, int]], mode: str, metric: str, base, ablated,
+                 error: str | None = None) -> None:
+        super().__init__()
+        self.heads, self.mode, self.metric = heads, mode, metric
+        self.base, self.ablated, self.error = base, ablated, error

@@ -12,12 +12,14 @@ import time
 from core.checkpoint import SaveError
 from core.sample import stream_text
 from core.trainer import Trainer, TrainingDiverged
-from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, TrainDone, TrainEval, TrainPaused,
-                          TrainSteps, WorkerFailed)
+from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, SpeedLimitSet, TimelineSnapshots, TrainDone,
+                          TrainEval, TrainPaused, TrainSteps, WorkerFailed)
 
 STEP_INTERVAL = 0.5  # seconds between batches of step events (stats and progress redraw this often)
 ATTENTION_INTERVAL = 0.4  # seconds between attention probes during training
+SNAPSHOT_INTERVAL = 0.4  # seconds between batches of recorded timeline snapshots
 CHUNK_INTERVAL = 0.05  # seconds between chat chunks
+TOPK = 5  # candidates kept per reply character for the next-character view
 
 
 class GuardedTrainer(Trainer):
@@ -61,9 +63,13 @@ class EventPump:
         self.run_name = run_name
         self.probe_text = probe_text  # read each probe; the UI may replace it (a str is set atomically)
         self.step_once = False  # pause after the next step (single-step mode)
+        # probe the typed text live; the UI clears this while the recorded timeline is on screen
+        self.probe_live = True
         self._steps: list[dict] = []
+        self._snaps: list = []
         self._last_post = 0.0
         self._last_probe = 0.0
+        self._last_snaps = 0.0
 
     def __call__(self, ev):
         if self.cancelled():
@@ -90,15 +96,32 @@ class EventPump:
         elif kind == "paused":
             self.flush()
             self.post(TrainPaused(ev["step"]))
+        elif kind == "snapshot":
+            self._snaps.append(ev["snapshot"])
+            if time.monotonic() - self._last_snaps >= SNAPSHOT_INTERVAL:
+                self.flush_snapshots()
+        elif kind == "speed_limit":
+            self.flush()
+            self.post(SpeedLimitSet(ev["step"], ev.get("limit"), self.trainer.elapsed_s))
 
     def flush(self):
         if self._steps:
             self.post(TrainSteps(self._steps))
             self._steps = []
         self._last_post = time.monotonic()
+        self.flush_snapshots()
+
+    def flush_snapshots(self):
+        if self._snaps:
+            tl = self.trainer.timeline
+            self.post(TimelineSnapshots(self._snaps, list(tl.labels), tl.probe))
+            self._snaps = []
+        self._last_snaps = time.monotonic()
 
     def probe(self):
         self._last_probe = time.monotonic()
+        if not self.probe_live and getattr(self.trainer, "timeline", None) is not None:
+            return  # the recorded snapshots feed the map
         ev = self.trainer.attention_probe(self.probe_text or None)
         self.post(AttentionUpdate(ev["labels"], ev["maps"], ev["step"]))
 
@@ -132,10 +155,11 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled):
     """Stream one reply; chunks are batched every ~50 ms. get_model() returns the weights to sample."""
     try:
         model = get_model()
-        reply, buf, last = [], [], time.monotonic()
-        for ch in stream_text(model, tokenizer, prompt, stop=("\n",), cancel=cancelled, unknown="drop",
-                              **settings):
+        reply, buf, last, cands = [], [], time.monotonic(), []
+        for ch, top in stream_text(model, tokenizer, prompt, stop=("\n",), cancel=cancelled, unknown="drop",
+                                   topk=TOPK, **settings):
             reply.append(ch)
+            cands.append(top)
             buf.append(ch)
             if time.monotonic() - last >= CHUNK_INTERVAL:
                 post(ChatChunk("".join(buf)))
@@ -143,7 +167,7 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled):
         if buf:
             post(ChatChunk("".join(buf)))
         note = "stopped" if cancelled() else ("max length" if len(reply) >= settings["max_new_tokens"] else None)
-        post(ChatDone("".join(reply), note))
+        post(ChatDone("".join(reply), note, cands))
     except Exception as e:
         post(WorkerFailed("chat", describe(e)))
 

@@ -31,15 +31,22 @@ def read_text(path):
 
 def parse_conversations(text, source="corpus"):
     """[[(question, answer), ...], ...] from Q:/A: text; raises CorpusError on anything else."""
-    convs, turns, pending = [], [], None
-    for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+    lines = enumerate(text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n"), start=1)
+    return list(_parse(lines, source))
+
+
+def _parse(lines, source):
+    """Conversations one at a time from (line number, line) pairs; CorpusError names the line."""
+    turns, pending, found = [], None, False
+    for n, line in lines:
         if len(line) > MAX_LINE:
             raise CorpusError(f"{source}:{n}: line of {len(line)} characters; Q:/A: lines should be short")
         if not line.strip():
             if pending is not None:
                 raise CorpusError(f"{source}:{n}: question without an answer; add an 'A: ...' line after it")
             if turns:
-                convs.append(turns)
+                found = True
+                yield turns
                 turns = []
             continue
         if line.startswith("Q:"):
@@ -57,15 +64,65 @@ def parse_conversations(text, source="corpus"):
     if pending is not None:
         raise CorpusError(f"{source}: ends with a question without an answer; add an 'A: ...' line")
     if turns:
-        convs.append(turns)
-    if not convs:
+        found = True
+        yield turns
+    if not found:
         raise CorpusError(f"{source}: no Q:/A: pairs found; the format is a 'Q: ...' line, an 'A: ...' line, "
                           "and a blank line between conversations")
-    return convs
+
+
+def _file_lines(path):
+    """(line number, line) of a corpus file, read a line at a time (a large corpus is never held whole)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"corpus {path}: no such file; pass an existing TinyTalks-format file (Q:/A: lines)")
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise CorpusError(f"corpus {path}: cannot be read ({e.strerror})") from None
+    limit = 4 * MAX_LINE + 2  # bytes: the longest line allowed, in the widest UTF-8
+    with f:
+        _check_utf8(f, path)  # a binary or foreign-encoded file is named as such, before any parse error
+        f.seek(0)
+        offset = 0
+        for n, raw in enumerate(iter(lambda: f.readline(limit), b""), start=1):
+            if len(raw) == limit and not raw.endswith(b"\n"):
+                raise CorpusError(f"{path}:{n}: line of more than {MAX_LINE} characters; Q:/A: lines should be short")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise CorpusError(f"corpus {path}: not UTF-8 text (bad byte at offset {offset + e.start}); "
+                                  "save it as UTF-8") from None
+            offset += len(raw)
+            if n == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write is not text
+            yield n, line.removesuffix("\n").removesuffix("\r")
+
+
+def _check_utf8(f, path, chunk=1 << 20):
+    """Read the whole file once in chunks through an incremental decoder; bad UTF-8 is a CorpusError."""
+    import codecs
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    try:
+        while True:
+            data = f.read(chunk)
+            decoder.decode(data, final=not data)
+            if not data:
+                return
+            offset += len(data)
+    except UnicodeDecodeError as e:
+        at = offset - len(data) + e.start if data else offset
+        raise CorpusError(f"corpus {path}: not UTF-8 text (bad byte at offset {max(at, 0)}); "
+                          "save it as UTF-8") from None
+
+
+def iter_conversations(path):
+    """The conversations of a corpus file, one at a time, read as a stream."""
+    return _parse(_file_lines(path), str(path))
 
 
 def load_conversations(path):
-    return parse_conversations(read_text(path), str(path))
+    return list(iter_conversations(path))
 
 
 def format_turn(question, answer=None):

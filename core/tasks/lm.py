@@ -5,43 +5,98 @@ A parallel boolean stream marks answer characters, so loss can be reported on an
 """
 
 import os
+from array import array
 from pathlib import Path
 
 import numpy as np
 
 from core.sample import stream_text
-from core.tasks.corpus import CorpusError, format_turn, load_conversations
+from core.tasks.corpus import CorpusError, format_turn, iter_conversations, load_conversations
 from core.tokenizer import CharTokenizer
 
 CORPORA = Path(__file__).resolve().parent.parent.parent / "corpora"
 
 
-def encode_conversations(convs, tokenizer):
-    """(ids, answer_mask, turn_starts) of the training text.
+def id_dtype(vocab_size):
+    """The smallest unsigned dtype that holds every id: a large corpus costs one byte per character."""
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.uint32
+
+
+class StreamWriter:
+    """Encodes conversations into preallocated (ids, answer_mask, turn_starts) arrays, 256k characters at a time.
 
     answer_mask marks answer characters and their newline; turn_starts are the offsets of 'Q:' lines.
     """
-    text, mask, starts = [], [], []
-    for c, turns in enumerate(convs):
-        if c:
-            text.append("\n")
-            mask.append(False)
+
+    CHUNK = 1 << 18  # characters encoded at once (the int64 temporaries of encode stay this small)
+
+    def __init__(self, tokenizer, n_chars, n_turns):
+        self.tokenizer = tokenizer
+        self.ids = np.empty(n_chars, dtype=id_dtype(tokenizer.vocab_size))  # (N,)
+        self.mask = np.zeros(n_chars, dtype=bool)  # (N,)
+        self.starts = np.empty(n_turns, dtype=np.int64)  # (turns,)
+        self.pos = self.turn = self.done = 0
+        self.buf: list[str] = []
+
+    def add(self, turns):
+        """One conversation (a blank line before it unless it is the first)."""
+        if self.pos:
+            self._text("\n", False)
         for q, a in turns:
-            starts.append(len(mask))
-            head, body = f"Q: {q}\nA:", f" {a}\n"
-            text += [head, body]
-            mask += [False] * len(head) + [True] * len(body)
-    joined = "".join(text)
-    return tokenizer.encode(joined, unknown="unk"), np.array(mask, dtype=bool), np.array(starts, dtype=np.int64)
+            self.starts[self.turn] = self.pos
+            self.turn += 1
+            self._text(f"Q: {q}\nA:", False)
+            self._text(f" {a}\n", True)
+
+    def _text(self, text, answer):
+        if answer:
+            self.mask[self.pos:self.pos + len(text)] = True
+        self.buf.append(text)
+        self.pos += len(text)
+        if self.pos - self.done >= self.CHUNK:
+            self.flush()
+
+    def flush(self):
+        if self.buf:
+            ids = self.tokenizer.encode("".join(self.buf), unknown="unk")  # (chunk,) int64
+            self.ids[self.done:self.done + len(ids)] = ids
+            self.done += len(ids)
+            self.buf = []
+
+    def result(self):
+        self.flush()
+        assert self.done == self.pos == len(self.ids) and self.turn == len(self.starts)
+        return self.ids, self.mask, self.starts
+
+
+def conversation_size(turns):
+    """(characters, turns) a conversation adds to the stream, without its separating blank line."""
+    return sum(len(q) + len(a) + 8 for q, a in turns), len(turns)  # 'Q: ' '\nA:' ' ' '\n'
+
+
+def encode_conversations(convs, tokenizer):
+    """(ids, answer_mask, turn_starts) of the training text, ids in the smallest dtype that fits."""
+    sizes = [conversation_size(c) for c in convs]
+    n_chars = sum(c for c, _ in sizes) + max(len(convs) - 1, 0)
+    w = StreamWriter(tokenizer, n_chars, sum(t for _, t in sizes))
+    for turns in convs:
+        w.add(turns)
+    return w.result()
+
+
+def split_mask(n, fraction, seed):
+    """(n,) bool, True for the conversations held out for validation (deterministic in seed)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction))) if n > 1 else 0
+    held = np.zeros(n, dtype=bool)
+    held[order[:n_val]] = True
+    return held
 
 
 def split_conversations(convs, fraction, seed):
     """A deterministic train/val split of whole conversations."""
-    order = np.random.default_rng(seed).permutation(len(convs))
-    n_val = max(1, int(round(len(convs) * fraction))) if len(convs) > 1 else 0
-    val = [convs[i] for i in sorted(order[:n_val])]
-    train = [convs[i] for i in sorted(order[n_val:])]
-    return train, val
+    held = split_mask(len(convs), fraction, seed)
+    return [c for c, h in zip(convs, held) if not h], [c for c, h in zip(convs, held) if h]
 
 
 def normalise(text):
@@ -51,10 +106,27 @@ def normalise(text):
 
 
 class LMTask:
-    """A causal character language model over Q:/A: conversations."""
+    """A causal character language model over Q:/A: conversations.
+
+    The corpus streams: it is read twice, a conversation at a time (sizes and characters, then the
+    encoded arrays), so loading costs little more than the encoded ids and answer mask.
+    """
 
     causal = True
     default_dir = "qa"
+    keep_train_convs = True  # the dialogue task rebuilds windows from whole conversations
+    TRAIN_PAIR_SAMPLE = 5000  # training pairs kept for train_answer_exact
+
+    def _stream(self):
+        for p in self.paths:
+            yield from iter_conversations(p)
+
+    @property
+    def train_convs(self):
+        """The training conversations (read again from the corpus when they were not kept)."""
+        if self._train_convs is not None:
+            return self._train_convs
+        return [c for c, h in zip(self._stream(), self.held) if not h]
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -63,24 +135,53 @@ class LMTask:
         # data.corpus may list several files (os.pathsep between them): their conversations are joined
         paths = [Path(c) for c in d.corpus.split(os.pathsep) if c] if d.corpus else [own / "train.txt"]
         self.train_path = paths[0] if len(paths) == 1 else None  # a single file may have sidecars
-        train = [c for p in paths for c in load_conversations(p)]
+        self.paths = paths
         if d.val_corpus:
             self.val_path = Path(d.val_corpus)
-            val = load_conversations(self.val_path)
         elif not d.corpus:
             self.val_path = own / "val.txt"
-            val = load_conversations(self.val_path)
         else:
             self.val_path = None
-            train, val = split_conversations(train, d.val_fraction, cfg.train.seed)
-            if not val:
-                raise CorpusError(f"{d.corpus}: needs at least two conversations to hold one out "
-                                  "for validation, or pass a separate validation file")
-        self.train_convs, self.val_convs = train, val
-        alltext = "".join(f"Q: {q}\nA: {a}\n" for c in train + val for q, a in c)
-        self.tokenizer = CharTokenizer.from_text(alltext + "\n")
-        self.train_ids, self.train_ans, self.train_starts = encode_conversations(train, self.tokenizer)
-        self.val_ids, self.val_ans, _ = encode_conversations(val, self.tokenizer)
+        # pass 1: sizes and characters only (the training text is never held whole)
+        n_chars, n_turns, chars = array("i"), array("i"), set("Q: A\n")
+        for turns in self._stream():
+            c, t = conversation_size(turns)
+            n_chars.append(c)
+            n_turns.append(t)
+            chars.update(*(q + a for q, a in turns))
+        val_file = load_conversations(self.val_path) if self.val_path else None
+        for turns in val_file or []:
+            chars.update(*(q + a for q, a in turns))
+        self.held = split_mask(len(n_chars), d.val_fraction, cfg.train.seed) if val_file is None else \
+            np.zeros(len(n_chars), dtype=bool)
+        if val_file is None and not self.held.any():
+            raise CorpusError(f"{d.corpus}: needs at least two conversations to hold one out "
+                              "for validation, or pass a separate validation file")
+        self.tokenizer = CharTokenizer(sorted(chars))
+        # pass 2: encode the training conversations straight into their arrays
+        train = ~self.held
+        total_turns = int(np.frombuffer(n_turns, dtype=np.int32)[train].sum(dtype=np.int64))
+        total_chars = int(np.frombuffer(n_chars, dtype=np.int32)[train].sum(dtype=np.int64)) + \
+            max(int(train.sum()) - 1, 0)
+        del n_chars, n_turns, train
+        w = StreamWriter(self.tokenizer, total_chars, total_turns)
+        keep = set(np.linspace(0, total_turns - 1, min(total_turns, self.TRAIN_PAIR_SAMPLE)).astype(int).tolist())
+        kept, self._train_convs, turn = [], [] if self.keep_train_convs else None, 0
+        for turns, held in zip(self._stream(), self.held):
+            if held:
+                continue
+            w.add(turns)
+            kept += [p for i, p in enumerate(turns, turn) if i in keep]
+            turn += len(turns)
+            if self._train_convs is not None:
+                self._train_convs.append(turns)
+        self.train_ids, self.train_ans, self.train_starts = w.result()
+        # pass 3: the held-out conversations, read after the training text's temporaries are freed
+        # (kept while those were made, their small strings would pin memory the allocator cannot return)
+        self.val_convs = val_file if val_file is not None else \
+            [c for c, h in zip(self._stream(), self.held) if h]
+        self.train_pair_sample = kept  # evenly spaced over the training pairs (all, for a small corpus)
+        self.val_ids, self.val_ans, _ = encode_conversations(self.val_convs, self.tokenizer)
         T = cfg.model.block_size
         if len(self.train_ids) < T + 2:
             raise CorpusError(f"{d.corpus or self.train_path}: only {len(self.train_ids)} characters; a model with "
@@ -100,7 +201,7 @@ class LMTask:
             turn = self.train_starts[rng.integers(0, len(self.train_starts), half)]
             starts[:half] = np.minimum(turn, len(ids) - T - 1)
         pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
-        w = ids[pos]  # (B, T+1)
+        w = ids[pos].astype(np.int64)  # (B, T+1)
         return w[:, :-1], w[:, 1:], None
 
     def stream_loss(self, model, ids, ans, max_windows=None, batch=64):
@@ -124,7 +225,7 @@ class LMTask:
         for b in range(0, len(starts), batch):
             s = np.array(starts[b:b + batch])  # (B,)
             pos = s[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
-            w = ids[pos]
+            w = ids[pos].astype(np.int64)  # (B, T+1)
             logits, _ = model.forward(w[:, :-1])  # (B, T, V)
             lg = logits - logits.max(-1, keepdims=True)
             logp = lg - np.log(np.exp(lg).sum(-1, keepdims=True))  # (B, T, V)

@@ -37,12 +37,13 @@ class QATask(LMTask):
     name = "qa"
     metric = "answer_exact"
     default_dir = "qa"
+    keep_train_convs = False  # a large corpus streams: only the encoded text and a sample of pairs stay
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.val_pairs = [t for c in self.val_convs for t in c]
         self.val_levels = read_levels(self.val_path, len(self.val_pairs))
-        self.train_pairs = [t for c in self.train_convs for t in c]
+        self.train_pairs = self.train_pair_sample  # all of a small corpus; an even sample of a large one
 
     def evaluate(self, model, rng=None, full=False):
         """Losses plus answer accuracy on held-out questions (all when full, else a fixed sample)."""

@@ -1,22 +1,24 @@
 """The `attnlab` command: no arguments opens the dashboard; subcommands work headless.
 
-A small parser that dispatches to one module per group of commands (train; inspect; generate; ...).
+A small parser that dispatches to one module per group of commands (train; inspect; generate; reach).
 Every user mistake ends in one `attnlab: error: ...` line and exit status 2, never a traceback.
 """
 
+import os
 import signal
 
 
 def _quiet_exit(signum, frame):
-    """Ctrl+C while the program is still starting (imports take ~0.3 s): leave without a traceback."""
-    raise SystemExit(128 + signum)
+    """Ctrl+C while the program is still starting (imports take ~0.3 s): leave at once, without a
+    traceback (nothing is written yet; an exception raised inside a C extension's import would become
+    an ImportError with one)."""
+    os._exit(128 + signum)
 
 
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a fresh `attnlab` process
     signal.signal(signal.SIGINT, _quiet_exit)
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 
 # one BLAS thread unless the user asked otherwise (measured faster on a shared 2-core machine)
@@ -24,11 +26,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, os.environ.get("ATTNLAB_THREADS", "1"))
 
 from tui.cli.common import USER_ERRORS, UserError  # noqa: E402
-from tui.cli import generate, heads, inspect, timeline, train  # noqa: E402
+from tui.cli import generate, heads, inspect, reach, timeline, train  # noqa: E402
 from core.text import safe_text  # noqa: E402
 
 # each module adds its subcommands with register(sub); a new group of commands is one more entry here
-GROUPS = [train, inspect, heads, generate, timeline]
+GROUPS = [train, inspect, heads, generate, timeline, reach]
 
 
 def make_parser():

@@ -16,9 +16,6 @@ def register(sub):
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
     sub.add_parser("runs", help="list saves").set_defaults(func=cmd_runs)
-    b = sub.add_parser("bench", help="run benchmarks (python -m bench)")
-    b.add_argument("rest", nargs="...")
-    b.set_defaults(func=cmd_bench)
 
 
 def cmd_eval(args):
@@ -39,8 +36,3 @@ def cmd_runs(args):
         state = f"error: {r.error}" if r.error else f"{r.task or '?':9} step {r.step or 0:>6}  best {best}"
         print(safe_text(f"{r.name:24} {when}  {state}"))  # every byte from a save goes through one sanitiser
     return 0
-
-
-def cmd_bench(args):
-    from bench.__main__ import main as bench_main
-    return bench_main(args.rest)

@@ -135,7 +135,14 @@ class Interrupts:
         self.count += 1
         self.signum = self.signum or signum
         if self.count == 1 and not self.in_final_eval:
-            print(f"\n{STOP_MESSAGE}", file=sys.stderr, flush=True)
+            try:
+                sys.stderr.write(f"\n{STOP_MESSAGE}\n")
+                sys.stderr.flush()
+            except RuntimeError:  # the signal interrupted a write to stderr (a reentrant call): bypass it
+                try:
+                    os.write(2, f"\n{STOP_MESSAGE}\n".encode())
+                except OSError:
+                    pass
             self.trainer.stop()
         elif self.in_final_eval:
             self.in_final_eval = False
@@ -216,14 +223,14 @@ def train_locked(tr, args, name, until, replace):
             print(f"\nattnlab: error: {e}", file=sys.stderr)
             return 1
         if tr.last_eval is None or tr.last_eval["step"] != tr.step_count:
-            try:
+            try:  # a Ctrl+C can only interrupt what runs while in_final_eval is set, inside this try
                 signals.in_final_eval = signals.count < 2
                 if signals.in_final_eval:
                     emit(tr.evaluate(track=done["reason"] != "stopped"))
-            except KeyboardInterrupt:
-                print("final evaluation skipped", file=sys.stderr, flush=True)
-            finally:
                 signals.in_final_eval = False
+            except KeyboardInterrupt:
+                signals.in_final_eval = False
+                print("final evaluation skipped", file=sys.stderr, flush=True)
         done["metrics"] = jsonable(tr.last_eval)
         path = tr.save(name, "last")
     finally:

@@ -23,6 +23,8 @@ from core.config import ConfigError, load_config
 from core.tasks.lm import PromptTooLong, build_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
+from tui.widgets.explain import Explain
+from tui.widgets.nextchar import NextCharView
 from core.text import safe_text
 from tui.worker import chat_job
 
@@ -57,7 +59,10 @@ class ChatView(Horizontal):
         self.regens = 0
 
     def compose(self) -> ComposeResult:
-        yield ChatPane(id="chat-box")
+        with Vertical(id="chat-main"):
+            yield ChatPane(id="chat-box")
+            yield Explain("nextchar", id="nextchar-explain")
+            yield NextCharView(id="next-char")
         with Vertical(id="chat-side"):
             yield Static("no model yet", id="chat-source")
             defaults = load_config("qa").sample
@@ -129,6 +134,8 @@ class ChatView(Horizontal):
 
     def on_chat_done(self, message: ChatDone) -> None:
         self.pane.end_reply(message.note)
+        if message.candidates is not None:
+            self.query_one(NextCharView).set_data(list(message.reply), message.candidates)
         if self.question is not None:
             self.history.append((self.question, message.reply.strip()))
         self.question = None

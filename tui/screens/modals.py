@@ -16,13 +16,25 @@ INTRO = ("attnlab trains a tiny transformer in this terminal. Pick a task in Set
          "look at its mirror. Q&A and dialogue models can be chatted with while they train.")
 
 
+# the views of the model's insides, each with its one-line explanation (tui/widgets/explain.py)
+VIEWS = (("Attention map", "map-reversal"), ("Attention map, Q&A and dialogue", "map-causal"),
+         ("Head-score chart", "scores"), ("Head ablation", "ablation"), ("Next-character view", "nextchar"))
+
+
 def help_text(groups: list[tuple[str, list[tuple[str, str]]]]) -> Text:
+    from tui.widgets.explain import README_SECTION, TEXTS
+
     text = Text(INTRO + "\n", no_wrap=False)
     for title, rows in groups:
         text.append(f"\n{title}\n", style="bold")
         for key, desc in rows:
             text.append(f"  {key:<17} ", style="bold cyan")
             text.append(f"{desc}\n")
+    text.append("\nWhat am I looking at?", style="bold")
+    text.append(f"  (a text capture of each view: {README_SECTION}; i hides these lines in the views)\n")
+    for title, key in VIEWS:
+        text.append(f"  {title}: ", style="bold cyan")
+        text.append(f"{TEXTS[key]}\n")
     return text
 
 
@@ -44,14 +56,34 @@ PALETTE = [("Start or resume training", "s", "start"), ("Pause / resume training
            ("Loss plot: toggle log scale", "l on the plot", "forward('train', '#loss-plot', 'toggle_log')"),
            ("Loss plot: step / time on x", "x on the plot", "forward('train', '#loss-plot', 'toggle_x')"),
            ("Attention: mean over heads", "m on the map", "forward('attention', '#attn-map', 'toggle_mean')"),
-           ("Attention: layer x head grid", "g on the map", "forward('attention', '#attn-map', 'toggle_grid')")]
+           ("Attention: layer x head grid", "g on the map", "forward('attention', '#attn-map', 'toggle_grid')"),
+           ("Attention: colour scale absolute / per map", "a on the map",
+            "forward('attention', '#attn-map', 'toggle_scale')"),
+           ("Replay: play / pause the recorded timeline", "space in attention",
+            "forward('attention', '#attention-pane', 'play')"),
+           ("Replay: first recorded step", "home in attention", "forward('attention', '#attention-pane', 'first')"),
+           ("Replay: newest step, follow training (live)", "end in attention",
+            "forward('attention', '#attention-pane', 'newest')"),
+           ("Head scores: next kind of score", "k in attention",
+            "forward('attention', '#attention-pane', 'score_kind')"),
+           ("Ablation: switch the map's head off / on", "o in attention",
+            "forward('attention', '#attention-pane', 'toggle_off')"),
+           ("Ablation: zero / mean", "z in attention", "forward('attention', '#attention-pane', 'ablation_mode')"),
+           ("Ablation: measure the task without the heads", "v in attention",
+            "forward('attention', '#attention-pane', 'ablate')"),
+           ("Explanations: show / hide", "i", "explain"),
+           *[(f"Training speed limit: {label}", "L cycles", f"speed_limit({value})")
+             for label, value in (("unlimited", "None"), ("1 step/s", "1"), ("5 steps/s", "5"),
+                                  ("20 steps/s", "20"))]]
 
 
 def key_groups(app_bindings) -> list[tuple[str, list[tuple[str, str]]]]:
     """Every key, grouped by where it works, read from the bindings themselves."""
+    from tui.screens.attention import AttentionPane
     from tui.screens.chat import ChatView  # here: chat and saves import this module
     from tui.screens.saves import SavesPane
-    from tui.widgets import AttentionMap, LossPlot
+    from tui.widgets import AttentionMap, LossPlot, TimelineBar
+    from tui.widgets.nextchar import NextCharView
 
     def rows(bindings):
         out = []
@@ -67,7 +99,12 @@ def key_groups(app_bindings) -> list[tuple[str, list[tuple[str, str]]]]:
             ("Chat", rows(ChatView.BINDINGS) + [("enter", "send the message")]),
             ("Saves", rows(SavesPane.BINDINGS)),
             ("Loss plot (focused)", rows(LossPlot.BINDINGS)),
-            ("Attention map (focused)", rows(AttentionMap.BINDINGS) + [("mouse click", "move the cursor")])]
+            ("Attention map (focused)", rows(AttentionMap.BINDINGS) + [("mouse click", "move the cursor")]),
+            ("Attention tab: replay and ablation (not in the probe field)",
+             rows(AttentionPane.BINDINGS) + [("enter", "in the probe field: show that text (⏎ = newline)")]),
+            ("Timeline bar (focused)", rows(TimelineBar.BINDINGS) + [("mouse", "click or drag to a step")]),
+            ("Next-character view in chat (focused)",
+             rows(NextCharView.BINDINGS) + [("mouse", "hover or click a character")])]
 
 
 class HelpScreen(ModalScreen[None]):

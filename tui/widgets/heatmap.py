@@ -1,8 +1,10 @@
 """AttentionMap: an attention-weight heatmap drawn with Textual's Line API.
 
 Takes plain numpy data: one (T_q, T_k) matrix or a stack (L, nh, T_q, T_k). Shows one layer/head,
-the mean over heads, or an L x nh grid of small maps. A keyboard/mouse cursor reports the exact weight
-under it (caption + CellHighlighted message), since colour alone is not readable everywhere.
+the mean over heads, or an L x nh grid of small maps. Colours span the absolute range [0, 1] (weights
+are probabilities) or, as an option, each map's own maximum. Cells grow to fill the widget. A
+keyboard/mouse cursor reports the exact weight under it (caption + CellHighlighted message), since
+colour alone is not readable everywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ RAMP_ANCHORS = np.array(
 )
 CURSOR_RGB = (255, 64, 255)  # not on the ramp, so the cursor stays visible on any cell
 MAX_LABEL_CELLS = 4
+SCALES = ("absolute", "map")  # colour range [0, 1], or [0, the map's own maximum]
+MAX_CELL_H = 6  # lines per matrix row when a small map grows to fill the pane
 
 
 def ramp_rgb(t: float) -> tuple[int, int, int]:
@@ -53,10 +57,17 @@ def level_color(level: int) -> Color:
     return _LEVEL_COLORS[level]
 
 
-def quantize(mat: np.ndarray) -> np.ndarray:
-    """Map a matrix to colour levels, scaled by its own finite maximum (non-finite -> 0)."""
+def finite_max(mat: np.ndarray) -> float:
+    """The largest finite value of mat (0.0 when there is none)."""
+    finite = mat[np.isfinite(mat)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def quantize(mat: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Map a matrix to colour levels over [0, vmax] (default: its own finite maximum; non-finite -> 0)."""
     m = np.where(np.isfinite(mat), mat, 0.0)
-    vmax = float(m.max()) if m.size else 0.0
+    if vmax is None:
+        vmax = float(m.max()) if m.size else 0.0
     if vmax <= 0.0:
         vmax = 1.0
     return np.clip(np.rint(m / vmax * (N_LEVELS - 1)), 0, N_LEVELS - 1).astype(np.int16)
@@ -81,6 +92,7 @@ class _Layout(NamedTuple):
     height: int
     half: bool  # two matrix rows per terminal line ('▀': fg = upper, bg = lower)
     cell_w: int  # terminal columns per matrix column
+    cell_h: int  # terminal lines per matrix row (1 in half-block mode: two rows a line)
     label_w: int  # row-label column width (a space follows it)
     lines: int  # terminal lines available to the matrix
     vis_rows: int
@@ -131,6 +143,7 @@ class AttentionMap(Widget, can_focus=True):
         Binding("full_stop", "head(1)", "Next head", key_display="."),
         Binding("m", "toggle_mean", "Mean heads"),
         Binding("g", "toggle_grid", "Grid"),
+        Binding("a", "toggle_scale", "Colour scale"),
         Binding("enter", "open_tile", "Open", show=False),
     ]
 
@@ -168,6 +181,7 @@ class AttentionMap(Widget, can_focus=True):
     mean_heads: reactive[bool] = reactive(False, init=False)
     grid: reactive[bool] = reactive(False, init=False)
     cursor: reactive[tuple[int, int]] = reactive((0, 0), init=False)
+    scale: reactive[str] = reactive("absolute", init=False)
 
     def __init__(self, *, name: str | None = None, id: str | None = None,
                  classes: str | None = None, disabled: bool = False) -> None:
@@ -264,9 +278,16 @@ class AttentionMap(Widget, can_focus=True):
         if self.grid:
             return f"all heads: {n_layer} layers × {n_head} heads"
         which = f"mean of {n_head} heads" if self.mean_heads else f"head {self.head + 1}/{n_head}"
-        finite = self._view[np.isfinite(self._view)] if self._view is not None else np.zeros(0)
-        vmax = float(finite.max()) if finite.size else 0.0
+        vmax = finite_max(self._view) if self._view is not None else 0.0
         return f"layer {self.map_layer + 1}/{n_layer}  {which}  max {vmax:.3f}"
+
+    @property
+    def color_range(self) -> tuple[float, float]:
+        """(low, high) weights of the colour ramp's ends for the map in view."""
+        if self.scale == "absolute" or self._view is None:
+            return 0.0, 1.0
+        vmax = finite_max(self._view)
+        return 0.0, vmax if vmax > 0.0 else 1.0
 
     @property
     def half_block(self) -> bool:
@@ -298,6 +319,16 @@ class AttentionMap(Widget, can_focus=True):
         self._post_view_changed()
 
     def watch_mean_heads(self) -> None:
+        self._rebuild_view()
+        self._post_view_changed()
+
+    def validate_scale(self, value: str) -> str:
+        if value not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {value!r}")
+        return value
+
+    def watch_scale(self) -> None:
+        self._tiles_key = None
         self._rebuild_view()
         self._post_view_changed()
 
@@ -333,6 +364,9 @@ class AttentionMap(Widget, can_focus=True):
 
     def action_toggle_mean(self) -> None:
         self.mean_heads = not self.mean_heads
+
+    def action_toggle_scale(self) -> None:
+        self.scale = "map" if self.scale == "absolute" else "absolute"
 
     def action_toggle_grid(self) -> None:
         self.grid = not self.grid
@@ -382,14 +416,15 @@ class AttentionMap(Widget, can_focus=True):
         if y == 1:
             return self._header_line(lay)
         i = y - 2
-        if i >= lay.lines or self._row0 + (2 * i if lay.half else i) >= self._maps.shape[2]:
+        first = self._row0 + (2 * i if lay.half else i // lay.cell_h)
+        if i >= lay.vis_rows * lay.cell_h // (2 if lay.half else 1) or first >= self._maps.shape[2]:
             return Strip.blank(width)
-        rows = (self._row0 + 2 * i, self._row0 + 2 * i + 1) if lay.half else (self._row0 + i,)
+        rows = (first, first + 1) if lay.half else (first,)
         if self.cursor[0] in rows:
-            return self._matrix_line(rows, lay)
+            return self._matrix_line(rows, lay, i % lay.cell_h)
         strip = self._strips.get(i)
         if strip is None:
-            strip = self._strips[i] = self._matrix_line(rows, lay)
+            strip = self._strips[i] = self._matrix_line(rows, lay, i % lay.cell_h)
         return strip
 
     def _hint_line(self, y: int) -> Strip:
@@ -410,21 +445,23 @@ class AttentionMap(Widget, can_focus=True):
         cursor = self.get_component_rich_style("attention-map--cursor-label")
         segs = [Segment(" " * (lay.label_w + 1))]
         for c in range(self._col0, min(self._col0 + lay.vis_cols, len(self._col_labels))):
-            text = set_cell_size(self._col_labels[c], lay.cell_w)
+            text = _centre(self._col_labels[c], lay.cell_w)
             segs.append(Segment(text, cursor if c == self.cursor[1] else label))
         return Strip(segs).adjust_cell_length(lay.width)
 
-    def _matrix_line(self, rows: tuple[int, ...], lay: _Layout) -> Strip:
+    def _matrix_line(self, rows: tuple[int, ...], lay: _Layout, sub: int = 0) -> Strip:
+        """One terminal line of matrix rows `rows`; `sub` is the line within a grown cell."""
         assert self._levels is not None
         tq = self._levels.shape[0]
         cur_r, cur_c = self.cursor
-        on_cursor = cur_r in rows
+        mid = sub == lay.cell_h // 2  # a grown cell shows its label and cursor mark on its middle line
+        on_cursor = cur_r in rows and mid
         style = self.get_component_rich_style(
             "attention-map--cursor-label" if on_cursor else "attention-map--label")
         if lay.half:
             text = "".join(set_cell_size(self._row_labels[r], 1) if r < tq else " " for r in rows)
         else:
-            text = self._row_labels[rows[0]]
+            text = self._row_labels[rows[0]] if mid else ""
         segs = [Segment(set_cell_size(text, lay.label_w), style), Segment(" ")]
         c_end = min(self._col0 + lay.vis_cols, self._levels.shape[1])
         if lay.half:
@@ -441,7 +478,8 @@ class AttentionMap(Widget, can_focus=True):
                 lvl = int(levels[c])
                 if on_cursor and c == cur_c:
                     rgb = ramp_rgb(lvl / (N_LEVELS - 1))
-                    segs.append(Segment("[]", Style(bgcolor=_LEVEL_COLORS[lvl], color=_contrast(rgb), bold=True)))
+                    segs.append(Segment(_centre("[]", lay.cell_w),
+                                        Style(bgcolor=_LEVEL_COLORS[lvl], color=_contrast(rgb), bold=True)))
                 else:
                     segs.append(Segment(" " * lay.cell_w, self._bg_styles[lvl]))
         return Strip(segs).adjust_cell_length(lay.width)
@@ -478,7 +516,8 @@ class AttentionMap(Widget, can_focus=True):
         px_rows = max(1, 2 * (tile_h - 1))
         for li in range(n_layer):
             for hi in range(n_head):
-                self._tiles[li, hi] = quantize(pool(self._maps[li, hi], px_rows, tile_w))
+                tile = pool(self._maps[li, hi], px_rows, tile_w)
+                self._tiles[li, hi] = quantize(tile, 1.0 if self.scale == "absolute" else None)
         self._tiles_key = key
 
     def _grid_line(self, yy: int, lay: _Layout) -> Strip:
@@ -562,7 +601,7 @@ class AttentionMap(Widget, can_focus=True):
         if i < 0 or i >= lay.lines or xc < 0:
             return None
         c = self._col0 + xc // lay.cell_w
-        r = self._row0 + (2 * i if lay.half else i)
+        r = self._row0 + (2 * i if lay.half else i // lay.cell_h)
         if lay.half and self.cursor == (r, c):
             r += 1  # a second click on the same half-block picks its lower row
         assert self._maps is not None
@@ -577,7 +616,7 @@ class AttentionMap(Widget, can_focus=True):
             return
         maps = self._maps[self.map_layer]  # (nh, Tq, Tk)
         self._view = maps.mean(axis=0) if self.mean_heads else maps[self.head]  # (Tq, Tk)
-        self._levels = quantize(self._view)
+        self._levels = quantize(self._view, 1.0 if self.scale == "absolute" else None)
         self._invalidate()
         self._post_highlight()
 
@@ -602,14 +641,17 @@ def _compute_layout(width: int, height: int, shape: tuple[int, int] | None, labe
     lines = max(0, height - 3)  # title, column header, caption
     avail_w = max(0, width - label_w - 1)
     if shape is None:
-        return _Layout(width, height, False, 2, label_w, lines, lines, avail_w // 2)
+        return _Layout(width, height, False, 2, 1, label_w, lines, lines, avail_w // 2)
     tq, tk = shape
     half = tk * 2 > avail_w or tq > lines
     if half:
         label_w = 2  # two one-cell labels, upper then lower row
         avail_w = max(0, width - label_w - 1)
-        return _Layout(width, height, True, 1, label_w, lines, 2 * lines, avail_w)
-    return _Layout(width, height, False, 2, label_w, lines, lines, avail_w // 2)
+        return _Layout(width, height, True, 1, 1, label_w, lines, 2 * lines, avail_w)
+    # grow a small map to fill the space, keeping cells about twice as wide as tall (square on screen)
+    cell_h = max(1, min(lines // tq, avail_w // (2 * tk), MAX_CELL_H))
+    cell_w = 2 * cell_h
+    return _Layout(width, height, False, cell_w, cell_h, label_w, lines, lines // cell_h, avail_w // cell_w)
 
 
 def _fit_labels(labels: list[str], n: int) -> list[str]:
@@ -617,6 +659,13 @@ def _fit_labels(labels: list[str], n: int) -> list[str]:
     out = [safe_label(str(s)) or "·" for s in labels[:n]]
     out += [str(i) for i in range(len(out), n)]
     return out
+
+
+def _centre(text: str, width: int) -> str:
+    """text cut or padded to exactly `width` cells, centred."""
+    text = set_cell_size(text, min(cell_len(text), width))
+    left = (width - cell_len(text)) // 2
+    return " " * left + text + " " * (width - left - cell_len(text))
 
 
 def _fmt_weight(w: float) -> str:

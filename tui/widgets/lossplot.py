@@ -115,6 +115,7 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.plot_title = title
         self.downsampled = False  # whether the last redraw averaged points down to the width
         self.redraws = 0
+        self.marks: list[tuple[float, float | None, str]] = []  # (step, elapsed_s, label): speed-limit changes
         self._dirty = True
         self._lines: list[tuple[list[float], list[float], str, object, str]] = []
         self._title = title
@@ -132,10 +133,17 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.history[series].append(step, elapsed_s, value)
         self._dirty = True
 
+    def add_mark(self, step: int, elapsed_s: float | None, label: str) -> None:
+        """Mark a step with a vertical line and a label (e.g. where the speed limit changed)."""
+        self.marks.append((float(step), None if elapsed_s is None else float(elapsed_s), label))
+        self.marks = self.marks[-20:]
+        self._dirty = True
+
     def clear(self) -> None:
-        """Forget all points."""
+        """Forget all points and marks."""
         for s in self.history.values():
             s.clear()
+        self.marks = []
         self._dirty = True
 
     @property
@@ -172,12 +180,32 @@ class LossPlot(PlotextPlot, can_focus=True):
         plt.clear_data()
         for xs, ys, label, color, marker in self._lines:
             plt.plot(xs, ys, label=label, color=color, marker=marker)
+        if self._lines:
+            marks = [(m[0] if self.x_axis == "step" else m[1], m[2]) for m in self.marks]
+            marks = [(x, label) for x, label in marks if x is not None]
+            x_max = max((max(xs) for xs, *_ in self._lines if xs), default=1.0) or 1.0
+            for i, (x, label) in enumerate(marks):
+                plt.vline(x, "red")
+                later = marks[i + 1][0] if i + 1 < len(marks) else None
+                if later is None or later - x > 0.15 * x_max:  # labels of close marks would overprint
+                    plt.text(label, x, self._mark_y(x), color="red")
         plt.yscale("log" if self.log_y and self._lines else "linear")  # plotext fails on an empty log plot
         plt.xlabel("step" if self.x_axis == "step" else "time (s)")
         plt.title(self._title)
         return super().render()
 
     # ---- internals -------------------------------------------------------------------------
+
+    def _mark_y(self, x: float) -> float:
+        """Where a mark's label sits: low down early in the run (the legend is top left, and a loss
+        curve starts high), high up later (the curve has come down)."""
+        top = max((max(ys) for _, ys, *_ in self._lines if ys), default=1.0)
+        bottom = min((min(ys) for _, ys, *_ in self._lines if ys), default=0.0)
+        x_max = max((max(xs) for xs, *_ in self._lines if xs), default=1.0)
+        frac = 0.1 if x < 0.3 * x_max else 0.9
+        if self.log_y and bottom > 0:
+            return float(10 ** (np.log10(bottom) + frac * (np.log10(top) - np.log10(bottom))))
+        return bottom + frac * (top - bottom)
 
     def _xs(self, series: BoundedSeries) -> np.ndarray:
         return np.asarray(series.steps if self.x_axis == "step" else series.times, dtype=np.float64)
