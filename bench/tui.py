@@ -2,6 +2,8 @@
 
 Measures keypress-to-frame latency (toggling the loss plot's log scale during Q&A training, headless
 App.run_test) and training throughput with the UI showing vs the bare Trainer, in interleaved runs.
+With --compare N (default 3) the Train tab shows a compare overlay of N runs while it trains: the run
+in training (tailed live from its metrics.jsonl) and N-1 finished runs of 2,000 steps each.
 """
 
 import asyncio
@@ -62,7 +64,30 @@ async def _send_key(app, key):
     app._driver.send_message(event)
 
 
-async def ui_run(cfg, steps=None, presses=0, seed=0, timeout=120.0):
+def write_finished_runs(n, steps=2000):
+    """n-1 finished runs' metrics.jsonl files (seeded noise around a falling curve) to compare with."""
+    import json
+    import math
+    from core.metrics_log import log_path
+    rng = random.Random(7)
+    names = []
+    for k in range(n):
+        name = f"bench-done-{k}"
+        path = log_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [{"event": "start", "step": 0, "time": 0.0, "task": "qa", "metric": "answer_exact",
+                  "config": {"train": {"lr": 0.001 * (k + 1)}}}]
+        lines += [{"event": "step", "step": s, "loss": 3 * math.exp(-s / (400 + 200 * k)) + 0.5 + rng.random() * 0.1,
+                   "elapsed_s": s * 0.15, "time": s * 0.15} for s in range(1, steps + 1)]
+        lines += [{"event": "eval", "step": s, "val_loss": 3 * math.exp(-s / (400 + 200 * k)) + 0.6,
+                   "answer_exact": s / steps / 2, "metric": "answer_exact", "time": s * 0.15}
+                  for s in range(250, steps + 1, 250)]
+        path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+        names.append(name)
+    return names
+
+
+async def ui_run(cfg, steps=None, presses=0, seed=0, timeout=120.0, compare=0):
     """Train in the app on the Train tab; returns (tokens/s, [key latency ms]).
 
     With `steps` the run stops after that many steps; with `presses` it presses `l` (log scale) that
@@ -76,10 +101,14 @@ async def ui_run(cfg, steps=None, presses=0, seed=0, timeout=120.0):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()  # let the first layout finish, as it has before a user can press s
         tr = timed(GuardedTrainer)(cfg, stop_at=steps)
-        app.set_trainer(tr, None)  # no run name: nothing is saved
+        live = "bench-live" if compare else None  # a run name: its metrics.jsonl is written and tailed
+        app.set_trainer(tr, live)  # no evaluation within the run, so nothing is saved
         app.setup_dirty = False
         app.launch()
         plot = app.query_one(LossPlot)
+        if compare:
+            from tui.screens.train import TrainPane
+            app.query_one(TrainPane).compare([live] + write_finished_runs(compare - 1))
         painted = asyncio.Event()
         render = plot.render
 
@@ -128,7 +157,7 @@ def percentile(xs, q):
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
 
 
-def measure(steps=30, presses=40, rounds=2, overrides=()):
+def measure(steps=30, presses=40, rounds=2, overrides=(), compare=3):
     """Throughput in interleaved headless/UI runs (H U U H ...), then a run that times key presses."""
     cfg = qa_config(overrides)
     headless, ui = [], []
@@ -138,10 +167,11 @@ def measure(steps=30, presses=40, rounds=2, overrides=()):
             if kind == "headless":
                 headless.append(headless_run(cfg, steps))
             else:
-                ui.append(asyncio.run(ui_run(cfg, steps=steps))[0])
-    _, lat = asyncio.run(ui_run(cfg, presses=presses))
+                ui.append(asyncio.run(ui_run(cfg, steps=steps, compare=compare))[0])
+    _, lat = asyncio.run(ui_run(cfg, presses=presses, compare=compare))
     h, u = statistics.median(headless), statistics.median(ui)
     return {"preset": "qa", "overrides": list(overrides), "steps": steps, "rounds": rounds, "presses": len(lat),
+            "compare_runs": compare,
             "key_latency_p50_ms": round(percentile(lat, 50), 2), "key_latency_p95_ms": round(percentile(lat, 95), 2),
             "key_latency_max_ms": round(max(lat), 2) if lat else float("nan"),
             "ui_tokens_per_s": round(u, 1), "headless_tokens_per_s": round(h, 1),
@@ -155,7 +185,8 @@ def format_table(r):
             ("key latency p95 (ms)", r["key_latency_p95_ms"], "target < 100"),
             ("UI tokens/s", r["ui_tokens_per_s"], f"median of {r['rounds']} runs of {r['steps']} steps"),
             ("headless tokens/s", r["headless_tokens_per_s"], "Trainer.run, no-op emit"),
-            ("UI / headless", r["ui_throughput_ratio"], "target >= 0.9")]
+            ("UI / headless", r["ui_throughput_ratio"], "target >= 0.9"),
+            ("compared runs shown", r["compare_runs"], "overlay on the Train tab (0: the live plot only)")]
     return "\n".join(f"{name:<22}{value:>12}  {note}" for name, value, note in rows)
 
 
@@ -170,9 +201,10 @@ def _opt(argv, name, default):
 
 def main(argv, threads=1):
     steps, presses, rounds = _opt(argv, "--steps", 30), _opt(argv, "--presses", 40), _opt(argv, "--rounds", 2)
-    with tempfile.TemporaryDirectory() as saves:  # nothing is saved, but never touch the user's saves/
-        os.environ.setdefault("ATTNLAB_SAVES", saves)
-        r = measure(steps, presses, rounds)
+    compare = _opt(argv, "--compare", 3)
+    with tempfile.TemporaryDirectory() as saves:  # the compared runs' files; never the user's saves/
+        os.environ["ATTNLAB_SAVES"] = saves
+        r = measure(steps, presses, rounds, compare=compare)
     r["threads"] = threads
     print(json.dumps(r) if "--json" in argv else format_table(r), flush=True)
     return 0

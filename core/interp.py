@@ -11,7 +11,9 @@ import numpy as np
 
 from core.model import _WS_MIN_ROWS
 
-SCORE_KEYS = {"reversal": ("antidiagonal",), "causal": ("prev_token", "induction", "sink")}
+SCORE_KEYS = {"reversal": ("antidiagonal",), "causal": ("prev_token", "induction", "sink"),
+              "dialogue": ("prev_token", "induction", "sink", "copy")}
+COPY_PROBES = 4  # held-out recall answers in the dialogue task's copy probe
 
 
 # -- score functions: att (..., nh, T, T), rows = queries; each returns (..., nh) in [0, 1]
@@ -40,6 +42,11 @@ def induction_score(att, period):
     return att[..., i, i - period + 1].mean(axis=-1, dtype=np.float64)  # (..., nh)
 
 
+def pair_score(att, queries, keys):
+    """Mean weight from query row queries[i] to key keys[i], over the pairs: (..., nh)."""
+    return att[..., np.asarray(queries), np.asarray(keys)].mean(axis=-1, dtype=np.float64)
+
+
 def sink_score(att):
     """Mean weight on the first token ("attention sink"), over the queries i >= 1 (query 0 of a
     causal map can only look at itself)."""
@@ -59,12 +66,13 @@ class Probes:
     induction: np.ndarray | None = None
     period: int = 0
     text: np.ndarray | None = None
+    copy: list = field(default_factory=list)  # [(ids (1, T), queries, keys)], dialogue only
     keys: tuple = field(default=())
 
 
 def make_probes(task, rng_seed=0):
     """Probes for a task object: reversal gets random sequences, causal tasks an induction batch and
-    held-out text windows."""
+    held-out text windows; the dialogue task also held-out recall answers (the copy score)."""
     rng = np.random.default_rng(rng_seed)
     block = task.cfg.model.block_size
     if not task.causal:
@@ -72,8 +80,34 @@ def make_probes(task, rng_seed=0):
         B = max(1, min(16, (_WS_MIN_ROWS - 1) // L))
         ids = rng.integers(1, task.tokenizer.vocab_size, size=(B, L), dtype=np.int64)  # (B, L)
         return Probes("reversal", reversal=ids, keys=SCORE_KEYS["reversal"])
-    return Probes("causal", **_induction_batch(task, rng, block), text=_text_windows(task, block),
-                  keys=SCORE_KEYS["causal"])
+    copy = _copy_probes(task, block)
+    return Probes("causal", **_induction_batch(task, rng, block), text=_text_windows(task, block), copy=copy,
+                  keys=SCORE_KEYS["dialogue" if copy else "causal"])
+
+
+def _copy_probes(task, block):
+    """In-context copying on held-out dialogues: the prompt of a recall turn followed by its reference
+    answer; queries are the positions that predict each character of the value's repeat, keys the
+    same characters of its first mention (where a copy head looks). Empty without slot annotations."""
+    from core.tasks.lm import build_prompt
+    slots = getattr(task, "slots", None)
+    if not slots:
+        return []
+    out = []
+    for d in range(len(task.val_convs)):
+        turns = task.val_convs[d]
+        for s in slots[d].get("slots", [])[:1]:
+            q, ref = turns[s["turn"]]
+            text = build_prompt(turns[:s["turn"]], q, block, strict=False) + " " + ref
+            low, v = text.lower(), s["value"].lower()
+            first, second = low.find(v), low.rfind(v)
+            if 0 < first < second and len(text) < min(block, _WS_MIN_ROWS):
+                ids = task.tokenizer.encode(text, unknown="unk")[None, :]  # (1, T)
+                j = np.arange(len(v))
+                out.append((ids.astype(np.int64), second - 1 + j, first + j))
+        if len(out) == COPY_PROBES:
+            break
+    return out
 
 
 def _induction_batch(task, rng, block):
@@ -107,7 +141,10 @@ def head_scores(model, probes):
     att = maps(probes.text)
     out["prev_token"] = prev_token_score(att).mean(axis=1).astype(np.float32)
     out["sink"] = sink_score(att).mean(axis=1).astype(np.float32)
-    return {k: out[k] for k in SCORE_KEYS["causal"]}
+    if probes.copy:
+        per = [pair_score(maps(ids), q, k)[:, 0] for ids, q, k in probes.copy]  # each (L, nh)
+        out["copy"] = np.mean(per, axis=0).astype(np.float32)
+    return {k: out[k] for k in SCORE_KEYS["causal"] + ("copy",) if k in out}
 
 
 # -- ablation

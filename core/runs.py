@@ -103,10 +103,13 @@ def list_runs(saves_dir: str | Path | None = None) -> list[RunInfo]:
                                 error=f"{d} is a symbolic link; saves never follow links"))
         elif d.is_dir():
             info = _run_info(root, d)
-            if info.error and "holds no saves" in info.error and (d / LOCK).exists():
-                continue  # a run being started: locked, nothing saved yet
+            if info.error and "holds no saves" in info.error and ((d / LOCK).exists() or (d / METRICS).exists()):
+                continue  # a run being started (locked), or one that ended before its first save
             runs.append(info)
     return sorted(runs, key=lambda r: (-r.created, r.name))
+
+
+METRICS = "metrics.jsonl"  # core/metrics_log.py's history, written from a run's first step
 
 
 class RunInUse(SaveError):

@@ -89,6 +89,11 @@ class Trainer:
         self._stop.clear()
         self._run.set()
 
+    def extend(self, steps):
+        """Continue past the end: max_steps becomes the current step plus `steps` (same run, same RNG)."""
+        t = dataclasses.replace(self.cfg.train, max_steps=self.step_count + int(steps))
+        self.cfg = dataclasses.replace(self.cfg, train=t)
+
     def set_speed_limit(self, steps_per_s):
         """Pace run() to at most steps_per_s optimizer steps a second (None: unlimited, the default)."""
         if steps_per_s is not None:

@@ -15,7 +15,7 @@ def test_measure_keys_and_ratio_definition():
     for key in ("key_latency_p50_ms", "key_latency_p95_ms", "ui_tokens_per_s", "headless_tokens_per_s",
                 "ui_throughput_ratio"):
         assert key in r and math.isfinite(r[key]) and r[key] > 0, key
-    assert r["presses"] == 3
+    assert r["presses"] == 3 and r["compare_runs"] == 3  # measured with 3 runs overlaid on the plot
     assert r["key_latency_p50_ms"] <= r["key_latency_p95_ms"] <= r["key_latency_max_ms"]
     assert len(r["ui_runs_tokens_per_s"]) == len(r["headless_runs_tokens_per_s"]) == 2
     assert r["ui_throughput_ratio"] == pytest.approx(r["ui_tokens_per_s"] / r["headless_tokens_per_s"], rel=1e-3)

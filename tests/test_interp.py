@@ -5,8 +5,8 @@ import pytest
 
 from core.config import ModelConfig, load_config
 from core.interp import (ablated, antidiagonal_score, evaluate_ablation, head_means, head_scores,
-                         induction_score, make_probes, mean_batches, parse_heads, prev_token_score,
-                         sink_score, topk_probs)
+                         induction_score, make_probes, mean_batches, pair_score, parse_heads,
+                         prev_token_score, sink_score, topk_probs)
 from core.model import Transformer
 from core.sample import next_logits, stream_text
 from core.tokenizer import CharTokenizer
@@ -55,6 +55,13 @@ def test_induction_pattern_scores_one_there_and_about_zero_on_previous_token():
     assert prev_token_score(ind).max() < 0.05
     with pytest.raises(ValueError, match="period"):
         induction_score(ind, T)
+
+
+def test_pair_score_reads_the_listed_query_key_pairs():
+    T = 9
+    att = one_hot_rows(T, np.maximum(np.arange(T) - 3, 0))  # row i looks 3 back
+    np.testing.assert_array_equal(pair_score(att, [4, 5, 8], [1, 2, 5]), [1.0, 1.0])
+    np.testing.assert_allclose(pair_score(att, [4, 5, 8], [1, 2, 0]), [2 / 3, 2 / 3])
 
 
 def test_sink_and_uniform_causal_values():
@@ -107,6 +114,23 @@ def test_head_scores_causal_uniform_attention(pos):
     np.testing.assert_allclose(s["prev_token"], np.mean(1.0 / np.arange(2, T + 1)), rtol=1e-5)
     np.testing.assert_allclose(s["sink"], np.mean(1.0 / np.arange(2, T + 1)), rtol=1e-5)
     np.testing.assert_allclose(s["induction"], np.mean(1.0 / np.arange(17, 33)), rtol=1e-5)
+
+
+def test_dialogue_copy_probe_points_at_the_remembered_word():
+    tr = Trainer(small_cfg("dialogue", block_size=128))
+    probes = make_probes(tr.task)
+    assert 1 <= len(probes.copy) <= 4 and probes.keys == ("prev_token", "induction", "sink", "copy")
+    for ids, q, k in probes.copy:
+        text = tr.task.tokenizer.decode(ids[0]).lower()
+        assert ids.shape[1] <= 128 and (q > k).all()
+        assert [text[i + 1] for i in q] == [text[i] for i in k]  # what each query predicts is its key's character
+    flatten_attention(tr.model)
+    s = head_scores(tr.model, probes)
+    assert list(s) == ["prev_token", "induction", "sink", "copy"]
+    expect = np.mean([np.mean(1.0 / (q + 1)) for _, q, _ in probes.copy])  # uniform rows: 1/(i+1) each
+    np.testing.assert_allclose(s["copy"], expect, rtol=1e-5)
+    qa = Trainer(small_cfg("qa", block_size=32))
+    assert "copy" not in head_scores(qa.model, make_probes(qa.task))
 
 
 def test_make_probes_is_deterministic():

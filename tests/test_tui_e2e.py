@@ -69,3 +69,71 @@ def test_launch_train_reversal_and_quit(session, tmp_path):
         raise AssertionError("attnlab did not exit on q")
     runs = [p.name for p in (tmp_path / "saves").iterdir()]
     assert len(runs) == 1 and (tmp_path / "saves" / runs[0] / "last" / "meta.json").is_file()
+
+
+def press_until(session, key, text, tries=3):
+    """Send a key until `text` shows (a key landing mid-redraw on a loaded machine is sent again)."""
+    for _ in range(tries):
+        tmux("send-keys", "-t", session, key)
+        try:
+            return wait_screen(session, text, timeout=8)
+        except AssertionError:
+            continue
+    return wait_screen(session, text, timeout=1)
+
+
+def quit_and_wait(session):
+    """q quits; pressed again if the first press landed while focus was still moving (a loaded machine)."""
+    for _ in range(3):
+        time.sleep(0.5)  # an Esc followed at once by q would read as alt+q
+        tmux("send-keys", "-t", session, "q")
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"attnlab did not exit on q; the screen was:\n{screen(session)}")
+
+
+def test_digits_after_typing_in_chat_switch_tabs(session):
+    wait_screen(session, "Start/resume")
+    press_until(session, "4", "ask the model")
+    tmux("send-keys", "-t", session, "-l", "what is 3 plus 4")  # digits are text while typing
+    wait_screen(session, "what is 3 plus 4")
+    wait_screen(session, "esc Leave field")  # the footer says how to get out
+    time.sleep(0.3)
+    tmux("send-keys", "-t", session, "Escape")
+    time.sleep(0.5)  # an Esc followed at once by 2 would read as one key
+    press_until(session, "2", "idle — press s")  # the Train tab
+    press_until(session, "4", "Regenerate")
+    tmux("send-keys", "-t", session, "-l", "x")
+    press_until(session, "F5", "no saves yet")  # a function key switches tabs even from inside the field
+    press_until(session, "4", "Regenerate")
+    press_until(session, "F2", "idle — press s")
+    quit_and_wait(session)
+
+
+@pytest.fixture
+def two_saves(tmp_path):
+    env = {**__import__("os").environ, "ATTNLAB_SAVES": str(tmp_path / "saves")}
+    for name, lr in (("first", "0.02"), ("second", "0.01")):
+        subprocess.run([sys.executable, "-m", "tui", "train", "reversal", "--save", name, "--steps", "15",
+                        "--set", f"train.lr={lr}"], cwd=ROOT, env=env, check=True, capture_output=True,
+                       timeout=120)
+
+
+def test_compare_two_saves(two_saves, session):
+    wait_screen(session, "Start/resume")
+    tmux("send-keys", "-t", session, "5")
+    wait_screen(session, "2 saved run(s)")
+    tmux("send-keys", "-t", session, "m", "Down", "m")
+    wait_screen(session, "marked 2")
+    tmux("send-keys", "-t", session, "v")
+    shown = wait_screen(session, "comparing 2 runs")
+    assert "train.lr" in shown and "first" in shown and "second" in shown
+    tmux("send-keys", "-t", session, "Escape")  # ends the comparison
+    end = time.monotonic() + 10
+    while "comparing 2 runs" in screen(session) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert "comparing 2 runs" not in screen(session)
+    quit_and_wait(session)

@@ -12,7 +12,7 @@ from functools import partial
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.widgets import Button, Footer, Header, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import Button, Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from core.checkpoint import SaveError
@@ -28,6 +28,7 @@ from tui.screens.setup import SetupPane
 from tui.screens.attention import AttentionPane
 from tui.screens.train import TrainPane
 from tui.widgets import LossPlot, LRSpark, StatsPanel
+from core.progress import StepRate
 from tui.guard import RunGuard, install_signals, name_for_new_run, remove_signals
 from tui.worker import EventPump, GuardedTrainer, describe, probe_model, train_job
 
@@ -51,7 +52,12 @@ class AttnLab(App):
         Binding("i", "explain", "Explain", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        Binding("escape", "leave_field", "Leave field"),
         *[Binding(str(i + 1), f"tab('{t}')", t.capitalize(), show=False) for i, t in enumerate(TABS)],
+        # keys that switch tabs even while a text field has focus: F1-F5 reach the app through tmux and
+        # xterm-likes alike (alt+digit does not: Textual reads ESC 2 as '™'; ctrl+digit is rarely sent)
+        *[Binding(f"f{i + 1}", f"tab('{t}')", t.capitalize(), show=False, priority=True)
+          for i, t in enumerate(TABS)],
     ]
 
     def __init__(self) -> None:
@@ -63,6 +69,8 @@ class AttnLab(App):
         self.setup_dirty = True
         self.best_val: float | None = None
         self.loaded = None  # (model, tokenizer, cfg) of a save loaded for chat
+        self.rate = StepRate()  # smoothed ms/step and ETA (the CLI's progress line uses the same)
+        self.done_text: str | None = None  # how the last run ended, until its worker has finished
         self.speed_limit: float | None = None  # steps a second; None = unlimited
         self.guard = RunGuard()  # the lock on the run this app writes
         self.starting = False  # a trainer is being built in a thread (the corpus is read there)
@@ -97,6 +105,7 @@ class AttnLab(App):
     def set_trainer(self, trainer: GuardedTrainer, run_name: str) -> None:
         """Adopt a trainer: reset the plots and show its state (and history, for a resumed run)."""
         self.trainer, self.run_name, self.best_val = trainer, run_name, None
+        self.rate = StepRate()
         plot = self.query_one(LossPlot)
         plot.clear()
         for series in ("train", "val"):
@@ -126,7 +135,8 @@ class AttnLab(App):
         if trainer.cfg.task != "reversal":
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
-                f"chatting with {run_name} (training; snapshots of its weights)"))
+                f"chatting with {run_name} (training; snapshots of its weights)", trainer.cfg.task,
+                lambda: {"save": run_name, "tag": "live (training)", "step": trainer.step_count}))
 
     # -- training control
     def action_start(self, step_once: bool = False) -> None:
@@ -138,7 +148,10 @@ class AttnLab(App):
                 self.notify("already training; p pauses, S stops", severity="warning")
             return
         tr = self.trainer
-        if tr is None or self.setup_dirty or tr.step_count >= tr.cfg.train.max_steps:
+        if tr is not None and not self.setup_dirty and tr.step_count >= tr.cfg.train.max_steps:
+            tr.extend(self.query_one(SetupPane).more_steps(tr))  # same run, same folder: more steps
+            self.query_one(ProgressBar).update(total=tr.cfg.train.max_steps)
+        if tr is None or self.setup_dirty:
             setup = self.query_one(SetupPane)
             cfg = setup.validate()
             if cfg is None:
@@ -180,6 +193,7 @@ class AttnLab(App):
             self.notify(safe_text(note), severity="warning", timeout=10)
         self.set_trainer(tr, name)
         self.setup_dirty = False
+        self.query_one(SetupPane).warn_probe(self.query_one(AttentionPane).probe_text, tr.cfg)
         self.launch(step_once)
 
     def launch(self, step_once: bool = False) -> None:
@@ -191,6 +205,7 @@ class AttnLab(App):
         if self.query_one(TabbedContent).active in ("setup", "saves"):
             self.action_tab("train")
         self.train_worker = self._train(self.pump)
+        self.show_plan()
 
     @work(thread=True, exclusive=True, group="train")
     def _train(self, pump: EventPump) -> None:
@@ -272,8 +287,11 @@ class AttnLab(App):
             plot.add_point("train", ev["step"], ev["elapsed_s"], ev["loss"])
         spark.extend(ev["lr"] for ev in message.events[-20:])
         ev = message.events[-1]
-        self.query_one(StatsPanel).update_stats({k: ev[k] for k in ("step", "max_steps", "loss", "tokens_per_s",
-                                                                   "grad_norm", "epoch")} | {"ms_per_step": ev["ms"]})
+        for e in message.events:
+            self.rate.add(e["ms"])
+        self.query_one(StatsPanel).update_stats(
+            {k: ev[k] for k in ("step", "max_steps", "loss", "tokens_per_s", "grad_norm", "epoch")}
+            | {"ms_per_step": self.rate.ms_per_step, "eta_s": self.rate.eta_s(ev["max_steps"] - ev["step"])})
         self.query_one(ProgressBar).update(total=ev["max_steps"], progress=ev["step"])
         self.last_elapsed = ev["elapsed_s"]
 
@@ -297,18 +315,33 @@ class AttnLab(App):
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
+        self.show_plan()
 
     def on_train_done(self, message: msg.TrainDone) -> None:
         ev = message.event
         saved = f"; saved '{message.saved}'" if message.saved else ""
-        self.status(f"{ev['reason']} at step {ev['steps']}{saved} — s continues")
+        self.done_text = f"{ev['reason']} at step {ev['steps']}{saved}"
+        self.status(self.done_text)  # what s does next is added once the worker has ended
         self.query_one(SavesPane).action_refresh()
+
+    def on_worker_state_changed(self, event) -> None:
+        if event.worker is self.train_worker and self.train_worker.is_finished and self.query(SetupPane):
+            self.show_plan()
+            if self.done_text:
+                self.status(f"{self.done_text} — {self.query_one(SetupPane).plan()}")
+                self.done_text = None
+
+    def show_plan(self) -> None:
+        """Setup's line saying what s does now (skipped while the app shuts down)."""
+        for setup in self.query(SetupPane):
+            setup.show_plan()
 
     def on_worker_failed(self, message: msg.WorkerFailed) -> None:
         self.error(f"{message.what} failed: {message.cause}")
         if message.what == "training":
             self.status(f"failed: {message.cause} — s starts again (the last save is intact)")
             self.trainer = None  # its state may be half-updated; start fresh or resume a save
+            self.show_plan()
 
     # -- saves
     @work(thread=True, exclusive=True, group="load")
@@ -333,8 +366,9 @@ class AttnLab(App):
             return
         self.query_one(AttentionPane).load_saved_timeline(name, tag)
         self.loaded = (model, tok, cfg)
-        self.query_one(ChatView).set_source(ChatSource(model.snapshot, tok, cfg.model.block_size, name,
-                                                       f"{name} ({tag}, step {meta.get('step')})"))
+        self.query_one(ChatView).set_source(ChatSource(
+            model.snapshot, tok, cfg.model.block_size, name, f"chatting with {name} ({tag}, step {meta.get('step')})",
+            cfg.task, lambda: {"save": name, "tag": tag, "step": meta.get("step")}))
         self.action_tab("chat")
 
     def resume_run(self, name: str, tag: str) -> None:
@@ -375,6 +409,34 @@ class AttnLab(App):
 
     def on_setup_pane_edited(self, message) -> None:
         self.setup_dirty = True
+        self.show_plan()
+
+    def on_saves_pane_compare(self, message: SavesPane.Compare) -> None:
+        self.query_one(TrainPane).compare(message.names)
+        self.action_tab("train")
+
+    def forget_run(self, name: str) -> None:
+        """A deleted run: drop the idle trainer and the chat source that used it (s starts afresh)."""
+        if self.run_name == name and not self.training:
+            self.trainer, self.run_name, self.setup_dirty = None, None, True
+            self.status(f"{name} was deleted — s starts a new run")
+        chat = self.query_one(ChatView)
+        if chat.source is not None and chat.source.run_name == name:
+            chat.set_source(None)
+            chat.pane.add_system(f"the run {name} was deleted; load another save to chat")
+        self.show_plan()
+
+    def leaving_field(self) -> bool:
+        return isinstance(self.focused, Input)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "leave_field":  # shown in the footer (and bound) only while a text field has focus
+            return self.leaving_field()
+        return True
+
+    def action_leave_field(self) -> None:
+        """Esc in a text field: focus the tab bar, where digits switch tabs again."""
+        self.query_one(TabbedContent).query_one("Tabs").focus()
 
     def action_tab(self, tab: str) -> None:
         self.query_one(TabbedContent).active = tab
@@ -391,7 +453,8 @@ class AttnLab(App):
     def action_forward(self, tab: str, selector: str, name: str) -> None:
         """Run a pane's or widget's own action (from the command palette), showing its tab."""
         self.action_tab(tab)
-        getattr(self.query_one(selector), f"action_{name}")()
+        target = self.query_one(selector)
+        (getattr(target, f"action_{name}", None) or getattr(target, name))()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(key_groups(self.BINDINGS)))

@@ -10,6 +10,7 @@ import threading
 import time
 
 from core.checkpoint import SaveError
+from core.metrics_log import MetricsLog
 from core.sample import stream_text
 from core.trainer import Trainer, TrainingDiverged
 from tui.messages import (AttentionUpdate, ChatChunk, ChatDone, SpeedLimitSet, TimelineSnapshots, TrainDone,
@@ -135,19 +136,36 @@ class EventPump:
             return None
 
 
+def open_log(pump):
+    """The run's metrics.jsonl writer, or None (no run name, or the file cannot be opened: reported)."""
+    if not pump.run_name:
+        return None
+    try:
+        return MetricsLog(pump.run_name, pump.trainer)
+    except (SaveError, OSError) as e:
+        pump.post(WorkerFailed("metrics log", describe(e)))
+        return None
+
+
 def train_job(pump, max_steps=None):
     """Run the trainer to the end (or stop); saves 'last' after a clean end. Posts every outcome."""
     tr = pump.trainer
+    log = open_log(pump)
     try:
-        done = tr.run(pump, max_steps=max_steps)
+        done = tr.run(log.tee(pump) if log else pump, max_steps=max_steps)
     except Exception as e:  # any failure: report it, keep the app alive, keep the last good save
         pump.flush()
         pump.post(WorkerFailed("training", describe(e)))
+        if log:
+            log.close()
         return
     pump.flush()
     if tr.step_count:
         pump.probe()
     saved = pump.save("last") if pump.run_name else None
+    if log:
+        log(done)
+        log.close()
     pump.post(TrainDone(done, saved))
 
 

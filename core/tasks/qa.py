@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.tasks.lm import LMTask, normalise
+from core.tasks.lm import LMTask, build_prompt, chat_prompt, normalise
+from core.sample import stream_text
 
 
 def read_levels(corpus_path, n_pairs):
@@ -69,3 +70,30 @@ class QATask(LMTask):
         q = text or self.val_pairs[0][0]
         prompt = f"Q: {q}\nA:"[-self.cfg.model.block_size:]
         return self.tokenizer.encode(prompt, unknown="unk")[None, :], list(prompt)
+
+    def history_exact(self, model, turns=(0, 4, 8), how="chat", limit=None):
+        """Held-out answer exact-match when each question follows `k` earlier chat turns, for k in turns.
+
+        The earlier turns are the k preceding held-out questions with the model's own greedy answers,
+        as a chat would hold them. `how` builds the prompt: "chat" as the chat sends it (chat_prompt),
+        "joined" with the turns back to back, "separated" with a blank line between turns.
+        """
+        pairs = self.val_pairs[:limit] if limit else self.val_pairs
+        own = [self.answer(model, [], q) for q, _ in pairs]  # the answers with no history
+        out = {}
+        for k in turns:
+            hits = []
+            for i, (q, ref) in enumerate(pairs):
+                hist = [(pairs[j % len(pairs)][0], own[j % len(pairs)]) for j in range(i - k, i)]
+                hits.append(normalise(self._reply(model, hist, q, how)) == normalise(ref))
+            out[k] = float(np.mean(hits)) if hits else 0.0
+        return out
+
+    def _reply(self, model, history, question, how, max_chars=80):
+        T = self.cfg.model.block_size
+        if how == "chat":
+            prompt = chat_prompt(self.name, history, question, T)
+        else:
+            prompt = build_prompt(history, question, T, strict=False, gap="\n" if how == "separated" else "")
+        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
+                                   temperature=0.0, unknown="unk")).strip()

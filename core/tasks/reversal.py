@@ -65,10 +65,29 @@ class ReversalTask:
         return m
 
     def probe(self, text=None):
-        """(ids (1, L), labels) for the attention heatmap; letters only, cut or padded to L."""
+        """(ids (1, L), labels) for the attention heatmap; letters only, cut to L, or continued with the
+        default probe's letters (PYTHON at length 8 reads PYTHONAT, never a repeat like PYTHONPY)."""
         text = "".join(c for c in (text or PROBE).upper() if c in ALPHABET) or PROBE
-        text = (text * self.seq_len)[:self.seq_len]
+        pad = PROBE * (self.seq_len // len(PROBE) + 1)
+        text = (text + pad[len(text):])[:self.seq_len]
         return self.tokenizer.encode(text)[None, :], list(text)
+
+
+def reverse_with(model, tokenizer, text, block_size):
+    """The model's output for `text` (letters A-Z): what a reversal model prints for a prompt.
+
+    Raises ValueError naming the problem for text it cannot read (other characters, too long).
+    """
+    letters = text.strip().upper()
+    bad = sorted({c for c in letters if c not in ALPHABET})
+    if not letters or bad:
+        shown = ", ".join(repr(c) for c in bad[:8])
+        raise ValueError(f"a reversal model reads the letters A-Z only; the prompt {text!r} "
+                         + (f"has {shown}" if bad else "is empty") + "; try --prompt PYTHON")
+    if len(letters) > block_size:
+        raise ValueError(f"the prompt has {len(letters)} letters; this model reads at most {block_size}")
+    logits, _ = model.forward(tokenizer.encode(letters)[None, :])  # (1, L, V)
+    return tokenizer.decode(logits[0].argmax(-1).tolist())
 
 
 def reversal_metrics(pred, target):

@@ -26,11 +26,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, os.environ.get("ATTNLAB_THREADS", "1"))
 
 from tui.cli.common import USER_ERRORS, UserError  # noqa: E402
-from tui.cli import generate, heads, inspect, reach, timeline, train  # noqa: E402
+from tui.cli import compare, generate, heads, inspect, reach, timeline, train  # noqa: E402
 from core.text import safe_text  # noqa: E402
 
 # each module adds its subcommands with register(sub); a new group of commands is one more entry here
-GROUPS = [train, inspect, heads, generate, timeline, reach]
+GROUPS = [train, inspect, heads, generate, timeline, reach, compare]
 
 
 def make_parser():

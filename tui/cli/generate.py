@@ -2,7 +2,7 @@
 
 import sys
 
-from core.tasks.lm import PromptTooLong, build_prompt
+from core.tasks.lm import PromptTooLong, chat_prompt
 from core.text import safe_label, safe_text
 from core.trainer import load_model
 from tui.cli.common import UserError
@@ -56,9 +56,12 @@ def sampling(args, cfg):
 
 
 def cmd_sample(args):
+    """Each task's own output: a reversal model's reading of the prompt; an LM's continuation."""
     from core.sample import stream_text
     check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    if cfg.task == "reversal":
+        return sample_reversal(args, model, tok, cfg)
     unseen = tok.unknown_chars(args.prompt)
     if unseen:
         raise UserError(f"--prompt has {len(unseen)} character(s) this model never saw "
@@ -66,9 +69,20 @@ def cmd_sample(args):
     if args.show_probs:
         return show_probs(stream_text(model, tok, args.prompt, stop=(), topk=TOPK, **sampling(args, cfg)))
     for ch in stream_text(model, tok, args.prompt, stop=(), **sampling(args, cfg)):
-        sys.stdout.write(safe_text(ch))
+        sys.stdout.write(safe_text(ch, keep_newlines=True))  # a newline is a line break, not '\x0a'
         sys.stdout.flush()
     print()
+    return 0
+
+
+def sample_reversal(args, model, tok, cfg):
+    """A reversal model is an encoder: it reads the whole prompt at once and prints its reversal."""
+    from core.tasks.reversal import reverse_with
+    out = reverse_with(model, tok, args.prompt, cfg.model.block_size)
+    if len(out) != cfg.data.seq_len:
+        print(f"(this model was trained on {cfg.data.seq_len}-letter sequences; "
+              f"with {len(out)} letters its output may be wrong)", file=sys.stderr)
+    print(out)
     return 0
 
 
@@ -98,6 +112,9 @@ def cmd_chat(args):
     from core.sample import stream_text
     check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    if cfg.task == "reversal":
+        raise UserError(f"{args.name} is a reversal model: it reverses letters and does not chat; "
+                        f"try `attnlab sample {args.name} --prompt PYTHON`")
     opts = sampling(args, cfg)
     history = []
     print("attnlab chat: type a message; /reset starts over, /quit (or Ctrl+D) leaves.")
@@ -119,7 +136,7 @@ def cmd_chat(args):
             print(f"(the model has never seen {', '.join(safe_text(c) for c in unseen)}; they were left out)")
             msg = "".join(c for c in msg if c not in unseen)
         try:
-            prompt = build_prompt(history, msg, cfg.model.block_size)
+            prompt = chat_prompt(cfg.task, history, msg, cfg.model.block_size)
         except PromptTooLong as e:
             print(f"(not sent: {e})")
             continue

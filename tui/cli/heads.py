@@ -12,7 +12,8 @@ from tui.cli.common import UserError, jsonable
 SCORE_HELP = {"antidiagonal": "weight from position i to T-1-i (reversal)",
               "prev_token": "weight on the previous character",
               "induction": "on a repeated random string, weight on the character after the earlier copy",
-              "sink": "weight on the first character"}
+              "sink": "weight on the first character",
+              "copy": "in held-out recall answers, weight on the remembered word's next character (dialogue)"}
 
 
 def register(sub):

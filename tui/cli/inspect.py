@@ -4,9 +4,10 @@ import json
 import time
 
 from core.checkpoint import list_runs
+from core.metrics_log import log_path
 from core.text import safe_text
 from core.trainer import Trainer
-from tui.cli.common import format_eval, jsonable
+from tui.cli.common import UserError, format_eval, jsonable
 
 
 def register(sub):
@@ -14,12 +15,19 @@ def register(sub):
     e.add_argument("name")
     e.add_argument("--tag", default="best", help="best or last (default best)")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--history", action="store_true",
+                   help="Q&A: held-out exact-match after 0, 4 and 8 earlier chat turns (as chat sends them, "
+                        "and with the turns in the prompt)")
     e.set_defaults(func=cmd_eval)
-    sub.add_parser("runs", help="list saves").set_defaults(func=cmd_runs)
+    r = sub.add_parser("runs", help="list saves")
+    r.add_argument("--json", action="store_true", help="one JSON list of runs (name, task, step, best, tags, ...)")
+    r.set_defaults(func=cmd_runs)
 
 
 def cmd_eval(args):
     tr = Trainer.from_save(args.name, tag=args.tag)
+    if args.history:
+        return eval_history(tr, args.json)
     ev = tr.evaluate(full=True)
     print(json.dumps(jsonable(ev)) if args.json else format_eval(ev))
     return 0
@@ -27,6 +35,9 @@ def cmd_eval(args):
 
 def cmd_runs(args):
     runs = list_runs()
+    if getattr(args, "json", False):
+        print(json.dumps([run_json(r) for r in runs]))
+        return 0
     if not runs:
         print("no saves yet; train with `attnlab train reversal --save NAME`")
     for r in runs:
@@ -36,3 +47,27 @@ def cmd_runs(args):
         state = f"error: {r.error}" if r.error else f"{r.task or '?':9} step {r.step or 0:>6}  best {best}"
         print(safe_text(f"{r.name:24} {when}  {state}"))  # every byte from a save goes through one sanitiser
     return 0
+
+
+def eval_history(tr, as_json):
+    """Exact-match on held-out questions after earlier turns, for each way of building the prompt."""
+    if not hasattr(tr.task, "history_exact"):
+        raise UserError(f"--history measures Q&A chat; this is a {tr.cfg.task} save")
+    out = {}
+    for how in ("chat", "joined", "separated"):
+        out[how] = tr.task.history_exact(tr.model, how=how)
+        if not as_json:
+            shown = ", ".join(f"{k} turns {v * 100:.1f}%" for k, v in out[how].items())
+            print(f"answer exact-match, prompt {how:9}: {shown}", flush=True)
+    if as_json:
+        print(json.dumps({how: {str(k): v for k, v in r.items()} for how, r in out.items()}))
+    return 0
+
+
+def run_json(r):
+    """A RunInfo as plain JSON, with where its metrics history is (if it has one)."""
+    log = log_path(r.name)
+    return jsonable({"name": r.name, "task": r.task, "step": r.step, "best_metric": r.best_metric,
+                     "created": r.created, "tags": list(r.tags or []), "error": r.error,
+                     "metrics_jsonl": str(log) if log.is_file() else None})
+

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 from core.checkpoint import SaveError, run_dir
+from core.metrics_log import MetricsLog
+from core.progress import StepRate, fmt_eta
 from core.config import TASKS, apply_overrides, load_config
 from core.runs import existing_run, lock_run, refuse_existing
 from core.text import safe_text
@@ -89,6 +91,7 @@ class Progress:
         self.enabled = enabled
         self.last = 0.0
         self.val = {}
+        self.rate = StepRate()
 
     def __call__(self, ev):
         if ev["event"] == "eval":
@@ -97,16 +100,17 @@ class Progress:
                 print(format_eval(ev), file=sys.stderr, flush=True)
         if not self.enabled or ev["event"] != "step":
             return
+        self.rate.add(ev["ms"])
         now = time.monotonic()
         if now - self.last < 0.25 and ev["step"] != ev["max_steps"]:
             return
         self.last = now
         done = ev["step"] / max(ev["max_steps"], 1)
         bar = "#" * int(done * 24)
-        eta = ev["elapsed_s"] / max(ev["step"], 1) * (ev["max_steps"] - ev["step"])
+        eta = self.rate.eta_s(ev["max_steps"] - ev["step"])
         extra = f" val {self.val['val_loss']:.3f}" if self.val else ""
         sys.stderr.write(f"\rstep {ev['step']}/{ev['max_steps']} [{bar:<24}] loss {ev['loss']:.3f}{extra} "
-                         f"| {ev['tokens_per_s'] / 1000:.1f}k tok/s | ETA {int(eta) // 60:02d}:{int(eta) % 60:02d} ")
+                         f"| {ev['tokens_per_s'] / 1000:.1f}k tok/s | {self.rate.ms_per_step:.0f} ms/step | ETA {fmt_eta(eta)} ")
         sys.stderr.flush()
 
 
@@ -203,7 +207,10 @@ def train_locked(tr, args, name, until, replace):
         _clear_tags(name)
     out = (lambda ev: print(json.dumps(jsonable(ev)), flush=True)) if args.json else Progress(sys.stderr.isatty())
 
+    log = MetricsLog(name, tr)  # saves/NAME/metrics.jsonl, appended as it trains
+
     def emit(ev):
+        log(ev)
         out(ev)
         if ev["event"] == "eval" and ev["best"]:
             try:
@@ -233,8 +240,10 @@ def train_locked(tr, args, name, until, replace):
                 print("final evaluation skipped", file=sys.stderr, flush=True)
         done["metrics"] = jsonable(tr.last_eval)
         path = tr.save(name, "last")
+        log(done)
     finally:
         signals.restore()
+        log.close()
     if args.json:
         print(json.dumps(jsonable(done)), flush=True)
     else:

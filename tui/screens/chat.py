@@ -1,7 +1,7 @@
 """ChatView: the conversation with a model (the one training, via snapshots, or a loaded save).
 
 Replies stream from a thread worker (group "chat"); the conversation is formatted by
-core.tasks.lm.build_prompt exactly as the dialogue task trains on it, cropped to the context window.
+core.tasks.lm.chat_prompt as the task trained on it (a dialogue's turns; a Q&A question alone).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from textual.worker import get_current_worker
 from core.checkpoint import SaveError
 from core.runs import write_into_run
 from core.config import ConfigError, load_config
-from core.tasks.lm import PromptTooLong, build_prompt
+from core.tasks.lm import SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from tui.widgets.explain import Explain
@@ -41,6 +41,8 @@ class ChatSource:
     block_size: int
     run_name: str | None
     label: str
+    task: str = "dialogue"  # which context the model was trained on (core.tasks.lm.chat_prompt)
+    info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
 
 
 class ChatView(Horizontal):
@@ -66,9 +68,11 @@ class ChatView(Horizontal):
         with Vertical(id="chat-side"):
             yield Static("no model yet", id="chat-source")
             defaults = load_config("qa").sample
-            for key, title in SETTINGS:
-                yield Label(title, classes="sample-label")
-                yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
+            with Horizontal(id="sample-settings"):
+                for key, title in SETTINGS:
+                    with Vertical(classes="sample-cell"):
+                        yield Label(title, classes="sample-label")
+                        yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
             yield Static("", id="sample-error")
 
     @property
@@ -77,7 +81,11 @@ class ChatView(Horizontal):
 
     def set_source(self, source: ChatSource | None) -> None:
         self.source = source
-        self.query_one("#chat-source", Static).update(safe_text(source.label) if source else "no model yet")
+        label = "no model yet"
+        if source:
+            alone = " — each question is asked on its own, as it trained" if source.task in SINGLE_PAIR_TASKS else ""
+            label = safe_text(source.label + alone)
+        self.query_one("#chat-source", Static).update(label)
 
     def settings(self) -> dict:
         """The sampling settings, validated like the config (raises ConfigError)."""
@@ -115,7 +123,7 @@ class ChatView(Horizontal):
             pane.add_system(f"characters this model has never seen were left out: {shown}")
         try:
             settings = self.settings()
-            prompt = build_prompt(self.history, question, self.source.block_size)
+            prompt = chat_prompt(self.source.task, self.history, question, self.source.block_size)
         except (PromptTooLong, ConfigError) as e:
             pane.add_system(str(e))
             return
@@ -147,6 +155,11 @@ class ChatView(Horizontal):
         self.app.notify(f"sampling failed: {message.cause}", severity="error", timeout=8)
         self.question = None
 
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action == "stop_reply":  # Esc stops a streaming reply; otherwise it leaves the field (app)
+            return self.question is not None
+        return True
+
     def action_stop_reply(self) -> None:
         self.workers.cancel_group(self, "chat")
 
@@ -171,8 +184,24 @@ class ChatView(Horizontal):
             return
         try:  # into the existing run only: never through a link, never re-creating a deleted run
             path = write_into_run(self.source.run_name, f"chat-{time.strftime('%Y%m%d-%H%M%S')}.md",
-                                  self.pane.to_markdown())
+                                  self.export_header() + self.pane.to_markdown())
         except (SaveError, OSError) as e:
             self.app.notify(f"export failed: {e}", severity="error")
             return
         self.app.notify(f"transcript saved to {path}")
+
+    def export_header(self) -> str:
+        """Which save, step and sampling settings the transcript came from, as a Markdown list."""
+        info = self.source.info() if self.source and self.source.info else {}
+        try:
+            sampling = self.settings()
+            sampling["seed"] -= self.regens  # the base seed; regenerations add one each
+            shown = ", ".join(f"{k} {v}" for k, v in sampling.items())
+        except ConfigError as e:
+            shown = f"invalid ({e})"
+        lines = ["# attnlab chat", "",
+                 f"- save: {info.get('save', self.source.run_name if self.source else '—')}",
+                 f"- tag: {info.get('tag', '—')}", f"- step: {info.get('step', '—')}",
+                 f"- sampling: {shown}" + (f" (regenerated {self.regens}x)" if self.regens else ""),
+                 f"- exported: {time.strftime('%Y-%m-%d %H:%M:%S')}", "", ""]
+        return safe_text("\n".join(lines), keep_newlines=True)

@@ -52,9 +52,14 @@ PALETTE = [("Start or resume training", "s", "start"), ("Pause / resume training
            ("Saves: resume selected run", "r in saves", "forward('saves', '#saves-pane', 'resume')"),
            ("Saves: delete selected run", "d in saves", "forward('saves', '#saves-pane', 'delete')"),
            ("Saves: switch the tag to load (best, last)", "t in saves", "forward('saves', '#saves-pane', 'cycle_tag')"),
+           ("Saves: mark the selected run to compare", "m in saves", "forward('saves', '#saves-pane', 'mark')"),
+           ("Saves: compare the marked runs", "v in saves", "forward('saves', '#saves-pane', 'compare')"),
+           ("Train: end the comparison", "escape in train", "forward('train', '#train-pane', 'end_compare')"),
            ("Loss plot: cycle EMA smoothing", "e on the plot", "forward('train', '#loss-plot', 'cycle_ema')"),
            ("Loss plot: toggle log scale", "l on the plot", "forward('train', '#loss-plot', 'toggle_log')"),
            ("Loss plot: step / time on x", "x on the plot", "forward('train', '#loss-plot', 'toggle_x')"),
+           ("Attention: probe the last chat reply", "Last reply button",
+            "forward('attention', '#attention-pane', 'probe_last_reply')"),
            ("Attention: mean over heads", "m on the map", "forward('attention', '#attn-map', 'toggle_mean')"),
            ("Attention: layer x head grid", "g on the map", "forward('attention', '#attn-map', 'toggle_grid')"),
            ("Attention: colour scale absolute / per map", "a on the map",
@@ -93,7 +98,8 @@ def key_groups(app_bindings) -> list[tuple[str, list[tuple[str, str]]]]:
             out.append((key, b.description or b.action))
         return out
 
-    everywhere = rows(app_bindings) + [("ctrl+p", "command palette (every action)"), ("ctrl+q", "quit"),
+    everywhere = rows(app_bindings) + [("f1-f5", "switch tabs, even from a text field"),
+                                       ("ctrl+p", "command palette (every action)"), ("ctrl+q", "quit"),
                                        ("tab / shift+tab", "move focus"), ("mouse", "click tabs and buttons")]
     return [("Everywhere", everywhere),
             ("Chat", rows(ChatView.BINDINGS) + [("enter", "send the message")]),

@@ -8,6 +8,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
 from core.checkpoint import SaveError
@@ -33,12 +34,22 @@ class SavesPane(Vertical):
         Binding("d", "delete", "Delete"),
         Binding("t", "cycle_tag", "Switch tag"),
         Binding("u", "refresh", "Refresh"),
+        Binding("m", "mark", "Mark"),
+        Binding("v", "compare", "Compare marked"),
     ]
+
+    class Compare(Message):
+        """Show these runs side by side on the Train tab."""
+
+        def __init__(self, names: list[str]) -> None:
+            super().__init__()
+            self.names = names
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.runs = []
         self.tag_choice: dict[str, str] = {}  # run name -> the tag the user picked with t
+        self.marked: list[str] = []  # runs marked with m for comparing, in marking order
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="saves-controls"):
@@ -50,7 +61,7 @@ class SavesPane(Vertical):
         yield Static("", id="saves-status")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("name", "task", "step", "best metric", "date", "tags")
+        self.query_one(DataTable).add_columns("✓", "name", "task", "step", "best metric", "date", "tags")
         self.action_refresh()
 
     def action_refresh(self) -> None:
@@ -71,6 +82,7 @@ class SavesPane(Vertical):
 
     def _show_runs(self, runs, error) -> None:
         table = self.query_one(DataTable)
+        row = table.cursor_row
         table.clear()
         self.runs = runs
         if error is not None:
@@ -79,10 +91,17 @@ class SavesPane(Vertical):
         for r in self.runs:
             date = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
             task = r.task or ("broken" if r.error else "—")
-            table.add_row(safe_text(r.name), safe_text(str(task)), "—" if r.step is None else str(r.step),
+            table.add_row("✓" if r.name in self.marked else " ", safe_text(r.name), safe_text(str(task)), "—" if r.step is None else str(r.step),
                           fmt_best(r.best_metric), date, ",".join(r.tags or []), key=r.name)
+        self.marked = [n for n in self.marked if any(r.name == n for r in self.runs)]
+        if self.runs and row:
+            table.move_cursor(row=min(row, len(self.runs) - 1))
         status = f"{len(self.runs)} saved run(s)" if self.runs else "no saves yet — press w while training"
-        self.query_one("#saves-status", Static).update(status)
+        if self.marked:
+            status += f"; marked {len(self.marked)}: v compares them on the Train tab"
+        elif len(self.runs) > 1:
+            status += "; m marks runs to compare"
+        self.query_one("#saves-status", Static).update(safe_text(status))
 
     @property
     def selected(self):
@@ -130,9 +149,31 @@ class SavesPane(Vertical):
         if run:
             self.app.resume_run(run.name, self.tag_for(run, "last"))
 
+    def action_mark(self) -> None:
+        """Mark or unmark the selected run for comparing."""
+        run = self.selected
+        if run is None:
+            return
+        if run.name in self.marked:
+            self.marked.remove(run.name)
+        else:
+            self.marked.append(run.name)
+        self.action_refresh()
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.app.notify(f"mark at least two runs with m to compare them (marked: {len(self.marked)})",
+                            severity="warning")
+            return
+        self.post_message(self.Compare(list(self.marked)))
+
     def action_delete(self) -> None:
         run = self.selected
         if run is None:
+            return
+        app = self.app
+        if app.training and app.run_name == run.name:
+            app.notify(f"{run.name} is training now: stop it (S) before deleting it", severity="warning")
             return
 
         def done(yes: bool | None) -> None:
@@ -146,6 +187,7 @@ class SavesPane(Vertical):
             try:
                 delete_run(run.name)
                 self.app.notify(f"deleted {run.name}")
+                self.app.forget_run(run.name)
             except (SaveError, OSError) as e:
                 self.app.notify(f"could not delete {run.name}: {e}", severity="error")
             self.action_refresh()

@@ -44,13 +44,13 @@ class SetupPane(Vertical):
                 with RadioSet(id="task-picker"):
                     for t, title in TASK_TITLES.items():
                         yield RadioButton(title, value=t == self.task_name, name=t)
-                yield Static("press s to start training", id="setup-hint")
+                yield Static("s starts a new run with these settings", id="setup-hint")
             with VerticalScroll(id="hp-column"):
                 for key in ALL_KEYS:
                     with Horizontal(classes="hp-row", id="row-" + input_id(key)):
                         yield Label(key, classes="hp-label")
                         yield Input(id=input_id(key), classes="hp-input")
-                with Horizontal(classes="hp-row"):
+                with Horizontal(classes="hp-row", id="row-corpus"):
                     yield Label("corpus", classes="hp-label")
                     yield Input(placeholder="the project's own corpus", id="corpus-input")
                 with Horizontal(classes="hp-row"):
@@ -69,6 +69,7 @@ class SetupPane(Vertical):
             sec, name = key.split(".")
             self.query_one("#" + input_id(key), Input).value = str(d[sec][name])
         self.query_one("#row-" + input_id("data.seq_len")).display = self.task_name == "reversal"
+        self.query_one("#row-corpus").display = self.task_name != "reversal"  # reversal needs no corpus
         self.validate()
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
@@ -149,3 +150,44 @@ class SetupPane(Vertical):
     def run_name(self) -> str:
         """The name to save under: the typed one, else task and start time."""
         return self.run_name_text or f"{self.task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    # -- what `s` will do, said where the settings are edited
+    def more_steps(self, trainer) -> int:
+        """How many more steps `s` gives a finished run: the max_steps field (else the run's own)."""
+        try:
+            n = int(self.query_one("#" + input_id("train.max_steps"), Input).value.strip())
+        except ValueError:
+            n = trainer.cfg.train.max_steps
+        return max(1, n)
+
+    def plan(self) -> str:
+        """One line: what pressing s does now, given the app's run and whether the settings changed."""
+        app = self.app
+        tr, name = app.trainer, app.run_name or "the current run"
+        if app.training and tr is not None and tr.is_paused:
+            if app.setup_dirty:
+                return (f"settings changed: s resumes the paused run {name} unchanged; "
+                        "S stops it, then s starts a new run with these settings")
+            return f"s resumes the paused run {name}"
+        if app.training and tr is not None:
+            return "training — p pauses, S stops" + ("; the changed settings apply to the next new run"
+                                                    if app.setup_dirty else "")
+        if tr is None or app.setup_dirty:
+            return ("settings changed: s starts a new run with them" if tr is not None
+                    else "s starts a new run with these settings")
+        if tr.step_count >= tr.cfg.train.max_steps:
+            return f"s continues {name} for {self.more_steps(tr):,} more steps (same save folder)"
+        return f"s resumes {name} at step {tr.step_count:,}"
+
+    def show_plan(self) -> None:
+        self.query_one("#setup-hint", Static).update(safe_text(self.plan()))
+
+    def warn_probe(self, probe: str, cfg) -> None:
+        """A reversal probe of another length than the sequences is cut or continued: say so."""
+        if cfg.task != "reversal":
+            return
+        letters = "".join(c for c in (probe or "").upper() if c.isalpha() and c.isascii())
+        if letters and len(letters) != cfg.data.seq_len:
+            self.app.notify(f"the attention probe '{safe_text(letters[:24])}' has {len(letters)} letters but this "
+                            f"model reads {cfg.data.seq_len}: it is {'cut' if len(letters) > cfg.data.seq_len else 'continued'} "
+                            "to fit; type a word of that length on the Attention tab", severity="warning", timeout=8)

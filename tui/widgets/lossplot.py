@@ -18,6 +18,37 @@ SERIES = ("train", "val")
 EMA_CYCLE = (0.0, 0.6, 0.9, 0.98)
 X_AXES = ("step", "time")
 LOG_FLOOR = 1e-9  # a log plot shows smaller losses (exactly 0 once a task is solved) at this floor
+RUN_COLORS = ((0, 200, 255), (255, 150, 0), (220, 90, 255), (90, 220, 90), (255, 90, 90), (240, 230, 90))
+X_TICKS = 5  # labelled ticks on the x axis
+
+
+def nice_ticks(lo: float, hi: float, n: int = X_TICKS, integer: bool = True) -> list[float]:
+    """About n round tick values covering [lo, hi] (whole numbers when `integer`: steps are counts)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return [round(lo)] if integer and math.isfinite(lo) else ([lo] if math.isfinite(lo) else [])
+    raw = (hi - lo) / max(1, n - 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    if integer:
+        step = max(1.0, float(round(step)))
+    first = math.ceil(lo / step) * step
+    ticks = []
+    t = first
+    while t <= hi + 1e-9 * step:
+        ticks.append(float(round(t)) if integer else t)
+        t += step
+    return ticks
+
+
+def tick_label(value: float, axis: str) -> str:
+    """Steps as whole numbers with thousands cut to k; times as m:ss."""
+    if axis == "time":
+        if value < 10 and not float(value).is_integer():
+            return f"{value:.1f}s"
+        m, s = divmod(int(round(value)), 60)
+        return f"{m}:{s:02d}" if m else f"{s}s"
+    v = int(round(value))
+    return f"{v // 1000}k" if v >= 10_000 and v % 1000 == 0 else str(v)
 
 
 def ema(values, alpha: float) -> np.ndarray:
@@ -117,8 +148,9 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.redraws = 0
         self.marks: list[tuple[float, float | None, str]] = []  # (step, elapsed_s, label): speed-limit changes
         self._dirty = True
-        self._lines: list[tuple[list[float], list[float], str, object, str]] = []
+        self._lines: list[tuple[list[float], list[float], str, object, str, str]] = []
         self._title = title
+        self.overlay: list[tuple[str, list, list]] = []  # compared runs: (name, train pts, val pts)
 
     def on_mount(self) -> None:
         self.set_interval(self.refresh_interval, self._tick)
@@ -131,7 +163,19 @@ class LossPlot(PlotextPlot, can_focus=True):
         if series not in self.history:
             raise ValueError(f"series must be one of {SERIES}, got {series!r}")
         self.history[series].append(step, elapsed_s, value)
-        self._dirty = True
+        self._dirty = self._dirty or not self.overlay  # hidden under a comparison: no redraw needed
+
+    def set_overlay(self, runs: list[tuple[str, list, list]]) -> None:
+        """Show these runs instead of the live curves: (name, [(step, time, loss)], [(step, time, val)]).
+
+        One colour per run; the legend names the runs; an empty list returns to the live curves.
+        """
+        fresh = [r[0] for r in runs] != [r[0] for r in self.overlay]
+        self.overlay = list(runs)
+        if fresh:
+            self._redraw_now()  # a new set of runs, chosen by a key: at once
+        else:
+            self._dirty = True  # new points of the same runs: at the next timer tick
 
     def add_mark(self, step: int, elapsed_s: float | None, label: str) -> None:
         """Mark a step with a vertical line and a label (e.g. where the speed limit changed)."""
@@ -156,9 +200,11 @@ class LossPlot(PlotextPlot, can_focus=True):
         self.redraws += 1
         width = max(10, self.size.width - 10 if self.size.width else 80)  # leave room for the y ticks
         self.downsampled = False
-        lines: list[tuple[list[float], list[float], str, object, str]] = []
+        lines: list[tuple[list[float], list[float], str, object, str, str]] = []
         train, val = self.history["train"], self.history["val"]
-        if len(train):
+        if self.overlay:
+            lines = self._overlay_lines(width)
+        elif len(train):
             xs = self._xs(train)
             ys = np.asarray(train.values, dtype=np.float64)  # (N,)
             if self.ema > 0.0:
@@ -166,11 +212,13 @@ class LossPlot(PlotextPlot, can_focus=True):
                 lines.append(self._prepare(xs, ema(ys, self.ema), width, f"train ema {self.ema:g}", "cyan"))
             else:
                 lines.append(self._prepare(xs, ys, width, "train", "cyan"))
-        if len(val):
-            lines.append(self._prepare(self._xs(val), np.asarray(val.values), width, "val", "orange", "dot"))
+        if len(val) and not self.overlay:
+            lines += self._val_lines(self._xs(val), np.asarray(val.values), width, "val", "orange")
         self._lines = [line for line in lines if line[0]]
-        self._title = (self.plot_title + (" (log)" if self.log_y else "")
-                       + (" (downsampled)" if self.downsampled else ""))
+        title = self.plot_title if not self.overlay else (
+            f"compare {len(self.overlay)} runs: lines train" + (f" (ema {self.ema:g})" if self.ema else "")
+            + ", dots val")
+        self._title = title + (" (log)" if self.log_y else "") + (" (downsampled)" if self.downsampled else "")
         self.refresh()
 
     def render(self):
@@ -178,8 +226,9 @@ class LossPlot(PlotextPlot, can_focus=True):
         # the prepared curves are plotted afresh for each render; they hold at most ~width points.
         plt = self.plt
         plt.clear_data()
-        for xs, ys, label, color, marker in self._lines:
-            plt.plot(xs, ys, label=label, color=color, marker=marker)
+        for xs, ys, label, color, marker, kind in self._lines:
+            draw = plt.scatter if kind == "scatter" else plt.plot
+            draw(xs, ys, label=label or None, color=color, marker=marker)
         if self._lines:
             marks = [(m[0] if self.x_axis == "step" else m[1], m[2]) for m in self.marks]
             marks = [(x, label) for x, label in marks if x is not None]
@@ -190,6 +239,13 @@ class LossPlot(PlotextPlot, can_focus=True):
                 if later is None or later - x > 0.15 * x_max:  # labels of close marks would overprint
                     plt.text(label, x, self._mark_y(x), color="red")
         plt.yscale("log" if self.log_y and self._lines else "linear")  # plotext fails on an empty log plot
+        plt.ylim(*self._ylim())
+        xs_all = [x for line in self._lines for x in line[0]]
+        if xs_all:
+            ticks = nice_ticks(min(xs_all), max(xs_all), integer=self.x_axis == "step" or max(xs_all) >= 10)
+            plt.xticks(ticks, [tick_label(t, self.x_axis) for t in ticks])
+        else:
+            plt.xticks([], [])
         plt.xlabel("step" if self.x_axis == "step" else "time (s)")
         plt.title(self._title)
         return super().render()
@@ -211,7 +267,7 @@ class LossPlot(PlotextPlot, can_focus=True):
         return np.asarray(series.steps if self.x_axis == "step" else series.times, dtype=np.float64)
 
     def _prepare(self, xs: np.ndarray, ys: np.ndarray, width: int, label: str, color,
-                 marker: str = "braille") -> tuple[list[float], list[float], str, object, str]:
+                 marker: str = "braille") -> tuple[list[float], list[float], str, object, str, str]:
         keep = np.isfinite(ys) & ((ys >= 0) if self.log_y else True)  # log scale cannot show < 0
         xs, ys = xs[keep], ys[keep]
         if self.log_y:
@@ -221,7 +277,43 @@ class LossPlot(PlotextPlot, can_focus=True):
         if xs.size > width:
             xs, ys = bucket_downsample(xs, ys, width)
             self.downsampled = True
-        return xs.tolist(), ys.tolist(), label, color, marker
+        return xs.tolist(), ys.tolist(), label, color, marker, "plot"
+
+    def _overlay_lines(self, width: int) -> list:
+        lines = []
+        for i, (name, train, val) in enumerate(self.overlay):
+            color = RUN_COLORS[i % len(RUN_COLORS)]
+            if train:
+                xs = np.asarray([p[0 if self.x_axis == "step" else 1] for p in train], dtype=np.float64)
+                ys = ema(np.asarray([p[2] for p in train], dtype=np.float64), self.ema)
+                lines.append(self._prepare(xs, ys, width, name, color))
+            if val:
+                xs = np.asarray([p[0 if self.x_axis == "step" else 1] for p in val], dtype=np.float64)
+                lines += self._val_lines(xs, np.asarray([p[2] for p in val]), width, "" if train else name, color)
+        return lines
+
+    def _val_lines(self, xs, ys, width: int, label: str, color) -> list:
+        """A thin line through the evaluations plus a dot at each one: two evaluations show as two dots."""
+        line = self._prepare(xs, ys, width, label, color)
+        dots = self._prepare(xs, ys, width, "", color, "dot")
+        return [line, dots[:5] + ("scatter",)]
+
+    def _ylim(self) -> tuple[float | None, float | None]:
+        """Room above the curves for the legend (plotext draws it in the top-left corner, over the
+        start of a falling loss curve): the y range grows by as many rows as the legend needs."""
+        labelled = sum(1 for line in self._lines if line[2])
+        ys = [y for line in self._lines for y in line[1]]
+        if not labelled or not ys:
+            return None, None
+        if self.log_y:
+            ys = [math.log10(max(y, LOG_FLOOR)) for y in ys]
+        lo, hi = min(ys), max(ys)
+        span = (hi - lo) or max(abs(hi), 1.0)
+        rows = max(4, (self.size.height or 20) - 5)  # title, x ticks, x label and the frame take the rest
+        need = labelled + 1
+        top = hi + span * need / max(1, rows - need)
+        bottom = lo - span * 0.02
+        return (max(0.0, bottom) if lo >= 0 and not self.log_y else bottom), top  # a loss axis never shows -0.07
 
     def _tick(self) -> None:
         if self._dirty:
