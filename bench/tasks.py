@@ -1,7 +1,9 @@
 """`python -m bench tasks`: each task at its preset, timed from pressing start to each target.
 
 Wall time includes building the task and model and every evaluation, as a user would see it.
-Options: --only reversal,qa,tinytalks,tinytalks_val,dialogue  --json  --seeds N (reversal runs per length).
+--set section.key=value (repeatable) is applied to every run, e.g. --set train.seed=1 for another seed.
+Options: --only reversal,qa,tinytalks,tinytalks_val,tinytalks_alone,dialogue,chat  --json  --progress (each evaluation's
+curve point on stderr as it happens)  --seeds N (reversal runs per length).
 """
 
 import json
@@ -12,39 +14,50 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TINYTALKS = ROOT.parent / "shared" / "corpora" / "tinytalks" / "splits"
+# TinyTalks is not part of the project: read from ../shared beside the checkout (ATTNLAB_TINYTALKS moves it)
+TINYTALKS = Path(os.environ.get("ATTNLAB_TINYTALKS") or ROOT.parent / "shared" / "corpora" / "tinytalks") / "splits"
 OWN_QA = ROOT / "corpora" / "qa" / "train.txt"
 
 
-def run(task, overrides, targets, stop_at_target=True):
+def run(task, overrides, targets, stop_at_target=True, progress=False):
     """Train; return wall seconds to first reach each target, the steps and the final full eval."""
     from core.config import load_config
     from core.trainer import Trainer
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tr = Trainer(load_config(task, overrides=overrides))
-    reached, best = {}, {}
+    reached, best, curve = {}, {}, []
 
     def emit(ev):
         if ev["event"] != "eval":
             return
+        # the curve: wall and process CPU seconds (CPU is what one uncontended core would take)
+        curve.append({"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+                      "step": ev["step"], **{k: ev.get(k) for k in targets}})
+        if progress:
+            print(json.dumps(curve[-1]), file=sys.stderr, flush=True)
         for key, (op, value) in targets.items():
             v = ev.get(key)
             if v is None:
                 continue
             best[key] = v if key not in best else (max(best[key], v) if op == ">=" else min(best[key], v))
             if key not in reached and (v >= value if op == ">=" else v <= value):
-                reached[key] = (round(time.perf_counter() - t0, 3), ev["step"])
+                reached[key] = (round(time.perf_counter() - t0, 3), ev["step"], round(time.process_time() - c0, 1))
 
     done = tr.run(emit, until=(lambda ev: all(k in reached for k in targets)) if stop_at_target else None)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     final = tr.evaluate(full=True)
     keep = ("accuracy", "antidiagonal_best", "val_loss", "train_loss", "val_answer_loss", "answer_exact",
-            "answer_similarity", "train_answer_exact", "context_recall", "topic_coherence")
-    return {"task": task, "overrides": overrides, "wall_s": round(wall, 3), "steps": done["steps"],
+            "answer_similarity", "train_answer_exact", "context_recall", "topic_coherence") + CHAT_KEYS
+    return {"task": task, "overrides": overrides, "wall_s": round(wall, 3), "cpu_s": round(cpu, 1), "steps": done["steps"],
             "reason": done["reason"], "train_s": round(tr.elapsed_s, 3),
             "time_to_target": {k: reached.get(k) for k in targets}, "best_seen": best,
             "final": {k: final[k] for k in keep if final.get(k) is not None},
-            "by_level": {k: v["exact"] for k, v in final.get("answer_by_level", {}).items()}}
+            "by_level": {k: v["exact"] for k, v in final.get("answer_by_level", {}).items()},
+            "curve": curve}
+
+
+CHAT_KEYS = ("context_recall", "slot_correct", "two_fact_recall", "dont_know_ood", "dont_know_false",
+             "qa_mid_exact", "qa_fresh_exact", "arith_exact_by_op", "chat_score", "heldout_family")
 
 
 def reversal(seeds):
@@ -75,8 +88,20 @@ SUITE = {
                              "train.weight_decay=0.1", "train.lr=2e-3", "train.max_steps=3000",
                              "train.eval_interval=50", "train.patience=8", "data.n_eval=10"],
                       {"val_loss": ("<=", 1.5)}, False),
+    # the external yardstick without help: TinyTalks' train split alone (its val split shares no text
+    # with it), the qa preset's shape with dropout and decay against overfitting 200 pairs, stopped early
+    "tinytalks_alone": ("qa", [f"data.corpus={TINYTALKS / 'train.txt'}", f"data.val_corpus={TINYTALKS / 'val.txt'}",
+                               "model.dropout=0.2", "train.weight_decay=0.1", "train.lr=2e-3",
+                               "train.max_steps=3000", "train.eval_interval=50", "train.patience=8",
+                               "data.n_eval=10"],
+                        {"val_loss": ("<=", 1.5)}, False),
     # the whole preset: the time to 80% on the periodic evaluation, then the final full evaluation
     "dialogue": ("dialogue", [], {"context_recall": (">=", 0.8)}, False),
+    # the chat preset: time to each of issue 13's bars on the periodic evaluation (val, the paraphrase
+    # split), then the final full evaluation of val and of the held-out family (test split)
+    "chat": ("chat", [], {"context_recall": (">=", 0.85), "slot_correct": (">=", 0.9),
+                          "two_fact_recall": (">=", 0.8), "dont_know_ood": (">=", 0.8),
+                          "dont_know_false": ("<=", 0.05), "qa_mid_exact": (">=", 0.6)}, False),
 }
 
 
@@ -86,6 +111,7 @@ def main(argv, threads=1):
     if "--only" in argv:
         only = argv[argv.index("--only") + 1]
     seeds = int(next((a.split("=", 1)[1] for a in argv if a.startswith("--seeds=")), 3))
+    extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]  # applied to every run
     names = only.split(",") if only else list(SUITE)
     results = []
     for name in names:
@@ -98,7 +124,7 @@ def main(argv, threads=1):
             res = reversal(seeds)
         else:
             task, ov, targets, *stop = SUITE[name]
-            res = [run(task, ov, targets, *stop)]
+            res = [run(task, ov + extra, targets, *stop, progress="--progress" in argv)]
             res[0]["task"] = name
         for r in res:
             results.append(r)

@@ -18,7 +18,7 @@ import yaml
 from core.text import safe_text
 from core.yamlsafe import YamlRefused, load_yaml_text, read_limited
 
-TASKS = ("reversal", "qa", "dialogue")
+TASKS = ("reversal", "qa", "dialogue", "chat")
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 
 

@@ -1,13 +1,14 @@
-"""Write attnlab's own Q&A and dialogue corpora (TinyTalks Q:/A: format) from fixed templates.
+"""Write attnlab's own Q&A, dialogue and chat corpora (TinyTalks Q:/A: format) from fixed templates.
 
 Deterministic: one random.Random(SEED), stdlib only; running it twice gives identical bytes.
-`python corpora/generate.py` rewrites corpora/qa and corpora/dialogue; `--check` only compares.
+`python corpora/generate.py` rewrites corpora/qa, corpora/dialogue and corpora/chat; `--check` only compares.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -557,6 +558,337 @@ def dialogue_text(turns: list[tuple[str, str]]) -> str:
     return "".join(f"Q: {q}\nA: {a}\n" for q, a in turns)
 
 
+# ---- chat corpus: a second, wider family of fact phrasings; Q&A, arithmetic and out-of-domain
+#      questions at any turn. Every user phrasing list is split three ways: train, val (the
+#      paraphrase split, for tuning) and test (a held-out family never tuned on). ----
+
+DONT_KNOW = "I don't know that yet."
+N_CHAT = {"train": 2000, "val": 160, "test": 160}
+MAX_CHAT_CHARS = 280
+RELATIONS = ("brother", "sister")
+
+# slot -> value pools (train, val, test), facts {split: [(statement, ack)]}, asks {split: [question]},
+# the recall answer, and the words that name the slot in it ({r} is the sibling's relation).
+# {v} value, {V} capitalised, {a}/{A} its article. val and test phrasings never occur in train.
+CHAT_SLOTS = {
+    "name": {
+        "values": (POOLS["name"][0],
+                   "Marek Tilda Odile Kwame Saoirse Anouk Bjorn Cosima Farah Leopold".split(),
+                   "Ansel Brigid Corin Delphine Ezra Fenna Gideon Halima Isak Jorunn".split()),
+        "facts": {"train": ["My name is {V}.", "I am {V}.", "Call me {V}.", "You can call me {V}.",
+                            "Hi, I am {V}.", "Everyone calls me {V}."],
+                  "val": ["I'm called {V}.", "The name's {V}."],
+                  "test": ["People know me as {V}.", "Hello, my name's {V}."]},
+        "ack": "Nice to meet you, {V}.",
+        "asks": {"train": ["What is my name?", "Do you know my name?", "Who am I?",
+                           "Can you tell me my name?", "What do people call me?"],
+                 "val": ["What's my name again?", "Do you remember what I am called?"],
+                 "test": ["Remind me of my name.", "What name did I give you?"]},
+        "answer": "Your name is {V}.", "words": ["name"]},
+    "likes": {
+        "values": ("jazz trains puzzles rain books music films poems stars maps games boats flowers "
+                   "clocks robots castles".split(),
+                   "origami lanterns marbles".split(), "fossils comets violins".split()),
+        "facts": {"train": ["I like {v}.", "I really like {v}.", "I am fond of {v}.", "I enjoy {v}.",
+                            "I love {v}."],
+                  "val": ["I'm a big fan of {v}.", "I adore {v}."],
+                  "test": ["I'm crazy about {v}.", "Nothing beats {v} for me."]},
+        "ack": "I will remember that you like {v}.",
+        "asks": {"train": ["What do I like?", "What did I say I like?", "Do you know what I like?",
+                           "What am I fond of?"],
+                 "val": ["What was it that I love?", "What's the thing I'm a fan of?"],
+                 "test": ["Remind me what I enjoy.", "What did I tell you I love?"]},
+        "answer": "You told me you like {v}.", "words": ["like"]},
+    "hobby": {
+        "values": ("fishing knitting hiking running cooking drawing singing dancing reading gardening "
+                   "swimming cycling baking climbing sewing painting".split(),
+                   "juggling sculpting birdwatching".split(), "fencing rowing woodworking".split()),
+        "facts": {"train": ["My hobby is {v}.", "I enjoy {v} in my free time.",
+                            "In my spare time I love {v}.", "I spend my weekends {v}.",
+                            "I am really into {v}."],
+                  "val": ["My favourite pastime is {v}.", "I'm hooked on {v}."],
+                  "test": ["What relaxes me is {v}.", "I'm passionate about {v}."]},
+        "ack": "{V} is a great hobby.",
+        "asks": {"train": ["What is my hobby?", "What do I do for fun?", "What do I do in my free time?",
+                           "How do I spend my weekends?"],
+                 "val": ["What's my favourite pastime?", "What am I hooked on?"],
+                 "test": ["Remind me of my hobby.", "What do I love doing when I'm free?"]},
+        "answer": "Your hobby is {v}.", "words": ["hobby"]},
+    "food": {
+        "values": (POOLS["food"][0], "gnocchi risotto kebab".split(), "couscous tempura pierogi".split()),
+        "facts": {"train": ["My favourite food is {v}.", "I love eating {v}.", "I could eat {v} every day.",
+                            "My favourite meal is {v}.", "I like to eat {v}."],
+                  "val": ["Nothing tastes better than {v}.", "My best dish is {v}."],
+                  "test": ["I always order {v}.", "My top food is {v}."]},
+        "ack": "{V} sounds tasty.",
+        "asks": {"train": ["What is my favourite food?", "What food do I love?", "What do I like to eat?",
+                           "Which food did I mention?"],
+                 "val": ["What's my favourite thing to eat?", "What dish do I like best?"],
+                 "test": ["Remind me of my favourite food.", "What food did I say I like?"]},
+        "answer": "Your favourite food is {v}.", "words": ["food"]},
+    "colour": {
+        "values": (POOLS["colour"][0], "amber turquoise lilac".split(), "crimson beige scarlet".split()),
+        "facts": {"train": ["My favourite colour is {v}.", "I love the colour {v}.",
+                            "My favorite color is {v}.", "{V} is the colour I like.", "{V} is my colour."],
+                  "val": ["The colour I like most is {v}.", "I always pick {v}."],
+                  "test": ["I'm always wearing {v}.", "My best colour is {v}."]},
+        "ack": "{V} is a fine colour.",
+        "asks": {"train": ["What is my favourite colour?", "What colour do I like?", "Which colour is mine?",
+                           "What is my favorite color?"],
+                 "val": ["What's my favourite colour again?", "Which colour did I pick?"],
+                 "test": ["Remind me of my favourite colour.", "Do you recall my colour?"]},
+        "answer": "Your favourite colour is {v}.", "words": ["colour"]},
+    "city": {
+        "values": (POOLS["city"][0], "Kyoto Munich Krakow".split(), "Osaka Lyon Antwerp".split()),
+        "facts": {"train": ["I live in {V}.", "My home is in {V}.", "I am from {V}.", "I grew up in {V}.",
+                            "My city is {V}."],
+                  "val": ["I'm based in {V}.", "Home for me is {V}."],
+                  "test": ["I reside in {V}.", "I moved to {V} last year."]},
+        "ack": "{V} sounds like a nice place.",
+        "asks": {"train": ["Where do I live?", "What is my city?", "Where is my home?",
+                           "Which city am I from?"],
+                 "val": ["Where am I based?", "What's my home town?"],
+                 "test": ["Remind me where I live.", "Which city did I mention?"]},
+        "answer": "You live in {V}.", "words": ["live"]},
+    "job": {
+        "values": (POOLS["job"][0], "librarian architect mechanic".split(),
+                   "carpenter pharmacist journalist".split()),
+        "facts": {"train": ["I am {a} {v}.", "I work as {a} {v}.", "I have a job as {a} {v}.",
+                            "For work I am {a} {v}.", "I earn my living as {a} {v}."],
+                  "val": ["I'm {a} {v} by trade.", "My job title is {v}."],
+                  "test": ["I make a living as {a} {v}.", "By profession I am {a} {v}."]},
+        "ack": "Being {a} {v} must be interesting.",
+        "asks": {"train": ["What is my job?", "What do I do for work?", "What do I work as?",
+                           "What is my work?"],
+                 "val": ["What's my job again?", "How do I earn my living?"],
+                 "test": ["Remind me of my job.", "What did I say I do for a living?"]},
+        "answer": "You work as {a} {v}.", "words": ["work"]},
+    "sibling": {
+        "values": ("Ada Ben Cal Dora Eli Fay Gil Hal Ida Jay Kim Lou Max Ned Ona Pam Rex Sue Ted Uma "
+                   "Val Wes".split(),
+                   "Moritz Ottilie Casimir".split(), "Philippa Tobiah Annika".split()),
+        "facts": {"train": ["My {r} is called {V}.", "I have a {r} called {V}.", "My {r}'s name is {V}.",
+                            "I have a {r} named {V}.", "{V} is my {r}."],
+                  "val": ["My {r} goes by {V}.", "My little {r} is {V}."],
+                  "test": ["My big {r} is named {V}.", "I grew up with my {r} {V}."]},
+        "ack": "{V} is a nice name for a {r}.",
+        "asks": {"train": ["What is my {r} called?", "What is my {r}'s name?", "Who is my {r}?",
+                           "Do you know my {r}'s name?"],
+                 "val": ["What's my {r} called again?", "Who's my {r} again?"],
+                 "test": ["What name does my {r} have?", "Can you recall my {r}'s name?"]},
+        "answer": "Your {r} is called {V}.", "words": ["{r}"]},
+    "age": {
+        "values": ([str(n) for n in range(15, 70)], "71 74 78 83".split(), "72 76 81 86".split()),
+        "facts": {"train": ["I am {v} years old.", "I am {v}.", "My age is {v}.", "I turned {v} this year.",
+                            "I have just turned {v}."],
+                  "val": ["I'm {v} years old.", "My last birthday made me {v}."],
+                  "test": ["I'm {v} now.", "I'm aged {v}."]},
+        "ack": "{V} is a good age.",
+        "asks": {"train": ["How old am I?", "What is my age?", "Do you know my age?", "How many years old am I?"],
+                 "val": ["What's my age again?", "How old did I say I am?"],
+                 "test": ["Remind me how old I am.", "What age am I?"]},
+        "answer": "You are {v} years old.", "words": ["old"]},
+    "pet": {
+        "values": (POOLS["pet"][0], "hedgehog tortoise budgie".split(), "meerkat alpaca gecko".split()),
+        "facts": {"train": ["I have {a} {v}.", "My pet is {a} {v}.", "I own {a} {v}.",
+                            "I keep {a} {v} at home.", "We have {a} {v}."],
+                  "val": ["I look after {a} {v}.", "My best friend is my {v}."],
+                  "test": ["At home I care for {a} {v}.", "I adopted {a} {v}."]},
+        "ack": "{A} {v} is a lovely pet.",
+        "asks": {"train": ["What pet do I have?", "What is my pet?", "What animal do I own?",
+                           "Do you know my pet?"],
+                 "val": ["What's my pet again?", "Which animal do I look after?"],
+                 "test": ["Remind me what pet I have.", "What kind of animal did I adopt?"]},
+        "answer": "Your pet is {a} {v}.", "words": ["pet"]},
+}
+
+# out-of-domain families: questions no corpus here teaches, answered DONT_KNOW; a family is
+# [(template, entities)], and the families are split whole: train, val (history), test (culture)
+OOD_FAMILIES = {
+    "geography": ("train", [
+        ("What is the capital of {x}?", "Peru Chile Norway Kenya Nepal Laos Fiji Cuba Mali Chad Oman Togo "
+                                        "Gabon Benin Sudan Bolivia Latvia Malta".split()),
+        ("How many people live in {x}?", "Peru Chile Norway Kenya Nepal Cuba Bolivia Malta".split()),
+        ("What is the longest river in {x}?", "Peru Chile Norway Kenya Nepal Bolivia".split())]),
+    "science": ("train", [
+        ("What is the boiling point of {x}?", "iron copper mercury helium neon argon sodium zinc tin "
+                                              "lead".split()),
+        ("What is the atomic number of {x}?", "iron copper mercury helium neon argon sodium zinc".split()),
+        ("Why is {x} a metal?", "iron copper sodium zinc tin lead".split())]),
+    "space": ("train", [
+        ("How far away is {x}?", ["Mars", "Venus", "Jupiter", "Saturn", "Neptune", "Uranus", "Pluto",
+                                  "the moon"]),
+        ("How many moons does {x} have?", ["Mars", "Jupiter", "Saturn", "Neptune", "Uranus"]),
+        ("How hot is the surface of {x}?", ["Mars", "Venus", "Mercury", "the sun"])]),
+    "inventions": ("train", [
+        ("Who invented the {x}?", ["telephone", "radio", "bicycle", "television", "steam engine",
+                                   "light bulb", "printing press", "compass", "microscope"]),
+        ("When was the {x} invented?", ["telephone", "radio", "television", "light bulb", "microscope"]),
+        ("How does a {x} work?", ["radio", "telephone", "microscope", "jet engine", "satellite"])]),
+    "news": ("train", [
+        ("What will the weather be like in {x} tomorrow?", POOLS["city"][0][:12]),
+        ("What is the news in {x} today?", POOLS["city"][0][12:20]),
+        ("What is the price of {x} today?", ["gold", "oil", "bread", "petrol", "a house"])]),
+    "history": ("val", [
+        ("When did {x} begin?", ["the Roman Empire", "the Inca Empire", "the Mughal Empire",
+                                 "the Ming dynasty", "the Bronze Age", "the Iron Age"]),
+        ("Who ruled {x}?", ["the Roman Empire", "the Inca Empire", "Carthage", "Sparta", "Babylon"]),
+        ("Why did {x} fall?", ["the Roman Empire", "the Aztec Empire", "Carthage", "Babylon", "Troy"])]),
+    "culture": ("test", [
+        ("Who wrote {x}?", ["Hamlet", "Don Quixote", "War and Peace", "Moby Dick", "Beowulf",
+                            "the Odyssey", "Macbeth"]),
+        ("Who painted {x}?", ["the Mona Lisa", "the Night Watch", "the Starry Night", "Guernica"]),
+        ("Who composed {x}?", ["the Four Seasons", "the Magic Flute", "Swan Lake", "Carmen"])]),
+}
+# small talk; "What is 2 plus 2?" is left out, as {2, 2} is a held-out qa pair
+CHAT_FILLERS = [(q, a) for q, a, slot, place in FILLERS
+                if slot is None and place == "any" and "plus" not in q]
+# extra training arithmetic: pairs with an operand in 21..30, none of them a held-out qa pair
+EXTRA_ARITH_MAX = 30
+
+
+def ood_questions(split: str) -> list[tuple[str, str]]:
+    """(question, family) of every out-of-domain family assigned to split."""
+    return [(t.format(x=x), fam) for fam, (s, parts) in sorted(OOD_FAMILIES.items()) if s == split
+            for t, xs in parts for x in xs]
+
+
+def _arith_parts(question: str) -> tuple[int, str, int]:
+    m = re.search(r"(\d+) (plus|minus) (\d+)", question)
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def chat_arithmetic(qa: dict, rng: random.Random) -> dict[str, list[tuple[str, str, str]]]:
+    """(question, answer, op) per split: the qa corpus' arithmetic (its held-out pairs stay held out)
+    plus, for train only, every pair with an operand in 21..EXTRA_ARITH_MAX."""
+    out = {s: [(q, a, _arith_parts(q)[1]) for lv, q, a in qa[s] if lv == "arithmetic"] for s in SPLITS}
+    for a in range(EXTRA_ARITH_MAX + 1):
+        for b in range(max(a, 21), EXTRA_ARITH_MAX + 1):
+            for x, y in sorted({(a, b), (b, a)}):
+                q, ans = _arith_item(rng, x, "plus", y, x + y)
+                out["train"].append((q, ans, "plus"))
+            q, ans = _arith_item(rng, b, "minus", a, b - a)
+            out["train"].append((q, ans, "minus"))
+    return out
+
+
+def _fill_slot(template: str, value: str, rel: str) -> str:
+    art = _an(value)
+    return template.format(v=value, V=_cap(value), a=art, A=_cap(art), r=rel)
+
+
+class _Cycle:
+    """Draw items in shuffled order, reshuffling when used up, so every item is used about evenly."""
+
+    def __init__(self, items, rng):
+        self.items, self.rng, self.left = list(items), rng, []
+
+    def next(self):
+        if not self.left:
+            self.left = list(self.items)
+            self.rng.shuffle(self.left)
+        return self.left.pop()
+
+
+def _chat_layout(rng: random.Random, slots: list[str], n_extra: int) -> list[tuple[str, str]] | None:
+    items = [("fact", s) for s in slots] + [("recall", s) for s in slots] + [("extra", "")] * n_extra
+    rng.shuffle(items)
+    for s in slots:
+        gap = items.index(("recall", s)) - items.index(("fact", s))
+        if not 1 <= gap <= 3:
+            return None
+    return items
+
+
+def make_chat_dialogue(rng: random.Random, split: str, sources: dict) -> tuple[list, dict]:
+    """One chat dialogue: facts asked back, mixed with Q&A, arithmetic, out-of-domain and small talk."""
+    while True:
+        k = rng.choices([0, 1, 2, 3], weights=[2, 5, 5, 1])[0]  # three facts rarely fit: retried
+        slots = rng.sample(sorted(CHAT_SLOTS), k)
+        n_extra = rng.randint(1 if k < 2 else 0, 6 - 2 * k) if k < 3 else 0
+        if k == 0:
+            n_extra = rng.randint(2, 4)
+        items = None
+        for _ in range(200):
+            items = _chat_layout(rng, slots, n_extra)
+            if items is not None:
+                break
+        if items is None:
+            continue
+        turns, kinds, recalls, facts = [], [], [], {}
+        for i, (kind, s) in enumerate(items):
+            if kind == "extra":
+                what = rng.choices(["qa", "arith", "ood", "filler"], weights=[4, 2, 3, 1])[0]
+                q, a, info = sources[what].next()
+                turns.append((q, a))
+                kinds.append({"kind": what, **info})
+                continue
+            spec = CHAT_SLOTS[s]
+            if kind == "fact":
+                value = rng.choice(spec["values"][SPLITS.index(split)])
+                rel = rng.choice(RELATIONS)
+                tpl = rng.choice(spec["facts"][split])
+                facts[s] = (value, rel, i, tpl)
+                turns.append((_fill_slot(tpl, value, rel), _fill_slot(spec["ack"], value, rel)))
+                kinds.append({"kind": "fact", "slot": s, "template": tpl})
+            else:
+                value, rel, fact_turn, fact_tpl = facts[s]
+                ask = rng.choice(spec["asks"][split])
+                turns.append((_fill_slot(ask, value, rel), _fill_slot(spec["answer"], value, rel)))
+                kinds.append({"kind": "recall", "slot": s, "template": ask})
+                recalls.append({"turn": i, "fact_turn": fact_turn, "slot": s, "value": value,
+                                "words": [w.format(r=rel) for w in spec["words"]]})
+        if len(dialogue_text(turns)) > MAX_CHAT_CHARS:
+            continue
+        topic = sorted({r["value"].lower() for r in recalls} | {r["slot"] for r in recalls})
+        return turns, {"n_turns": len(turns), "slots": recalls, "turns": kinds, "topic": topic}
+
+
+def chat_sources(qa: dict, arith: dict, split: str, rng: random.Random) -> dict:
+    """Per kind of extra turn, a cycle of (question, answer, annotation) for split."""
+    qa_items = [(q, a, {"level": lv}) for lv, q, a in qa[split] if lv != "arithmetic"]
+    return {"qa": _Cycle(qa_items, rng),
+            "arith": _Cycle([(q, a, {"op": op}) for q, a, op in arith[split]], rng),
+            "ood": _Cycle([(q, DONT_KNOW, {"family": f}) for q, f in ood_questions(split)], rng),
+            "filler": _Cycle([(q, a, {}) for q, a in CHAT_FILLERS], rng)}
+
+
+def build_chat(qa: dict, rng: random.Random) -> dict[str, list[tuple[list, dict]]]:
+    """split -> [(turns, record)]. train also holds every qa train pair, training arithmetic item and
+    training out-of-domain question as a one-turn chat, so each is learnt in a fresh chat too."""
+    arith = chat_arithmetic(qa, rng)
+    out = {}
+    for split in SPLITS:
+        src = chat_sources(qa, arith, split, rng)
+        rows = [make_chat_dialogue(rng, split, src) for _ in range(N_CHAT[split])]
+        if split == "train":
+            singles = [(q, a, {"kind": "qa", "level": lv}) for lv, q, a in qa["train"] if lv != "arithmetic"]
+            singles += [(q, a, {"kind": "arith", "op": op}) for q, a, op in arith["train"]]
+            singles += [(q, DONT_KNOW, {"kind": "ood", "family": f}) for q, f in ood_questions("train")]
+            rows += [([(q, a)], {"n_turns": 1, "slots": [], "turns": [info], "topic": []})
+                     for q, a, info in singles]
+            rng.shuffle(rows)
+        if split == "train":  # the phrasing annotations matter for held-out turns; keep train's file small
+            for _, rec in rows:
+                rec["turns"] = [{k: v for k, v in t.items() if k != "template"} for t in rec["turns"]]
+        out[split] = rows
+    return out
+
+
+def validate_chat(chat: dict) -> None:
+    """Raise ValueError if a held-out chat split shares a phrasing or slot value with train."""
+    train_text = " ".join(q + " " + a for turns, _ in chat["train"] for q, a in turns).lower()
+    train_words = set(re.findall(r"[a-z0-9']+", train_text))
+    for slot, spec in CHAT_SLOTS.items():
+        for i, split in enumerate(SPLITS[1:], start=1):
+            for v in spec["values"][i]:
+                if v.lower() in train_words or v in spec["values"][0]:
+                    raise ValueError(f"chat {split}: {slot} value {v!r} occurs in training text")
+            for key in ("facts", "asks"):
+                if set(spec[key][split]) & set(spec[key]["train"]):
+                    raise ValueError(f"chat {split}: a {slot} {key} phrasing is also a train phrasing")
+
+
 # ---- writing ----
 
 def _write(path: Path, text: str) -> None:
@@ -582,6 +914,13 @@ def generate(out_dir: Path) -> None:
         for i, (_, rec) in enumerate(dialogues):
             lines.append(json.dumps({"dialogue": i, **rec}, sort_keys=True))
         _write(out_dir / "dialogue" / f"{split}.slots.jsonl", "".join(x + "\n" for x in lines))
+    chat = build_chat(qa, random.Random(SEED + 1))  # its own stream: the files above stay as they were
+    validate_chat(chat)
+    for split in SPLITS:
+        _write(out_dir / "chat" / f"{split}.txt", "\n".join(dialogue_text(t) for t, _ in chat[split]))
+        _write(out_dir / "chat" / f"{split}.slots.jsonl",
+               "".join(json.dumps({"dialogue": i, **rec}, sort_keys=True) + "\n"
+                       for i, (_, rec) in enumerate(chat[split])))
     validate(out_dir)
 
 
@@ -598,7 +937,7 @@ def validate(out_dir: Path) -> None:
 
 
 OUTPUTS = [f"qa/{s}.{e}" for s in SPLITS for e in ("txt", "levels")] + \
-          [f"dialogue/{s}.{e}" for s in SPLITS for e in ("txt", "slots.jsonl")]
+          [f"{c}/{s}.{e}" for c in ("dialogue", "chat") for s in SPLITS for e in ("txt", "slots.jsonl")]
 
 
 def check(committed: Path) -> list[str]:
@@ -626,7 +965,12 @@ def stats(out_dir: Path) -> str:
         lens = sorted(len(d) + 1 for d in dlg)
         lines.append(f"dialogue {split}: {len(dlg)} dialogues, chars median {lens[len(lens) // 2]}"
                      f" max {lens[-1]}, over 250: {sum(n > 250 for n in lens)}")
-    for corpus in ("qa", "dialogue"):
+    for split in SPLITS:
+        rows = [json.loads(x) for x in (out_dir / "chat" / f"{split}.slots.jsonl").read_text().splitlines()]
+        kinds = [t["kind"] for r in rows for t in r["turns"]]
+        lines.append(f"chat {split}: {len(rows)} chats, turns " +
+                     str({k: kinds.count(k) for k in ("fact", "recall", "qa", "arith", "ood", "filler")}))
+    for corpus in ("qa", "dialogue", "chat"):
         text = "".join((out_dir / corpus / f"{s}.txt").read_text() for s in SPLITS)
         lines.append(f"{corpus}: {len(text.encode())} bytes, {len(set(text))} distinct chars")
     total = sum((out_dir / rel).stat().st_size for rel in OUTPUTS)

@@ -288,7 +288,7 @@ def test_min_lr_above_lr():
 
 def test_unknown_task():
     raises(lambda: load_config("reversl"), "reversl", "reversal", "qa", "dialogue")
-    raises(lambda: load_config(overrides=["task=chat"]), "chat", "reversal, qa, dialogue")
+    raises(lambda: load_config(overrides=["task=chatter"]), "chatter", "reversal, qa, dialogue, chat")
     raises(lambda: config_from_dict({"task": 3}), "task", "reversal")
 
 

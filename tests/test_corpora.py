@@ -167,8 +167,103 @@ def test_check_mode_flags_a_changed_file(tmp_path):
     assert gen.check(tmp_path) == ["qa/val.txt"]
 
 
-@pytest.mark.parametrize("corpus", ["qa", "dialogue"])
+@pytest.mark.parametrize("corpus", ["qa", "dialogue", "chat"])
 def test_held_out_characters_all_seen_in_train(corpus):
     train_chars = set(read(f"{corpus}/train.txt"))
     for split in ("val", "test"):
         assert set(read(f"{corpus}/{split}.txt")) <= train_chars  # a train-built tokenizer covers them
+
+
+# ---- chat corpus: held-out splits share no phrasing template, slot value, out-of-domain family or
+#      arithmetic operand pair with train (checked on the text, not only on the generator's tables) ----
+
+def _chats(split: str):
+    blocks = parse_blocks(read(f"chat/{split}.txt"))
+    records = [json.loads(x) for x in read(f"chat/{split}.slots.jsonl").splitlines()]
+    assert len(blocks) == len(records)
+    return list(zip(blocks, records))
+
+
+def _phrasing(text: str, value: str) -> str:
+    """The user's words with the slot value and any sibling relation cut out: the template's shape."""
+    t = re.sub(rf"\b{re.escape(value)}\b", "<v>", text, flags=re.IGNORECASE)
+    t = re.sub(r"\b(a|an)( <v>)", r"<a>\2", t)
+    return re.sub(r"\b(brother|sister)\b", "<r>", t)
+
+
+def _slot_phrasings(split: str) -> set[str]:
+    out = set()
+    for turns, rec in _chats(split):
+        for s in rec["slots"]:
+            out.add(_phrasing(turns[s["fact_turn"]][0], s["value"]))
+            out.add(_phrasing(turns[s["turn"]][0], s["value"]))
+    return out
+
+
+def test_chat_records_match_the_text():
+    for split in SPLITS:
+        for i, (turns, rec) in enumerate(_chats(split)):
+            assert rec["dialogue"] == i and rec["n_turns"] == len(turns) == len(rec["turns"])
+            assert len(gen.dialogue_text(turns)) <= gen.MAX_CHAT_CHARS
+            for s in rec["slots"]:
+                assert s["fact_turn"] < s["turn"]
+                assert s["value"].lower() in turns[s["fact_turn"]][0].lower()
+                assert s["value"] in turns[s["turn"]][1]
+                assert all(w in turns[s["turn"]][1] for w in s["words"])
+            for (q, a), t in zip(turns, rec["turns"]):
+                assert (a == gen.DONT_KNOW) == (t["kind"] == "ood"), (q, a)
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_chat_held_out_phrasings_never_in_train(split):
+    train = _slot_phrasings("train")
+    held = _slot_phrasings(split)
+    assert len(held) >= 30  # several phrasings per slot
+    assert not held & train, sorted(held & train)[:5]
+
+
+def test_chat_val_and_test_phrasings_differ():
+    assert not _slot_phrasings("val") & _slot_phrasings("test")
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_chat_held_out_slot_values_never_in_train(split):
+    train_words = set(re.findall(r"[a-z0-9']+", read("chat/train.txt").lower()))
+    train_values = {s["value"] for _, r in _chats("train") for s in r["slots"]}
+    held = {s["value"] for _, r in _chats(split) for s in r["slots"]}
+    assert len(held) >= 20
+    for v in held:
+        assert v not in train_values and v.lower() not in train_words, v
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_chat_out_of_domain_family_held_out(split):
+    def ood(s):
+        return [(q, t["family"]) for turns, r in _chats(s) for (q, _), t in zip(turns, r["turns"])
+                if t["kind"] == "ood"]
+    train = ood("train")
+    held = ood(split)
+    assert len(held) >= 30
+    assert not {f for _, f in held} & {f for _, f in train}
+    starts = {" ".join(q.split()[:2]) for q, _ in train}
+    for q, _ in held:  # the question's opening words are a template no training question uses
+        assert " ".join(q.split()[:2]) not in starts, q
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_chat_arithmetic_pairs_held_out(split):
+    def pairs(s):
+        return {frozenset((int(a), int(b))) for a, b in
+                re.findall(r"(\d+) (?:plus|minus) (\d+)", read(f"chat/{s}.txt"))}
+    held = pairs(split)
+    assert len(held) >= 10
+    assert not held & pairs("train")
+
+
+def test_chat_qa_turns_come_from_the_matching_qa_split():
+    for split in SPLITS:
+        qa = dict(qa_pairs(split))
+        for turns, r in _chats(split):
+            for (q, a), t in zip(turns, r["turns"]):
+                if t["kind"] == "qa":
+                    assert qa.get(q) == a, f"{split}: {q!r} is not a {split} qa question"

@@ -183,3 +183,60 @@ def test_dialogue_made_up_values_follow_the_config():
     every = make_task(load_config("dialogue", overrides=TINY + ["data.fresh_fraction=1.0"]))
     x, _, _ = every.batch("train", 8, np.random.default_rng(1))
     assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6
+
+
+def _chat_oracle(task, wrong=None):
+    """An answer function that gives each chat turn's reference answer (or, with `wrong`, a changed one)."""
+    refs, fresh = {}, {}
+    for convs in (task.val_convs, task.test_convs):
+        for turns in convs:
+            for t, (q, a) in enumerate(turns):
+                refs[(tuple(turns[:t]), q)] = a
+                fresh[q] = a
+
+    def answer(model, history, question):
+        ref = refs.get((tuple(history), question)) if history else fresh[question]
+        return wrong(ref) if wrong else ref
+    return answer
+
+
+def test_chat_scores_of_a_perfect_and_a_know_nothing_answerer():
+    from core.tasks.chat import DONT_KNOW
+    task = make_task(load_config("chat", overrides=TINY))
+    assert task.test_convs is not None and all("turns" in r for r in task.slots)
+
+    class Uniform:
+        def forward(self, idx):
+            return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
+    task.answer = _chat_oracle(task)
+    m = task.evaluate(Uniform(), full=True)
+    for key in ("context_recall", "slot_correct", "two_fact_recall", "dont_know_ood", "qa_mid_exact",
+                "qa_fresh_exact", "chat_score"):
+        assert m[key] == 1.0 and m["heldout_family"][key] == 1.0, key
+    assert m["dont_know_false"] == 0.0 and m["arith_exact_by_op"] == {"minus": 1.0, "plus": 1.0}
+    assert m["recall_n"] >= 100 and m["two_n"] >= 20 and m["ood_n"] >= 50 and m["qa_mid_n"] >= 50
+    task.answer = lambda model, history, question: DONT_KNOW
+    m = task.scores(None, task.val_convs, task.slots, 40)
+    assert m["dont_know_ood"] == 1.0 and m["dont_know_false"] == 1.0
+    assert m["context_recall"] == 0.0 and m["qa_mid_exact"] == 0.0
+
+
+def test_chat_slot_correct_needs_the_asked_slot_named():
+    from core.tasks.chat import named_slot
+    other = {"colour", "food", "name", "brother", "sister"}
+    assert named_slot("Your favourite colour is amber.", ["colour"], other)
+    assert not named_slot("Your favourite food is amber.", ["colour"], other)
+    assert not named_slot("Your favourite colour and food is amber.", ["colour"], other)
+    assert not named_slot("Your sister is called Moritz.", ["brother"], other)
+    task = make_task(load_config("chat", overrides=TINY))
+    swap = lambda a: a.replace("colour", "food").replace("hobby", "name")  # noqa: E731
+    task.answer = _chat_oracle(task, wrong=swap)
+    m = task.scores(None, task.val_convs, task.slots, len(task.val_convs))
+    assert m["context_recall"] == 1.0 and 0.5 < m["slot_correct"] < 1.0
+
+
+def test_chat_training_windows_vary_the_remembered_values():
+    task = make_task(load_config("chat", overrides=TINY))
+    assert task.train_slots is not None and task.library is not None
+    x, y, _ = task.batch("train", 8, np.random.default_rng(0))
+    assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])

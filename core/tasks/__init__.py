@@ -1,4 +1,4 @@
-"""The three tasks: reversal (attention proof), qa, dialogue. `make_task(cfg)` builds one."""
+"""The four tasks: reversal (attention proof), qa, dialogue, chat. `make_task(cfg)` builds one."""
 
 
 def make_task(cfg):
@@ -12,4 +12,7 @@ def make_task(cfg):
     if cfg.task == "dialogue":
         from core.tasks.dialogue import DialogueTask
         return DialogueTask(cfg)
-    raise ValueError(f"unknown task {cfg.task!r}; choose reversal, qa or dialogue")
+    if cfg.task == "chat":
+        from core.tasks.chat import ChatTask
+        return ChatTask(cfg)
+    raise ValueError(f"unknown task {cfg.task!r}; choose reversal, qa, dialogue or chat")

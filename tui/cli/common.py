@@ -14,10 +14,23 @@ class UserError(Exception):
     pass
 
 
+CHAT_KEYS = ("chat_score", "slot_correct", "two_fact_recall", "dont_know_ood", "dont_know_false",
+             "qa_mid_exact", "qa_fresh_exact")
+
+
+def _figures(ev, keys):
+    out = [f"{k} {ev[k]:.4f}" for k in keys if ev.get(k) is not None]
+    out += [f"arith_{op} {v:.4f}" for op, v in (ev.get("arith_exact_by_op") or {}).items() if v is not None]
+    return ", ".join(out)
+
+
 def format_eval(ev):
-    keys = [k for k in ("accuracy", "answer_exact", "context_recall", "topic_coherence", "val_loss",
-                        "train_loss", "antidiagonal_best") if ev.get(k) is not None]
-    return f"eval @ step {ev['step']}: " + ", ".join(f"{k} {ev[k]:.4f}" for k in keys)
+    keys = ("accuracy", "answer_exact", "context_recall", "topic_coherence") + CHAT_KEYS + (
+        "val_loss", "train_loss", "antidiagonal_best")
+    text = f"eval @ step {ev['step']}: " + _figures(ev, keys)
+    if ev.get("heldout_family"):  # the chat task's test split: phrasings, values and questions never tuned on
+        text += "\nheld-out family (test split): " + _figures(ev["heldout_family"], ("context_recall",) + CHAT_KEYS)
+    return text
 
 
 def jsonable(obj):

@@ -15,10 +15,10 @@ from core.config import ConfigError, config_to_dict, load_config
 from core.tasks.corpus import CorpusError, load_conversations
 from core.text import safe_text
 
-TASK_TITLES = {"reversal": "Reversal proof", "qa": "Q&A", "dialogue": "Dialogue"}
+TASK_TITLES = {"reversal": "Reversal proof", "qa": "Q&A", "dialogue": "Dialogue", "chat": "Chat"}
 KEYS = ("model.n_layer", "model.n_head", "model.n_embd", "model.block_size", "train.lr",
         "train.batch_size", "train.max_steps", "train.eval_interval")
-TASK_KEYS = {"reversal": ("data.seq_len",), "qa": (), "dialogue": ()}
+TASK_KEYS = {"reversal": ("data.seq_len",), "qa": (), "dialogue": (), "chat": ()}
 ALL_KEYS = KEYS + ("data.seq_len",)
 
 
@@ -136,7 +136,7 @@ class SetupPane(Vertical):
             status.update("corpus: none needed (random letter sequences)")
             return
         path = self.corpus_path
-        shown = path or f"corpora/{'qa' if self.task_name == 'qa' else 'dialogue'}/train.txt (own corpus)"
+        shown = path or f"corpora/{self.task_name}/train.txt (own corpus)"
         if path:
             convs = load_conversations(Path(path).expanduser())
             status.update(f"corpus: {safe_text(shown)} — {len(convs)} conversations")
