@@ -357,7 +357,7 @@ def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None =
                 continue  # between a swap's two renames and the removal of .old: look again
             raise
         try:
-            t = _Tag(src)
+            t = _Tag(src, _FILES)
         except _Vanished:
             continue
         try:

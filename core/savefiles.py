@@ -42,9 +42,10 @@ class _Tag:
     """One tag directory opened once: every file is read through this descriptor, so a load never mixes
     two saves even while a writer swaps the tag, and no file symlink is ever followed."""
 
-    def __init__(self, src: Path):
+    def __init__(self, src: Path, files: tuple[str, ...] = ()):
         self.src = src
         self.fd = None
+        self._held: dict[str, int] = {}  # name -> an fd opened at once, so a removal after the swap cannot hit
         if _DIRFD:
             try:
                 self.fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -54,12 +55,19 @@ class _Tag:
                 if e.errno == errno.ELOOP or e.errno == errno.ENOTDIR:
                     raise _err(src, "is a symbolic link or not a directory; saves never follow links") from None
                 raise _err(src, f"cannot be opened ({e.strerror})") from None
+            for fname in files:  # open every file now: a file unlinked later stays readable through its fd
+                try:
+                    self._held[fname] = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
+                except OSError:
+                    pass  # reported with its reason when it is read
 
     def open(self, fname: str, limit: int):
         """A binary file object for one member; missing, a link, not a file or over `limit` bytes: SaveError."""
         path = self.src / fname
         try:
-            if self.fd is not None:
+            if fname in self._held:
+                fd = self._held.pop(fname)
+            elif self.fd is not None:
                 fd = os.open(fname, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=self.fd)
             else:  # pragma: no cover - no dir_fd on this platform
                 fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -96,6 +104,9 @@ class _Tag:
             return False
 
     def close(self) -> None:
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
