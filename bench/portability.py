@@ -27,7 +27,8 @@ KERNELS = {
 }
 # the tests whose results depend on floating-point arithmetic (the TUI and fault tests do not)
 NUMERICAL = ["test_ops.py", "test_attention.py", "test_model.py", "test_model_workspace.py", "test_sample.py",
-             "test_trainer.py", "test_tasks.py", "test_bench.py", "test_checkpoint.py", "test_tokenizer.py"]
+             "test_trainer.py", "test_tasks.py", "test_bench.py", "test_checkpoint.py", "test_tokenizer.py",
+             "test_interp.py", "test_timeline.py"]
 _COUNTS = re.compile(r"(\d+) (passed|failed|skipped|error|errors)")
 _CORENAME = ("import ctypes\n"
              "import numpy\n"
