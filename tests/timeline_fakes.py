@@ -1,4 +1,4 @@
-"""A hand-made recording shaped like core.timeline's Snapshot/Timeline (the agreed interface), for TUI tests.
+"""A hand-made recording in core.timeline's Snapshot/Timeline, for TUI tests.
 
 Reversal on PYTHON: head 0 turns from uniform into the anti-diagonal over the steps, head 1 stays uniform;
 the anti-diagonal score and the accuracy climb with it, and the answer turns into NOHTYP.
@@ -6,31 +6,9 @@ the anti-diagonal score and the accuracy climb with it, and the answer turns int
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-
-@dataclass
-class Snapshot:
-    step: int
-    elapsed_s: float
-    loss: float | None
-    val_loss: float | None
-    metric: str | None
-    metric_value: float | None
-    maps: np.ndarray  # (n_layer, n_head, T, T) float16
-    scores: dict = field(default_factory=dict)
-    answer: str | None = None
-
-
-@dataclass
-class Timeline:
-    snapshots: list
-    labels: list
-    probe: str
-    marks: list = field(default_factory=list)
-
+from core.timeline import Snapshot, Timeline
 
 STEPS = [0, 1, 2, 3, 5, 8, 12, 20, 30, 50]
 
@@ -51,5 +29,8 @@ def reversal_snapshot(step: int, last: int = STEPS[-1]) -> Snapshot:
 
 
 def reversal_timeline(steps=STEPS) -> Timeline:
-    return Timeline([reversal_snapshot(s) for s in steps], list("PYTHON"), "PYTHON",
-                    [{"step": 20, "kind": "speed_limit", "value": 5}])
+    tl = Timeline("PYTHON", list("PYTHON"))
+    for s in steps:
+        tl.add(reversal_snapshot(s))
+    tl.mark(20, "speed_limit", 5)
+    return tl
