@@ -250,8 +250,10 @@ async def test_explanations_toggle_with_i_and_keys_do_not_fire_in_the_probe_fiel
         await attention_with_recording(pilot)
         explain = app.query_one("#map-explain")
         assert explain.display and "anti-diagonal" in str(explain.render())
+        notes = {w.id: str(w.render()) for w in app.query(".explain")}  # every view of the insides has one
+        assert "scrub" in notes["timeline-explain"] and "1 (bright)" in notes["colorbar-explain"]
         await pilot.press("i")
-        assert not explain.display
+        assert not explain.display and not any(w.display for w in app.query(".explain"))
         await pilot.press("i")
         assert explain.display
         bar = app.query_one(TimelineBar)

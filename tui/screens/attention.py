@@ -102,11 +102,13 @@ class AttentionPane(Vertical):
             with Vertical(id="attn-side"):
                 yield Static("no recorded step yet", id="attn-info", markup=False)
                 yield ColorBar(id="color-bar")
+                yield Explain("colorbar", id="colorbar-explain")
                 yield HeadScoreChart(id="score-chart")
                 yield Explain("scores", id="scores-explain")
                 yield Static("", id="ablation-status", markup=False)
                 yield Explain("ablation", id="ablation-explain")
         yield TimelineBar(id="timeline-bar")
+        yield Explain("timeline", id="timeline-explain")
 
     def on_mount(self) -> None:
         self._show_ablation()

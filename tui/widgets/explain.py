@@ -13,6 +13,8 @@ TEXTS = {
                      "(each letter learns to read its mirror)."),
     "map-causal": ("Row = a character, column = an earlier one it reads. Just below the diagonal: a "
                    "previous-token head; a stripe offset by the repeat length: an induction (copy) head."),
+    "colorbar": "Colour: weight 0 (dark) to 1 (bright); a: each map's own range.",
+    "timeline": "Recorded training steps: b/f or the mouse scrub, space replays (< > speed), end follows live.",
     "scores": "Each line: one head's pattern score (0-1) over training; bright = the map's head, orange = the metric.",
     "ablation": "o switches the map's head off, v re-measures the task: a big drop = the task needs that head.",
     "nextchar": ("For each character of the last reply: the five the model thought most likely there "
