@@ -24,7 +24,7 @@ TINY_QA = ["model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_
            "train.batch_size=8", "train.eval_interval=1000", "train.max_steps=5000", "model.dropout=0.0"]
 
 
-async def wait_for(pilot, cond, timeout=20.0, what="condition"):
+async def wait_for(pilot, cond, timeout=30.0, what="condition"):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():

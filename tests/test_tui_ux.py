@@ -4,9 +4,7 @@ a smoothed ETA, prompts as trained, the small things, and runs compared side by 
 from __future__ import annotations
 
 import json
-import time
 
-import pytest
 from textual.widgets import DataTable, Input, TabbedContent
 
 from core.checkpoint import list_runs
@@ -23,17 +21,10 @@ from tui.screens.setup import SetupPane, input_id
 from tui.widgets import LossPlot, StatsPanel
 from tui.widgets.lossplot import nice_ticks
 
+from tests.test_tui_app import wait_for
+
 SIZE = (120, 40)
 QUICK_REV = {"train.max_steps": "30", "train.eval_interval": "10"}
-
-
-async def wait_for(pilot, cond, timeout=30.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tab(app):
@@ -154,7 +145,6 @@ def test_chat_prompts_are_the_context_each_task_trained_on():
 
 
 def test_history_exact_measures_each_prompt_style():
-    from core.sample import stream_text  # noqa: F401  (the real sampler, on an untrained tiny model)
     tr = Trainer(load_config("qa", overrides=["model.n_layer=1", "model.n_embd=32", "model.n_head=2"]))
     r = tr.task.history_exact(tr.model, turns=(0, 2), how="chat", limit=3)
     assert set(r) == {0, 2} and r[0] == r[2]  # the same prompt whatever came before
