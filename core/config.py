@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, get_type_hints
 
-import yaml
-
 from core.text import safe_text
 from core.yamlsafe import YamlRefused, load_yaml_text, read_limited
 

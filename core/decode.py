@@ -126,7 +126,7 @@ class Decoding:
     def _decode_step(self, tok, kv, pos, shift):
         """decode_one's arithmetic for position `pos`: (logits (V,), attention row sums (L, nh, 1, 1)).
         `shift`: the softmax subtracts each row's max first."""
-        cfg, P = self.cfg, self.params
+        cfg = self.cfg
         layers, head, (wte, wpe), (c_gelu, ones, r, sums), (h1, h, y, u1, u) = self._folded(kv)
         C, nh, n = cfg.n_embd, cfg.n_head, pos + 1
         hs = C // nh

@@ -51,7 +51,7 @@ def format_table(name, tag, probe, rows, marks):
     metric = next((r["metric"] for r in rows if r["metric"]), "metric")
     keys = sorted({k for r in rows for k in r["scores"]})
     lines = [f"{safe_text(name)} ({tag}): {len(rows)} snapshots on the probe {safe_text(repr(probe))}",
-             f"head scores: the best head's score (L layer, H head); answer: the model's reply to the probe",
+             "head scores: the best head's score (L layer, H head); answer: the model's reply to the probe",
              f"{'step':>7} {'time':>8} {'loss':>7} {'val_loss':>8} {metric[:12]:>12} "
              + "".join(f"{k[:12]:>13}" for k in keys) + "  answer"]
     for r in rows:
