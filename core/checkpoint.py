@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import yaml
 
-from core.savefiles import _MAX_CONFIG, _MAX_META, SaveError, _err, _load_npz, _Tag, _Vanished
+from core.savefiles import _MAX_CONFIG, _MAX_META, SaveError, _err, _load_npz, _Tag, _Vanished, json_object
 from core.yamlsafe import YamlRefused, load_yaml_text
 
 SAVES_DIR = Path(__file__).resolve().parent.parent / "saves"
@@ -279,15 +279,7 @@ def _load_meta(tag: "_Tag | Path") -> dict:
         with _Tag(tag.parent) as t:
             return _load_meta(t)
     path = tag.src / META
-    text = tag.read_text(META, _MAX_META)
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _err(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
-    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
-        raise _err(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
-    if not isinstance(meta, dict):
-        raise _err(path, f"must hold a JSON object, got {type(meta).__name__}")
+    meta = json_object(tag.read_text(META, _MAX_META), lambda problem: _err(path, problem))
     version = meta.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _err(path, f"format_version is {str(version)[:20]!r}, not a positive integer")

@@ -6,6 +6,7 @@ core/checkpoint.py writes and loads saves; this module only reads bytes safely a
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import stat
@@ -36,6 +37,19 @@ class SaveError(ValueError):
 def _err(path: Path, problem: str, fix: str = "") -> SaveError:
     fix = fix or "the save is damaged; load another tag or delete the run and train again"
     return SaveError(f"{path}: {problem}; {fix}")
+
+
+def json_object(text: str, bad) -> dict:
+    """A JSON object from a save's text file; bad(problem) makes the error for anything else."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad(f"is not valid JSON (line {e.lineno}: {e.msg})") from None
+    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
+        raise bad(f"holds an unreadable JSON value ({type(e).__name__})") from None
+    if not isinstance(obj, dict):
+        raise bad(f"must hold a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 class _Tag:

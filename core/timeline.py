@@ -19,6 +19,7 @@ import numpy as np
 
 from core import checkpoint
 from core.checkpoint import SaveError
+from core.savefiles import json_object
 from core.sample import stream_text
 from core.tasks.corpus import format_turn
 
@@ -297,15 +298,8 @@ def _bad(path, problem):
 
 
 def _load_json(path, text):
-    try:
-        meta = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _bad(path, f"is not valid JSON (line {e.lineno}: {e.msg})") from None
-    except (ValueError, RecursionError) as e:  # a number of thousands of digits, or nesting too deep
-        raise _bad(path, f"holds an unreadable JSON value ({type(e).__name__})") from None
     bad = lambda what: _bad(path, what)  # noqa: E731
-    if not isinstance(meta, dict):
-        raise bad(f"must hold a JSON object, got {type(meta).__name__}")
+    meta = json_object(text, bad)
     v = meta.get("format_version")
     if not _is_int(v) or not 1 <= v <= FORMAT_VERSION:
         raise bad(f"format_version is {v!r}; this attnlab reads timeline format {FORMAT_VERSION}")
