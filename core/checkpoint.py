@@ -355,8 +355,8 @@ def load_checkpoint(name: str, tag: str = "last", saves_dir: str | Path | None =
         try:
             return _read_tag(t, expected_shapes, shapes_for)
         except SaveError:
-            if attempt < attempts - 1 and not t.same_as(src):
-                continue  # a writer swapped the tag while we read: read the new save
+            if attempt < attempts - 1 and (not t.same_as(src) or src.name.startswith(".")):
+                continue  # a writer swapped the tag while we read, or is removing the .old copy: read again
             raise
         finally:
             t.close()
