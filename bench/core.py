@@ -63,10 +63,10 @@ def replay(trace):
         mm(a, b, out=out)
 
 
-def _timed(fn):
-    t = time.perf_counter()
+def _timed(fn, clock=time.perf_counter):
+    t = clock()
     fn()
-    return time.perf_counter() - t
+    return clock() - t
 
 
 def generation_cps(model, prompt, n_new, use_cache):
@@ -166,20 +166,23 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
 
 def recorded_steps(max_steps, eval_interval):
     """How many snapshots a run of max_steps records: step 0, the schedule, every evaluation."""
-    from core.timeline import due
-    return 1 + sum(1 for s in range(1, max_steps + 1) if due(s) or s % eval_interval == 0 or s == max_steps)
+    from core.timeline import recorded_steps as steps
+    return len(steps(max_steps, eval_interval))
 
 
-def measure_timeline(task="qa", overrides=TIMELINE_OVERRIDES, block=4, repeats=7, warmup=1):
+def measure_timeline(task="qa", overrides=TIMELINE_OVERRIDES, block=4, repeats=7, warmup=1, eval_repeats=3):
     """Timeline cost by in-process interleaved A/B on one trainer: blocks of `block` training steps
-    alone (A) and each followed by a snapshot (B). The dense phase (every step recorded) costs B/A - 1;
-    a whole run of the task's preset (max_steps, eval_interval) costs that times the share of its
-    steps that are recorded."""
+    alone (A) and each followed by a snapshot (B). The dense phase (every step recorded) costs B/A - 1.
+    A whole run of the task's preset costs its snapshots (step 0, the schedule, every evaluation) over
+    what the run takes without them, max_steps steps and its evaluations. A snapshot at an evaluation
+    costs what a scheduled one does, except where the evaluation carries the probe in its own forward
+    (reversal): there it costs what carrying adds to the evaluation, timed by A/B too."""
     from core.config import load_config
     from core.trainer import Trainer
     preset = load_config(task).train
     tr = Trainer(load_config(task, overrides=list(overrides)))
     tr.timeline.max_snapshots = 10 ** 6  # no thinning pass inside the measurement
+    timeline = tr.timeline
 
     def plain():
         for _ in range(block):
@@ -191,16 +194,60 @@ def measure_timeline(task="qa", overrides=TIMELINE_OVERRIDES, block=4, repeats=7
     for _ in range(warmup):
         plain()
         recorded()
+    step_s, rec_s = _ab(plain, recorded, repeats, per=block)
+
+    def eval_alone():
+        tr.timeline = None
+        tr.evaluate(track=False)
+        tr.timeline = timeline
+
+    def eval_recorded():
+        if timeline.snapshots and timeline.snapshots[-1].step == tr.step_count:  # recorded again at this step
+            timeline.nbytes -= timeline.snapshots.pop().nbytes
+        tr.evaluate(track=False)
+        tr.record()
+    carried = tr._eval_probe_batch() is not None
+    # a carried snapshot adds ~1% to an evaluation: many repeats to see it through the noise
+    eval_s, eval_rec_s = _ab(eval_alone, eval_recorded if carried else eval_alone,
+                             max(eval_repeats, 6 * repeats) if carried else eval_repeats, clock=time.process_time)
+    n = recorded_steps(preset.max_steps, preset.eval_interval)
+    n_evals = evaluations(preset.max_steps, preset.eval_interval)
+    snap_s, eval_snap_s = rec_s - step_s, (eval_rec_s - eval_s if carried else rec_s - step_s)
+    run_s = preset.max_steps * step_s + n_evals * eval_s  # the run without a timeline: its steps and evaluations
+    return {"timeline_task": task, "timeline_step_ms": step_s * 1e3, "timeline_record_ms": snap_s * 1e3,
+            "timeline_eval_ms": eval_s * 1e3, "timeline_evals": n_evals, "timeline_eval_record_ms": eval_snap_s * 1e3,
+            "timeline_overhead_dense": rec_s / step_s - 1.0, "timeline_run_steps": preset.max_steps,
+            "timeline_snapshots": n, "timeline_overhead": ((n - n_evals) * snap_s + n_evals * eval_snap_s) / run_s}
+
+
+def _ab(a_fn, b_fn, repeats, per=1, clock=time.perf_counter):
+    """Medians (s) of a_fn and b_fn timed alternately, the order swapped every repeat; each divided by per."""
     a, b = [], []
     for r in range(repeats):  # alternate which goes first: drift hits both alike
-        for fn, out in ((plain, a), (recorded, b)) if r % 2 == 0 else ((recorded, b), (plain, a)):
-            out.append(_timed(fn) / block)
-    step_s, rec_s = float(np.median(a)), float(np.median(b))
-    n = recorded_steps(preset.max_steps, preset.eval_interval)
-    dense = rec_s / step_s - 1.0
-    return {"timeline_task": task, "timeline_step_ms": step_s * 1e3, "timeline_record_ms": (rec_s - step_s) * 1e3,
-            "timeline_overhead_dense": dense, "timeline_run_steps": preset.max_steps, "timeline_snapshots": n,
-            "timeline_overhead": dense * n / preset.max_steps}
+        for fn, out in ((a_fn, a), (b_fn, b)) if r % 2 == 0 else ((b_fn, b), (a_fn, a)):
+            out.append(_timed(fn, clock) / per)
+    return float(np.median(a)), float(np.median(b))
+
+
+def measure_run_overhead(task="reversal", repeats=11):
+    """Whole preset runs with and without a timeline, interleaved: (median with / median without) - 1,
+    in process CPU time (time a shared machine takes away is not counted). Direct, but only
+    affordable for a task whose run takes seconds."""
+    from core.config import load_config
+    from core.trainer import Trainer
+
+    def run(record):
+        tr = Trainer(load_config(task))
+        if not record:
+            tr.timeline = None
+        tr.run(lambda e: None)
+    off, on = _ab(lambda: run(False), lambda: run(True), repeats, clock=time.process_time)
+    return {"timeline_run_s": off, "timeline_run_overhead": on / off - 1.0}
+
+
+def evaluations(max_steps, eval_interval):
+    """How many evaluations a run of max_steps makes: every eval_interval steps and at the last step."""
+    return max_steps // eval_interval + (max_steps % eval_interval != 0)
 
 
 def format_table(r):
@@ -226,11 +273,16 @@ def format_table(r):
     else:
         rows.append(("PyTorch twin", "skipped (torch not installed)"))
     if "timeline_overhead" in r:
-        rows += [("timeline snapshot", f"{r['timeline_record_ms']:.1f} ms on a {r['timeline_step_ms']:.1f} ms step "
-                                       f"({r['timeline_task']}, reference shape); timeline_overhead_dense "
+        rows += [("timeline snapshot", f"{r['timeline_record_ms']:.2f} ms on a {r['timeline_step_ms']:.2f} ms step "
+                                       f"({r['timeline_task']}, {'reference shape' if r['timeline_task'] == 'qa' else 'preset'}); timeline_overhead_dense "
                                        f"{r['timeline_overhead_dense']:.3f} (every step recorded)"),
                  ("timeline_overhead", f"{r['timeline_overhead']:.4f}  ({r['timeline_snapshots']} snapshots over the "
-                                       f"preset's {r['timeline_run_steps']} steps)")]
+                                       f"preset's {r['timeline_run_steps']} steps and {r['timeline_evals']} "
+                                       f"evaluations of {r['timeline_eval_ms']:.1f} ms, a snapshot at one costing "
+                                       f"{r['timeline_eval_record_ms']:.2f} ms)")]
+    if "timeline_run_overhead" in r:
+        rows.append(("timeline_run_overhead", f"{r['timeline_run_overhead']:.4f}  (whole {r['timeline_task']} preset "
+                                              f"runs, {r['timeline_run_s']:.2f} CPU s without a timeline, A/B medians)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -249,5 +301,7 @@ def main(argv=(), threads=1):
     r = measure(repeats=args.repeats, gen_repeats=args.gen_repeats, threads=threads, use_torch=not args.no_torch)
     if not args.no_timeline:
         r.update(measure_timeline(args.timeline_task, TIMELINE_OVERRIDES if args.timeline_task == "qa" else ()))
+        if args.timeline_task == "reversal":
+            r.update(measure_run_overhead("reversal"))
     print(json.dumps(r) if args.json else format_table(r))
     return r

@@ -71,14 +71,19 @@ class Probes:
 
 
 def make_probes(task, rng_seed=0):
-    """Probes for a task object: reversal gets random sequences, causal tasks an induction batch and
+    """Probes for a task object: reversal gets random letter sequences (its first held-out ones, so the
+    forward of an evaluation holds their maps), causal tasks an induction batch and
     held-out text windows; the dialogue task also held-out recall answers (the copy score)."""
     rng = np.random.default_rng(rng_seed)
     block = task.cfg.model.block_size
     if not task.causal:
         L = task.seq_len
-        B = max(1, min(16, (_WS_MIN_ROWS - 1) // L))
-        ids = rng.integers(1, task.tokenizer.vocab_size, size=(B, L), dtype=np.int64)  # (B, L)
+        B = max(1, min(8, (_WS_MIN_ROWS - 1) // L - 1))  # 8 x L queries per head; a row to spare for the probe word
+        held = getattr(task, "eval_x", None)
+        if held is not None and len(held) >= B:  # the first held-out sequences: an evaluation computes them too
+            ids = np.array(held[:B], dtype=np.int64)  # (B, L)
+        else:
+            ids = rng.integers(1, task.tokenizer.vocab_size, size=(B, L), dtype=np.int64)  # (B, L)
         return Probes("reversal", reversal=ids, keys=SCORE_KEYS["reversal"])
     copy = _copy_probes(task, block)
     return Probes("causal", **_induction_batch(task, rng, block), text=_text_windows(task, block), copy=copy,

@@ -23,7 +23,7 @@ from core.savefiles import json_object
 from core.sample import stream_text
 from core.tasks.corpus import format_turn
 
-from core.interp import head_scores, make_probes
+from core.interp import antidiagonal_score, head_scores, make_probes
 
 FORMAT_VERSION = 1
 NPZ, JSON = "timeline.npz", "timeline.json"
@@ -44,6 +44,25 @@ def due(step: int) -> bool:
         return True
     k = math.log(LOG_RATIO)
     return math.floor(math.log(step) / k) != math.floor(math.log(step - 1) / k)
+
+
+def covered(step: int, last_step: int | None, last_is_eval: bool) -> bool:
+    """Whether a scheduled step past the dense phase is already covered by an evaluation's snapshot
+    less than one schedule unit before it (a run that evaluates often needs no second one there)."""
+    return (step > DENSE_STEPS and last_step is not None and last_is_eval
+            and schedule_position(step) - schedule_position(last_step) < 1.0)
+
+
+def recorded_steps(max_steps: int, eval_interval: int) -> list[int]:
+    """The steps a run of max_steps from step 0 records: step 0, the schedule unless an evaluation
+    covers it, every evaluation (every eval_interval steps and the last step)."""
+    steps, last_eval = [0], False
+    for s in range(1, max_steps + 1):
+        is_eval = s % eval_interval == 0 or s == max_steps
+        if is_eval or (due(s) and not covered(s, steps[-1], last_eval)):
+            steps.append(s)
+            last_eval = is_eval
+    return steps
 
 
 def schedule_position(step: int) -> float:
@@ -118,8 +137,12 @@ class Timeline:
         return cls(prompt, _probe_ids(task, prompt)[1], **bounds)
 
     def due(self, step: int) -> bool:
-        """Whether the schedule records `step` (the trainer also records at every evaluation)."""
-        return due(step)
+        """Whether the schedule records `step` (the trainer also records at every evaluation): due(),
+        unless an evaluation's snapshot already covers it (see covered())."""
+        if not due(step):
+            return False
+        last = self.snapshots[-1] if self.snapshots else None
+        return not covered(step, last and last.step, bool(last and last.is_eval))
 
     @property
     def steps(self) -> list[int]:
@@ -182,7 +205,11 @@ class Timeline:
     def capture(self, model, task) -> tuple[np.ndarray, dict, str | None]:
         """(maps float16 (L, nh, T, T), head scores, answer) of the model on this timeline's probe."""
         ids, _ = _probe_ids(task, self.probe)
+        if self._probes is None:
+            self._probes = make_probes(task)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # diverging weights: see record
+            if not task.causal and self._probes.reversal.shape[1] == ids.shape[1]:
+                return self._capture_one_forward(model, task, ids)
             logits, _ = model.forward(ids)  # (1, T, V)
             maps = model.attention_maps()[:, 0].astype(np.float16)  # (L, nh, T, T)
             if task.causal:
@@ -190,16 +217,35 @@ class Timeline:
                                              max_new_tokens=ANSWER_CHARS, temperature=0.0, unknown="unk")).strip()
             else:
                 answer = task.tokenizer.decode(logits[0].argmax(-1))
-            if self._probes is None:
-                self._probes = make_probes(task)
             scores = {k: np.asarray(v, np.float32) for k, v in head_scores(model, self._probes).items()}
         return maps, scores, answer
 
+    def _capture_one_forward(self, model, task, ids):
+        """capture() for reversal in one forward: the probe word is row 0 of the score batch (rows are
+        independent without a causal mask), so a snapshot costs one small forward, not two."""
+        batch = self.probe_batch(task)  # (1 + B, L)
+        logits, _ = model.forward(batch)  # (1 + B, L, V)
+        return self.capture_from(task, logits, model.attention_maps())
+
+    def probe_batch(self, task):
+        """(1 + B, L) ids for a non-causal task: the probe word, then the score probes. An evaluation can
+        carry them in its own forward (see Trainer.evaluate) and hand the result to capture_from."""
+        if self._probes is None:
+            self._probes = make_probes(task)
+        return np.concatenate([_probe_ids(task, self.probe)[0], self._probes.reversal])
+
+    def capture_from(self, task, logits, att):
+        """capture()'s result from a forward of probe_batch(): logits (1 + B, L, V), maps (n_layer, 1 + B, nh, L, L)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            scores = {"antidiagonal": antidiagonal_score(att[:, 1:]).mean(axis=1).astype(np.float32)}
+        return att[:, 0].astype(np.float16), scores, task.tokenizer.decode(logits[0].argmax(-1))
+
     def record(self, model, task, *, step, elapsed_s, loss=None, val_loss=None, metric=None,
-               metric_value=None) -> tuple[int, Snapshot, list[int]] | None:
-        """Capture the model now and add the snapshot; returns (index, snapshot, steps thinned out), or
-        None when the weights give non-finite attention (a run diverging: its next step reports it)."""
-        maps, scores, answer = self.capture(model, task)
+               metric_value=None, captured=None) -> tuple[int, Snapshot, list[int]] | None:
+        """Capture the model now (or take `captured`, capture()'s result for these weights) and add the
+        snapshot; returns (index, snapshot, steps thinned out), or None when the weights give non-finite
+        attention (a run diverging: its next step reports it)."""
+        maps, scores, answer = captured if captured is not None else self.capture(model, task)
         if not (np.isfinite(maps).all() and all(np.isfinite(v).all() for v in scores.values())):
             return None
         snap = Snapshot(int(step), float(elapsed_s), _num(loss), _num(val_loss), metric, _num(metric_value),

@@ -66,6 +66,7 @@ class Trainer:
         self.last_eval = None
         self.broken = None  # why the weights are unusable (they give a non-finite loss), else None
         self.timeline = Timeline.for_task(self.task)  # None switches recording off (benchmarks)
+        self._eval_capture = None  # (step, capture) an evaluation made for the snapshot that follows it
         self._limit = None  # steps per second, None = unlimited
         self._limit_changed = False
         self._limit_lock = threading.Lock()
@@ -168,8 +169,15 @@ class Trainer:
         or the early-stopping count, so a stopped and resumed run follows the uninterrupted one.
         """
         t0 = time.perf_counter()
+        carry = self._eval_probe_batch()
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
-            metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
+            if carry is None:
+                metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
+            else:
+                metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full,
+                                             extra=carry[:1], keep=len(carry) - 1)
+                out = metrics.pop("extra")
+                self._eval_capture = (self.step_count, self.timeline.capture_from(self.task, out["logits"], out["maps"]))
         if not math.isfinite(metrics["val_loss"]):  # broken weights must never become "best"
             self.broken = (f"training diverged by step {self.step_count}: the validation loss is "
                            f"{metrics['val_loss']}; the learning rate ({self.lr():.3g}) is likely too "
@@ -186,6 +194,16 @@ class Trainer:
                           "eval_ms": (time.perf_counter() - t0) * 1000, **metrics}
         return self.last_eval
 
+    def _eval_probe_batch(self):
+        """The timeline's probe batch (probe word, score probes) when this task's evaluation computes it
+        in its own forward, else None. Reversal's score probes are its first held-out sequences, so the
+        evaluation only adds the probe word: the snapshot after it costs about one row of evaluation."""
+        if self.timeline is None or self.task.causal or not hasattr(self.task, "eval_x"):
+            return None
+        batch = self.timeline.probe_batch(self.task)  # (1 + B, L)
+        held = self.task.eval_x[:len(batch) - 1]
+        return batch if held.shape == batch[1:].shape and np.array_equal(held, batch[1:]) else None
+
     def attention_probe(self, text=None):
         """Attention maps (n_layer, nh, T, T) of the model on the task's probe input (or `text`)."""
         ids, labels = self.task.probe(text)
@@ -197,10 +215,12 @@ class Trainer:
         """Add a timeline snapshot of the model now; returns the "snapshot" event (None when the
         weights give non-finite attention: nothing is recorded)."""
         ev = eval_ev or {}
+        captured = self._eval_capture[1] if self._eval_capture and self._eval_capture[0] == self.step_count else None
+        self._eval_capture = None
         added = self.timeline.record(
             self.model, self.task, step=self.step_count, elapsed_s=self.elapsed_s,
             loss=step_ev["loss"] if step_ev else None, val_loss=ev.get("val_loss"),
-            metric=self.task.metric if eval_ev else None, metric_value=ev.get(self.task.metric))
+            metric=self.task.metric if eval_ev else None, metric_value=ev.get(self.task.metric), captured=captured)
         if added is None:
             return None
         index, snap, dropped = added

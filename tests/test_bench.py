@@ -86,20 +86,29 @@ def test_portability_picks_the_kernels_a_cpu_runs_and_reads_pytest_counts():
 
 def test_measure_timeline_keys_and_ratio_definitions():
     tiny = ("model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_size=16", "train.batch_size=2")
-    r = bench_core.measure_timeline(overrides=tiny, block=1, repeats=2, warmup=0)
+    r = bench_core.measure_timeline(overrides=tiny, block=1, repeats=2, warmup=0, eval_repeats=1)
     for key in ("timeline_step_ms", "timeline_overhead_dense", "timeline_overhead"):
         assert np.isfinite(r[key]), key
     assert r["timeline_step_ms"] > 0
     assert r["timeline_snapshots"] == bench_core.recorded_steps(5000, 250)  # the qa preset's run
-    assert r["timeline_overhead"] == pytest.approx(r["timeline_overhead_dense"] * r["timeline_snapshots"] / 5000)
+    assert r["timeline_evals"] == bench_core.evaluations(5000, 250) == 20
+    run_ms = 5000 * r["timeline_step_ms"] + 20 * r["timeline_eval_ms"]
+    assert r["timeline_overhead"] == pytest.approx(r["timeline_record_ms"] * r["timeline_snapshots"] / run_ms)
     assert r["timeline_record_ms"] == pytest.approx(r["timeline_step_ms"] * r["timeline_overhead_dense"])
     json.loads(json.dumps(r))
     assert "timeline_overhead" in bench_core.format_table({**bench_core.measure(TINY, batch=2, repeats=1, gen_repeats=1,
                                                                                  warmup=0, use_torch=False), **r})
 
 
+def test_evaluations_counts_every_interval_and_the_last_step():
+    assert bench_core.evaluations(400, 5) == 80
+    assert bench_core.evaluations(10, 4) == 3  # steps 4, 8 and the last, 10
+    assert bench_core.evaluations(3, 5) == 1
+
+
 def test_recorded_steps_counts_step_zero_schedule_and_evaluations():
     assert bench_core.recorded_steps(10, 5) == 11  # steps 0..10, all in the dense phase
     from core.timeline import due
     n = bench_core.recorded_steps(1000, 300)
-    assert n == 1 + len({s for s in range(1, 1001) if due(s)} | {300, 600, 900, 1000})
+    union = 1 + len({s for s in range(1, 1001) if due(s)} | {300, 600, 900, 1000})
+    assert union - 4 <= n < union  # each evaluation covers at most the scheduled step just after it

@@ -68,6 +68,22 @@ def test_preset_runs_record_fewer_than_the_bound(task):
     assert 50 < n <= tlm.MAX_SNAPSHOTS
 
 
+def test_a_run_records_exactly_the_scheduled_steps_and_evaluations_cover_the_schedule():
+    tr = Trainer(load_config("reversal", overrides=["train.max_steps=150"]))  # evaluates every 5 steps
+    tr.run(lambda e: None)
+    steps = tlm.recorded_steps(150, 5)
+    assert tr.timeline.steps == steps
+    assert set(range(51)) <= set(steps)  # the dense phase: every step
+    evals = set(range(5, 151, 5))
+    assert evals <= set(steps)
+    skipped = [s for s in range(51, 151) if due(s) and s not in steps]
+    assert skipped  # scheduled steps an evaluation less than one schedule unit before covered
+    for s in skipped:
+        prev = max(e for e in evals if e < s)
+        assert tlm.schedule_position(s) - tlm.schedule_position(prev) < 1
+    assert tlm.recorded_steps(1000, 10 ** 6) == [s for s in range(1001) if due(s) or s in (0, 1000)]
+
+
 # ---- bounds
 
 def _fill(tl, steps, evals, shape, rng):
@@ -154,6 +170,32 @@ def test_recorded_last_map_equals_a_fresh_forward(trained):
     assert fresh["labels"] == tr.timeline.labels
     assert last.maps.shape == fresh["maps"].shape == (1, 2, 6, 6)
     assert np.array_equal(last.maps, fresh["maps"].astype(np.float16))
+
+
+def test_an_evaluation_carries_the_snapshot_without_changing_its_metrics():
+    """Reversal's evaluation carries the timeline's probe batch in its own forward (the snapshot after
+    it then needs no forward): its metrics are those of a plain evaluation, and the snapshot is what a
+    standalone capture records."""
+    tr = Trainer(load_config("reversal", overrides=["train.max_steps=12"]))
+    tr.run(lambda e: None)  # ends at step 12 with an evaluation at 10 and its snapshot
+    plain = tr.task.evaluate(tr.model, np.random.default_rng(0), full=False)
+    batch = tr.timeline.probe_batch(tr.task)  # (1 + B, L): the probe word, then the first held-out rows
+    assert np.array_equal(batch[1:], tr.task.eval_x[:len(batch) - 1]) and np.array_equal(tr._eval_probe_batch(), batch)
+    carried = tr.task.evaluate(tr.model, np.random.default_rng(0), full=False, extra=batch[:1], keep=len(batch) - 1)
+    extra = carried.pop("extra")
+    assert carried.keys() == plain.keys()
+    for k in plain:
+        assert carried[k] == (pytest.approx(plain[k], rel=1e-6) if k == "val_loss" else plain[k]), k
+    assert extra["logits"].shape[0] == len(batch) and extra["maps"].shape[1] == len(batch)
+    via_eval = tr.timeline.capture_from(tr.task, extra["logits"], extra["maps"])
+    alone = tr.timeline.capture(tr.model, tr.task)
+    assert np.abs(via_eval[0].astype(np.float32) - alone[0].astype(np.float32)).max() <= 1e-3  # a float16 step
+    assert np.allclose(via_eval[1]["antidiagonal"], alone[1]["antidiagonal"], atol=1e-5)
+    assert via_eval[2] == alone[2]
+    tr.evaluate()  # the trainer's own evaluation hands its capture to the next record() at this step only
+    assert tr._eval_capture[0] == tr.step_count
+    tr.step()
+    assert tr.record()["snapshot"].step == tr.step_count and tr._eval_capture is None
 
 
 def test_snapshot_events_match_the_timeline(trained):

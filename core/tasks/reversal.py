@@ -53,15 +53,30 @@ class ReversalTask:
             x = self.eval_x[:batch_size]
         return x, x[:, ::-1].copy(), None
 
-    def evaluate(self, model, rng=None, full=True):
-        """Held-out exact-sequence and per-position accuracy, loss, and anti-diagonal attention mass."""
+    def evaluate(self, model, rng=None, full=True, extra=None, keep=0):
+        """Held-out exact-sequence and per-position accuracy, loss, and anti-diagonal attention mass.
+
+        `extra` (k, L) ids ride in the same forward without entering the metrics (rows are independent
+        without a causal mask). Their logits and maps, followed by those of the first `keep` held-out
+        rows, come back under "extra": logits (k + keep, L, V), maps (nl, k + keep, nh, L, L).
+        """
         x = self.eval_x
-        logits, loss = model.forward(x, x[:, ::-1])  # (N, L, V)
-        maps = model.attention_maps()  # (nl, N, nh, L, L)
+        N = len(x)
+        y = x[:, ::-1]
+        if extra is None:
+            logits, loss = model.forward(x, y)  # (N, L, V)
+        else:  # ignored targets for the extra rows: the loss stays the evaluation's
+            logits, loss = model.forward(np.concatenate([x, extra]), np.concatenate([y, np.full(extra.shape, -1, y.dtype)]))
+        maps = model.attention_maps()  # (nl, N + k, nh, L, L)
+        out = None if extra is None else {"logits": np.concatenate([logits[N:], logits[:keep]]),
+                                          "maps": np.concatenate([maps[:, N:], maps[:, :keep]], axis=1)}
+        logits, maps = logits[:N], maps[:, :N]
         pred = logits.argmax(-1)
-        m = reversal_metrics(pred, x[:, ::-1])
+        m = reversal_metrics(pred, y)
         m["val_loss"] = float(loss)
         m.update(antidiagonal_mass(maps))
+        if out is not None:
+            m["extra"] = out
         return m
 
     def probe(self, text=None):
