@@ -132,9 +132,9 @@ def test_dialogue_task_has_slots_for_held_out_dialogues():
 def test_dialogue_training_windows_vary_the_remembered_values():
     from core.tasks.dialogue import substitute
     turns = [("My pet is a Dog.", "A dog is a nice pet."), ("What pet do I have?", "You have a dog.")]
-    out = substitute(turns, ["dog"], lambda: "zuma")
+    out = substitute(turns, ["dog"], lambda v: "zuma")
     assert out == [("My pet is a Zuma.", "A zuma is a nice pet."), ("What pet do I have?", "You have a zuma.")]
-    assert substitute([("hotdog", "dog")], ["dog"], lambda: "x") == [("hotdog", "x")]  # whole words only
+    assert substitute([("hotdog", "dog")], ["dog"], lambda v: "x") == [("hotdog", "x")]  # whole words only
     task = make_task(load_config("dialogue", overrides=TINY))
     x, y, _ = task.batch("train", 8, np.random.default_rng(0))
     assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])
@@ -183,6 +183,29 @@ def test_dialogue_made_up_values_follow_the_config():
     every = make_task(load_config("dialogue", overrides=TINY + ["data.fresh_fraction=1.0"]))
     x, _, _ = every.batch("train", 8, np.random.default_rng(1))
     assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6
+
+
+def test_made_up_values_keep_numbers_numeric():
+    """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
+    years old"), in the corpus range; other slots get made-up words."""
+    import re
+    from core.tasks.dialogue import numeric_slots
+    task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0"]))
+    assert set(task.numeric) == {"age"}
+    lo, hi = task.numeric["age"]
+    assert 0 < lo < hi < 130
+    rng = np.random.default_rng(0)
+    ages, words = [], []
+    for _ in range(300):
+        for q, a in task._dense_dialogue(rng):
+            ages += re.findall(r"(\w+) years old", q + " " + a)
+    text = "".join(task.tokenizer.decode(task._fresh_window(rng, 400)) for _ in range(40))
+    ages += re.findall(r"(\w+) years old", text)
+    ages = [v for v in ages if v != "many"]  # "How many years old am I?"
+    assert len(ages) > 20 and all(v.isdigit() and lo <= int(v) <= hi for v in ages), ages[:20]
+    assert task._value(rng, "Bruno") != "Bruno" and task._value(rng, "Bruno").isalpha()
+    assert numeric_slots([{"slots": [{"slot": "age", "value": "7"}, {"slot": "pet", "value": "cat"}]},
+                          {"slots": [{"slot": "age", "value": "70"}, {"slot": "pet", "value": "3"}]}]) == {"age": (7, 70)}
 
 
 def _chat_oracle(task, wrong=None):

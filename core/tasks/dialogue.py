@@ -36,9 +36,9 @@ def recall_scores(results):
 
 
 def substitute(turns, values, fresh):
-    """The turns with each slot value replaced by fresh() everywhere (whole words, first-letter case kept)."""
+    """The turns with each slot value replaced by fresh(value) everywhere (whole words, first-letter case kept)."""
     for value in values:
-        new = fresh()
+        new = fresh(value)
         pat = re.compile(rf"\b{re.escape(value)}\b", re.IGNORECASE)
         repl = lambda m, new=new: new.capitalize() if m.group(0)[0].isupper() else new  # noqa: E731
         turns = [(pat.sub(repl, q), pat.sub(repl, a)) for q, a in turns]
@@ -59,6 +59,15 @@ def slot_library(convs, annotations):
             used |= {s["fact_turn"], s["turn"]}
         fillers += [t for i, t in enumerate(turns) if i not in used]
     return {k: sorted(v) for k, v in pairs.items()}, sorted(set(fillers))
+
+
+def numeric_slots(annotations):
+    """{slot: (lowest, highest)} for the slots whose every value in the annotations is a number."""
+    values = {}
+    for ann in annotations:
+        for s in ann.get("slots", []):
+            values.setdefault(s["slot"], []).append(s["value"])
+    return {k: (min(map(int, v)), max(map(int, v))) for k, v in values.items() if all(x.isdigit() for x in v)}
 
 
 def mentions(text, words):
@@ -84,6 +93,7 @@ class DialogueTask(LMTask):
         text = self.tokenizer.decode(self.train_ids).lower()
         self.words = sorted({w for w in re.findall(r"[a-z]{3,10}", text)})
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
+        self.numeric = numeric_slots(self.train_slots or [])
 
     def batch(self, split, batch_size, rng):
         """As LMTask.batch, but in training a share (data.fresh_fraction) of the windows hold dialogues
@@ -97,6 +107,16 @@ class DialogueTask(LMTask):
             w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
         return x, y, mask
+
+    def _value(self, rng, like=None, slot=None):
+        """A made-up value in place of `like` (or for `slot`): a number in the corpus' range where the
+        slot holds numbers (an age: "I am 43 years old", never "I am zuvq years old"), else _word()."""
+        span = self.numeric.get(slot) if slot is not None else None
+        if span is None and like is not None and like.isdigit():
+            span = next(iter(self.numeric.values()), (int(like), int(like)))
+        if span is not None:
+            return str(int(rng.integers(span[0], span[1] + 1)))
+        return self._word(rng)
 
     def _word(self, rng):
         if self.letters and rng.random() < self.cfg.data.letter_words:  # no spelling to lean on: copy
@@ -116,7 +136,7 @@ class DialogueTask(LMTask):
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 values = [s["value"] for s in self.train_slots[d].get("slots", [])]
-                turns = substitute(self.train_convs[d], values, lambda: self._word(rng))
+                turns = substitute(self.train_convs[d], values, lambda v: self._value(rng, v))
                 if not text and rng.random() < 0.5:
                     turns = turns[int(rng.integers(len(turns))):]
             text += ("\n" if text else "") + format_conversation(turns)
@@ -128,7 +148,7 @@ class DialogueTask(LMTask):
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
         turns, asks = [], []
         for slot in chosen:
-            word = self._word(rng)
+            word = self._value(rng, slot=slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             turns.append((put(q), put(a)))
