@@ -108,12 +108,10 @@ class DialogueTask(LMTask):
             x[b], y[b] = w[:-1], w[1:]
         return x, y, mask
 
-    def _value(self, rng, like=None, slot=None):
-        """A made-up value in place of `like` (or for `slot`): a number in the corpus' range where the
-        slot holds numbers (an age: "I am 43 years old", never "I am zuvq years old"), else _word()."""
-        span = self.numeric.get(slot) if slot is not None else None
-        if span is None and like is not None and like.isdigit():
-            span = next(iter(self.numeric.values()), (int(like), int(like)))
+    def _value(self, rng, slot):
+        """A made-up value for `slot`: a number in the corpus' range where the slot holds numbers (an
+        age: "I am 43 years old", never "I am zuvq years old"), else _word()."""
+        span = self.numeric.get(slot)
         if span is not None:
             return str(int(rng.integers(span[0], span[1] + 1)))
         return self._word(rng)
@@ -135,8 +133,8 @@ class DialogueTask(LMTask):
                 turns = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
-                values = [s["value"] for s in self.train_slots[d].get("slots", [])]
-                turns = substitute(self.train_convs[d], values, lambda v: self._value(rng, v))
+                slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
+                turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
                 if not text and rng.random() < 0.5:
                     turns = turns[int(rng.integers(len(turns))):]
             text += ("\n" if text else "") + format_conversation(turns)
@@ -148,7 +146,7 @@ class DialogueTask(LMTask):
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
         turns, asks = [], []
         for slot in chosen:
-            word = self._value(rng, slot=slot)
+            word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             turns.append((put(q), put(a)))
