@@ -71,14 +71,7 @@ class HeadScoreChart(PlotextPlot):
             return None
         return float(arr[index, layer, head])
 
-    def watch_kind(self) -> None:
-        self.refresh()
-
-    def watch_selected(self) -> None:
-        self.refresh()
-
-    def watch_cursor_step(self) -> None:
-        self.refresh()
+    # kind, selected and cursor_step repaint the chart by themselves (reactive's repaint)
 
     def render(self):
         plt = self.plt

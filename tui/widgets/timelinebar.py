@@ -96,16 +96,10 @@ class TimelineBar(Widget, can_focus=True):
     def validate_speed(self, value: int) -> int:
         return min(PLAY_SPEEDS, key=lambda s: abs(s - value))
 
-    def watch_index(self) -> None:
-        self.refresh()
-
-    def watch_live(self) -> None:
-        self.refresh()
-
+    # index, live and speed repaint the bar by themselves (reactive's repaint); speed also re-times play
     def watch_speed(self) -> None:
         if self.playing:
             self._start_timer()
-        self.refresh()
 
     def watch_playing(self, playing: bool) -> None:
         if playing:
@@ -113,7 +107,6 @@ class TimelineBar(Widget, can_focus=True):
         elif self._timer is not None:
             self._timer.stop()
             self._timer = None
-        self.refresh()
 
     def _start_timer(self) -> None:
         if self._timer is not None:
