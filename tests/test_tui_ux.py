@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from textual import events
 from textual.widgets import DataTable, Input, TabbedContent
 
 from core.checkpoint import list_runs
@@ -69,6 +70,45 @@ async def test_function_keys_switch_tabs_from_inside_a_field():
         await pilot.pause()
         assert tab(app) == "setup"
         assert app.query_one("#" + input_id("model.n_head"), Input).value == "2"  # nothing typed into it
+
+
+def burst(app, keys):
+    """Keys as a terminal delivers them on a loaded machine: queued back to back, none waited for."""
+    for key in keys:
+        event = events.Key(key, key if len(key) == 1 else None)
+        event.set_sender(app)
+        app._driver.send_message(event)
+
+
+def focus_in_tab(app):
+    return app.focused is not None and tab(app) in {n.id for n in app.focused.ancestors_with_self}
+
+
+async def test_keys_back_to_back_leave_focus_in_the_tab_shown():
+    # F-keys are priority bindings and can overtake a digit queued before them, so the last key does
+    # not always win; but the tab shown and the focused widget always agree, so the next q quits
+    # instead of being typed into a chat field nobody sees
+    for keys in (["4", "f2"], ["4", "f5", "4", "f2"], ["f4", "f2"], ["f4", "f5", "f2", "f4", "f1"]):
+        app = AttnLab()
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            burst(app, keys)
+            await wait_for(pilot, lambda: focus_in_tab(app), timeout=5, what=f"focus in the tab shown after {keys}")
+            await pilot.pause(0.3)
+            shown = tab(app)
+            assert focus_in_tab(app), keys  # and it stays there
+        if keys[-1].startswith("f") and keys[-2].startswith("f"):
+            assert shown == {"f1": "setup", "f2": "train", "f4": "chat", "f5": "saves"}[keys[-1]], keys
+
+
+async def test_digits_back_to_back_end_on_the_last_one():
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("escape")  # out of the task picker's list: digits switch tabs
+        burst(app, ["2", "3", "5", "2", "3"])
+        await pilot.pause(0.3)
+        assert tab(app) == "attention" and app.focused is app.query_one("#attn-map")
 
 
 # -- 2. settings edited while a run is paused

@@ -25,6 +25,7 @@ from tui.screens.chat import ChatSource, ChatView
 from tui.screens.modals import PALETTE, TABS, HelpScreen, key_groups
 from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane
+from tui.screens.tabs import DashboardTabs
 from tui.screens.attention import AttentionPane
 from tui.screens.train import TrainPane
 from tui.widgets import LossPlot, LRSpark, StatsPanel
@@ -77,7 +78,7 @@ class AttnLab(App):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(initial="setup", id="tabs"):
+        with DashboardTabs(initial="setup", id="tabs"):
             for tab, pane in zip(TABS, (SetupPane, TrainPane, AttentionPane, ChatView, SavesPane)):
                 with TabPane(tab.capitalize(), id=tab):
                     yield pane(id=f"{tab}-pane")
@@ -442,11 +443,10 @@ class AttnLab(App):
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        target = {"setup": "#task-picker", "train": "#loss-plot", "attention": "#attn-map",
-                  "chat": "#chat-box Input", "saves": "#runs-table"}.get(event.pane.id)
-        found = self.query(target) if target else []
-        if found:
-            found.first().focus()
+        tabs = self.query(DashboardTabs)
+        if not tabs or event.pane.id != tabs.first().active:
+            return  # a later key already chose another tab (or the app is closing)
+        tabs.first().focus_active()
         if event.pane.id == "saves":
             self.query_one(SavesPane).action_refresh()
 
