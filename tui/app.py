@@ -10,6 +10,7 @@ import asyncio
 from functools import partial
 
 from textual import work
+from textual.actions import SkipAction
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Button, Footer, Header, Input, ProgressBar, Static, TabbedContent, TabPane
@@ -54,7 +55,11 @@ class AttnLab(App):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("escape", "leave_field", "Leave field"),
-        *[Binding(str(i + 1), f"tab('{t}')", t.capitalize(), show=False) for i, t in enumerate(TABS)],
+        # digits are priority bindings too, so that a digit and an F-key pressed back to back act in the
+        # order they came (a plain binding waits for the focused widget first); in a text field a digit
+        # is text: digit_tab passes it on
+        *[Binding(str(i + 1), f"digit_tab('{t}')", t.capitalize(), show=False, priority=True)
+          for i, t in enumerate(TABS)],
         # keys that switch tabs even while a text field has focus: F1-F5 reach the app through tmux and
         # xterm-likes alike (alt+digit does not: Textual reads ESC 2 as '™'; ctrl+digit is rarely sent)
         *[Binding(f"f{i + 1}", f"tab('{t}')", t.capitalize(), show=False, priority=True)
@@ -440,7 +445,14 @@ class AttnLab(App):
         self.query_one(TabbedContent).query_one("Tabs").focus()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
+        tabs = self.query_one(DashboardTabs)
+        tabs.active = tab
+        tabs.focus_active()  # now: the next key, already queued, must find focus in this tab
+
+    def action_digit_tab(self, tab: str) -> None:
+        if self.leaving_field():
+            raise SkipAction()  # typed into the field
+        self.action_tab(tab)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         tabs = self.query(DashboardTabs)
