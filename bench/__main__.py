@@ -14,6 +14,7 @@ SUITES = {
     "sweep": "bench.sweep",  # wall time of one Optuna sweep (core/sweep.py) on 1, 2, ... worker processes
     "portability": "bench.portability",  # the numerical tests under every OpenBLAS kernel the CPU runs
     "corpus": "bench.corpus",  # peak memory of loading a large corpus, as a multiple of the encoded corpus
+    "copy": "bench.copy",  # steps until a model of a preset's shape can copy (the skill every recall needs)
 }
 _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")

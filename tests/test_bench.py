@@ -112,3 +112,29 @@ def test_recorded_steps_counts_step_zero_schedule_and_evaluations():
     n = bench_core.recorded_steps(1000, 300)
     union = 1 + len({s for s in range(1, 1001) if due(s)} | {300, 600, 900, 1000})
     assert union - 4 <= n < union  # each evaluation covers at most the scheduled step just after it
+
+
+# -- bench/copy.py: steps until a model can copy
+def test_copy_batch_targets_repeat_the_token_one_period_back():
+    from bench.copy import SYMBOLS, copy_batch
+    x, y = copy_batch(np.random.default_rng(0), 6, 64)
+    assert x.shape == y.shape == (6, 64) and x.min() >= 0 and x.max() == SYMBOLS
+    for b in range(6):
+        n = int(np.argmax(x[b] == SYMBOLS))  # the first separator ends the first copy
+        assert (y[b, :n] == -1).all() and (y[b, n:] >= 0).all()
+        seq = np.append(x[b], y[b, -1])  # the row's tokens 0..T
+        t = np.arange(n, 64)
+        assert (y[b, t] == seq[t + 1 - (n + 1)]).all()  # predictable by copying, and only so
+
+
+def test_copy_run_logs_the_curve_and_json_reports_each_seed(capsys):
+    from bench.copy import SYMBOLS, main
+    tiny = ["--set", "model.n_layer=1", "--set", "model.n_embd=16", "--set", "model.n_head=2",
+            "--set", "model.block_size=48", "--set", "train.batch_size=4"]
+    assert main([*tiny, "--steps", "4", "--every", "2", "--seeds", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["seed"] for r in out["runs"]] == [0, 1]
+    curve = out["runs"][0]["curve"]
+    assert [p["step"] for p in curve] == [0, 2, 4]
+    assert abs(curve[0]["repeat_loss"] - np.log(SYMBOLS + 1)) < 0.3  # an untrained model: near uniform
+    assert out["runs"][0]["steps_to_copy"] is None  # 4 steps copy nothing
