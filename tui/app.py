@@ -458,7 +458,7 @@ class AttnLab(App):
         tabs = self.query(DashboardTabs)
         if not tabs or event.pane.id != tabs.first().active:
             return  # a later key already chose another tab (or the app is closing)
-        tabs.first().focus_active()
+        tabs.first().focus_active()  # action_tab focused already; a click on a tab comes only here
         if event.pane.id == "saves":
             self.query_one(SavesPane).action_refresh()
 

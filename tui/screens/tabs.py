@@ -24,6 +24,7 @@ class DashboardTabs(TabbedContent):
 
     def focus_active(self) -> None:
         """Focus the active tab's main widget now (not after a queue that later keys may overtake)."""
-        found = self.query(FOCUS.get(self.active, "#-none"))
+        selector = FOCUS.get(self.active)
+        found = self.query(selector) if selector else None
         if found:
             self.screen.set_focus(found.first())
