@@ -102,6 +102,15 @@ async def test_keys_back_to_back_leave_focus_in_the_tab_shown():
             assert app.query_one(ChatView).pane.input.value == typed, keys
 
 
+async def test_a_click_on_a_tab_shows_it_and_focuses_its_pane():
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for name, widget in (("chat", app.query_one(ChatView).pane.input), ("saves", app.query_one("#runs-table"))):
+            await pilot.click(f"#--content-tab-{name}")
+            await wait_for(pilot, lambda: tab(app) == name and app.focused is widget, timeout=5, what=f"{name} shown")
+
+
 async def test_digits_back_to_back_end_on_the_last_one():
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
