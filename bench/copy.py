@@ -64,7 +64,7 @@ def run(cfg, steps, seed, every=25, progress=None):
 
 
 def main(argv, threads=1):
-    from core.config import load_config
+    from core.config import ConfigError, load_config
     ap = argparse.ArgumentParser(prog="python -m bench copy")
     ap.add_argument("--preset", default="chat")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
@@ -73,7 +73,10 @@ def main(argv, threads=1):
     ap.add_argument("--every", type=int, default=25)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
-    cfg = load_config(args.preset, overrides=[*args.overrides, f"model.vocab_size={SYMBOLS + 1}"])
+    try:
+        cfg = load_config(args.preset, overrides=[*args.overrides, f"model.vocab_size={SYMBOLS + 1}"])
+    except ConfigError as e:
+        sys.exit(f"bench copy: {e}")
     m = cfg.model
     shape = f"{args.preset}: {m.n_layer} x {m.n_embd}, {m.n_head} heads, pos {m.pos}, batch {cfg.train.batch_size} x {m.block_size}"
     show = None if args.json else (lambda p: print(f"  step {p['step']:>5}  repeat loss {p['repeat_loss']:.3f}  "

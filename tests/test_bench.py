@@ -138,3 +138,11 @@ def test_copy_run_logs_the_curve_and_json_reports_each_seed(capsys):
     assert [p["step"] for p in curve] == [0, 2, 4]
     assert abs(curve[0]["repeat_loss"] - np.log(SYMBOLS + 1)) < 0.3  # an untrained model: near uniform
     assert out["runs"][0]["steps_to_copy"] is None  # 4 steps copy nothing
+
+
+def test_copy_bench_names_a_bad_preset_or_key_without_a_traceback():
+    from bench.copy import main
+    for argv in (["--preset", "nosuch"], ["--set", "model.bogus=1"]):
+        with pytest.raises(SystemExit) as e:
+            main([*argv, "--steps", "1"])
+        assert str(e.value).startswith("bench copy: ") and ("nosuch" in str(e.value) or "model.bogus" in str(e.value))
