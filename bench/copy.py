@@ -78,7 +78,7 @@ def main(argv, threads=1):
     except ConfigError as e:
         sys.exit(f"bench copy: {e}")
     m = cfg.model
-    shape = f"{args.preset}: {m.n_layer} x {m.n_embd}, {m.n_head} heads, pos {m.pos}, batch {cfg.train.batch_size} x {m.block_size}"
+    shape = f"{args.preset}: {m.n_layer} x {m.n_embd}, {m.n_head} heads, pos {m.pos}{', smeared keys' if m.smear else ''}, batch {cfg.train.batch_size} x {m.block_size}"
     show = None if args.json else (lambda p: print(f"  step {p['step']:>5}  repeat loss {p['repeat_loss']:.3f}  "
                                                   f"cpu {p['cpu_s']:.1f} s", flush=True))
     rows = []

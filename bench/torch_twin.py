@@ -13,6 +13,11 @@ def _dtype(np_dtype):
     return torch.float64 if np.dtype(np_dtype) == np.float64 else torch.float32
 
 
+def _is_weight(name, value):
+    """A block's (in, out) weight, which torch stores transposed (the key taps are not one)."""
+    return value.ndim == 2 and name.startswith("h.") and not name.endswith(".attn.smear")
+
+
 class TorchTwin:
     """Parameters as torch tensors under our names; weights stored as torch.nn.Linear does (out, in)."""
 
@@ -25,13 +30,13 @@ class TorchTwin:
         dt = _dtype(model.dtype)
         self.p = {}
         for name, value in model.params.items():
-            arr = value.T if (value.ndim == 2 and name.startswith("h.")) else value  # (Cout, Cin)
+            arr = value.T if _is_weight(name, value) else value  # (Cout, Cin)
             self.p[name] = torch.tensor(np.ascontiguousarray(arr), dtype=dt, requires_grad=True)
         if "lm_head.w" in self.p:
             self.p["lm_head.w"] = torch.tensor(np.ascontiguousarray(model.params["lm_head.w"].T), dtype=dt,
                                                requires_grad=True)  # (V, C)
-        decay = [t for t in self.p.values() if t.ndim == 2]
-        rest = [t for t in self.p.values() if t.ndim != 2]
+        decay = [t for n, t in self.p.items() if t.ndim == 2 and not n.endswith(".attn.smear")]
+        rest = [t for n, t in self.p.items() if t.ndim != 2 or n.endswith(".attn.smear")]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                       {"params": rest, "weight_decay": 0.0}], lr=1e-3, betas=betas, eps=1e-8)
 
@@ -47,6 +52,9 @@ class TorchTwin:
             h = F.layer_norm(x, (C,), p[q + "ln_1.w"], p[q + "ln_1.b"], 1e-5)
             qkv = F.linear(h, p[q + "attn.c_attn.w"], p[q + "attn.c_attn.b"])  # (B, T, 3C)
             qh, kh, vh = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in qkv.split(C, dim=2))
+            if cfg.smear:  # k'_t = a k_t + b k_(t-1), (a, b) per head
+                a, b = p[q + "attn.smear"][:, :, None, None]  # (nh, 1, 1) each
+                kh = a * kh + b * F.pad(kh, (0, 0, 1, 0))[:, :, :T]
             y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=cfg.causal)  # (B, nh, T, hs)
             y = y.transpose(1, 2).reshape(B, T, C)
             x = x + F.linear(y, p[q + "attn.c_proj.w"], p[q + "attn.c_proj.b"])
@@ -68,7 +76,7 @@ class TorchTwin:
         grads = {}
         for name, t in self.p.items():
             g = t.grad.detach().numpy()
-            grads[name] = g.T if (g.ndim == 2 and (name.startswith("h.") or name == "lm_head.w")) else g
+            grads[name] = g.T if (_is_weight(name, g) or name == "lm_head.w") else g
         return float(loss.detach()), grads
 
     def step(self, idx, targets, lr=1e-3, clip=1.0):

@@ -125,6 +125,71 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     return out, (qs, k, v, att, used, keep, scale, n_head, rope, q, out)
 
 
+def smear_taps(n_head, dtype=np.float32):
+    """Initial key taps (2, nh): row 0 weighs a position's own key, row 1 the previous position's.
+
+    Head h starts at a = min(1, floor(4h / nh) / 2) on its own key and 1 - a on the previous one: a
+    quarter of the heads key on the previous character alone, a quarter on both, the rest (a = 1)
+    start as plain attention. Training moves them.
+    """
+    a = np.minimum(1.0, np.floor(4 * np.arange(n_head) / n_head) / 2)  # (nh,)
+    return np.stack([a, 1.0 - a]).astype(dtype)  # (2, nh)
+
+
+def smear_forward(qkv, taps, n_head, raw=None):
+    """Mix each key with the previous position's, in place: k'_t = a k_t + b k_(t-1) per head, with
+    (a, b) = taps (2, nh) and k_(-1) = 0. Returns the cache: the raw keys (B, T, C), into `raw` if given.
+
+    With smeared keys a head can match a query on two characters at once (the one before a key and
+    the key's own), which a character-level induction head otherwise needs two layers to build.
+    """
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    hs = C // n_head
+    k = qkv[:, :, C:2 * C]  # (B, T, C) view
+    if raw is None:
+        raw = np.empty((B, T, C), qkv.dtype)
+    np.copyto(raw, k)
+    a, b = (np.repeat(t, hs) for t in taps)  # (C,) each: a head's tap on each of its columns
+    k *= a
+    k[:, 1:] += raw[:, :-1] * b
+    return raw, taps
+
+
+def smear_backward(dqkv, cache, dtaps):
+    """The keys' gradient turned back through the smear, in place in dqkv (B, T, 3C); the taps'
+    gradient written into dtaps (2, nh)."""
+    raw, taps = cache
+    B, T, C3 = dqkv.shape
+    C = C3 // 3
+    nh = taps.shape[1]
+    dk = dqkv[:, :, C:2 * C]  # (B, T, C) view: the smeared keys' gradient
+    dtaps[0] = np.einsum("btc,btc->c", dk, raw).reshape(nh, -1).sum(1)  # (nh,)
+    dtaps[1] = np.einsum("btc,btc->c", dk[:, 1:], raw[:, :-1]).reshape(nh, -1).sum(1)  # (nh,)
+    a, b = (np.repeat(t, C // nh) for t in taps)  # (C,)
+    nxt = dk[:, 1:] * b  # (B, T-1, C): k_t also feeds k'_(t+1)
+    dk *= a
+    dk[:, :-1] += nxt
+    return dqkv
+
+
+def smear_step(qkv_new, prev, start, taps):
+    """smear_forward for new positions [start, start+Tn) of a decoded sequence, in place in qkv_new
+    (B, Tn, 3C). prev (B, Tmax, C) keeps b * k_t, each position's share in the next key: the new
+    positions' are written, position start-1's is read."""
+    B, Tn, C3 = qkv_new.shape
+    C = C3 // 3
+    a, b = (np.repeat(t, C // taps.shape[1]) for t in taps)  # (C,) each
+    k = qkv_new[:, :, C:2 * C]  # (B, Tn, C) view
+    np.multiply(k, b, out=prev[:, start:start + Tn])
+    k *= a
+    if start > 0:
+        k += prev[:, start - 1:start + Tn - 1]
+    else:
+        k[:, 1:] += prev[:, :Tn - 1]
+    return qkv_new
+
+
 def gate_heads(a, cols, fill=None):
     """a * cols (+ fill): each head's columns of the attention output (..., C) scaled, a new array
     (head ablation; cols (C,) repeats each head's factor hs times, fill (C,) is a constant)."""

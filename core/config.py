@@ -36,6 +36,8 @@ class ModelConfig:
     n_embd: int = 64
     causal: bool = True      # False = bidirectional encoder (reversal)
     pos: str = "learned"     # positions: "learned" embeddings (GPT-2) or "rope" (rotary, relative)
+    smear: bool = False      # each head's key mixes in the previous position's key (learned taps
+                             # h.i.attn.smear): one layer can then match two characters at once
     tie_weights: bool = True  # lm_head shares wte
     dropout: float = 0.0     # residual + attention-prob dropout, train only
 

@@ -11,15 +11,16 @@ import weakref
 import numpy as np
 
 from core import ops
-from core.attention import attention_step, gate_heads, rope_forward
+from core.attention import attention_step, gate_heads, rope_forward, smear_step
 
 _max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce  # skip ndarray.max/sum's Python wrappers
 _MIN_ROW_SUM = 1e-30  # attention rows whose exps sum to less are redone with the max shift
 
 
 class KVCache(dict):
-    """One sequence's cached keys and values ('kv', 'len'), its folded decoding weights ('fold') and
-    the model's head_version they were made under ('heads')."""
+    """One sequence's cached keys and values ('kv', 'len'), with smeared keys each position's share in
+    the next key ('prev'), its folded decoding weights ('fold') and the model's head_version they
+    were made under ('heads')."""
     __slots__ = ("__weakref__",)
 
 
@@ -45,17 +46,21 @@ class Decoding:
         cfg = self.cfg
         shape = (cfg.n_layer, 2, batch, cfg.n_head, cfg.block_size, cfg.n_embd // cfg.n_head)
         kv = KVCache(len=0, fold=None, heads=self.head_version)
+
+        def buffers():
+            return {"kv": np.zeros(shape, self.dtype), "fold": None,
+                    "prev": np.zeros((cfg.n_layer, batch, cfg.block_size, cfg.n_embd), self.dtype) if cfg.smear else None}
         with self._pool_lock:
             slot = next((s for s in self._decode_pool if s[0]() is None), None) if batch == 1 else None
             if slot is None and batch == 1 and len(self._decode_pool) < 4:
-                slot = [None, {"kv": np.zeros(shape, self.dtype), "fold": None}]
+                slot = [None, buffers()]
                 self._decode_pool.append(slot)
             if slot is not None:
                 slot[0] = weakref.ref(kv)
         if slot is None:
-            kv["kv"] = np.zeros(shape, self.dtype)
+            kv.update(kv=(own := buffers())["kv"], prev=own["prev"])
         else:
-            kv["kv"] = slot[1]["kv"]  # positions past len are never read, so no zeroing is needed
+            kv.update(kv=slot[1]["kv"], prev=slot[1]["prev"])  # positions past len are never read: no zeroing
             kv["pool"] = slot[1]
         return kv
 
@@ -79,7 +84,10 @@ class Decoding:
         for i, (ln1w, ln1b, wqkv, bqkv, wo, bo, ln2w, ln2b, wfc, bfc, wp, bp) in enumerate(self._layer_params()):
             h, _ = ops.layernorm_forward(x, ln1w, ln1b)  # (B*Tn, C)
             qkv, _ = ops.linear_forward(h, wqkv, bqkv)  # (B*Tn, 3C)
-            a, _ = attention_step(qkv.reshape(B, Tn, -1), kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head, rope)
+            qkv = qkv.reshape(B, Tn, -1)  # (B, Tn, 3C)
+            if cfg.smear:
+                smear_step(qkv, kv["prev"][i], start, P[f"h.{i}.attn.smear"])  # keys mixed with the previous ones
+            a, _ = attention_step(qkv, kv["kv"][i, 0], kv["kv"][i, 1], start, cfg.n_head, rope)
             if gates is not None:
                 a = gate_heads(a, *gates[i])  # (B, Tn, C), heads ablated
             a, _ = ops.linear_forward(a.reshape(B * Tn, -1), wo, bo)  # (B*Tn, C)
@@ -146,12 +154,16 @@ class Decoding:
                 r[0] = 1.0 / math.sqrt(float(np.dot(h, h)) / C + 1e-5)
                 np.multiply(h, r, out=h)
         # Constants are arrays, not Python numbers: numpy takes ~3x longer to apply a scalar to a vector.
-        kvs = kv["kv"]
+        kvs, prev = kv["kv"], kv["prev"]
         for i, (w_qkv, w_o, w_fc, w_p) in enumerate(layers):  # each (in + 1, out): the bias is the last row
             normalise()  # h1 = [h, 1]
-            qkv = np.dot(h1, w_qkv)  # (3C,), q already scaled by 1/sqrt(hs)
+            qkv = np.dot(h1, w_qkv)  # (3C,), q already scaled by 1/sqrt(hs); smeared: (4C,), see below
             cache = kvs[i, :, 0]  # (2, nh, Tmax, hs): K and V
-            cache[:, :, pos] = qkv[C:].reshape(2, nh, hs)
+            cache[:, :, pos] = qkv[C:3 * C].reshape(2, nh, hs)
+            if prev is not None:  # smeared keys: the k columns hold a * k, extra columns b * k
+                prev[i, 0, pos] = qkv[3 * C:]
+                if pos:
+                    cache[0, :, pos] += prev[i, 0, pos - 1].reshape(nh, hs)
             q = qkv[:C].reshape(nh, 1, hs)  # (nh, 1, hs)
             if rope is not None:
                 cache[0, :, pos] = rope_forward(cache[0, :, pos], *rope)  # (nh, hs) keys, turned
@@ -224,7 +236,11 @@ class Decoding:
             if gates is not None:  # c_proj(a * cols + fill) = a @ (cols * wo) + (fill @ wo + bo)
                 cols, fill = gates[i]
                 wo, bo = wo * cols[:, None], bo if fill is None else fill @ wo + bo
-            w_qkv = fold(wqkv, bqkv, ln1w, ln1b, centre=True)  # (C + 1, 3C)
+            if cfg.smear:  # [q, a k, v, b k]: the key's own share and its share in the next key
+                a, b = (np.repeat(t, hs) for t in self.params[f"h.{i}.attn.smear"])  # (C,) each
+                wqkv = np.concatenate([wqkv[:, :C], wqkv[:, C:2 * C] * a, wqkv[:, 2 * C:], wqkv[:, C:2 * C] * b], 1)
+                bqkv = np.concatenate([bqkv[:C], bqkv[C:2 * C] * a, bqkv[2 * C:], bqkv[C:2 * C] * b])
+            w_qkv = fold(wqkv, bqkv, ln1w, ln1b, centre=True)  # (C + 1, 3C), smeared (C + 1, 4C)
             w_qkv[:, :C] *= f(1.0 / np.sqrt(hs))
             layers.append((w_qkv, fold(wo, bo, mean=True), fold(wfc, bfc, ln2w, ln2b, k, k, centre=True),
                            fold(wp, bp, scale=0.5 / k, mean=True)))

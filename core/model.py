@@ -11,7 +11,8 @@ import threading
 import numpy as np
 
 from core import ops
-from core.attention import attention_backward, attention_forward, gate_heads, mask_bias, rope_tables
+from core.attention import (attention_backward, attention_forward, gate_heads, mask_bias, rope_tables, smear_backward,
+                            smear_forward, smear_taps)
 from core.decode import Decoding
 
 
@@ -27,6 +28,7 @@ def param_shapes(cfg):
             p + "ln_1.w": (C,), p + "ln_1.b": (C,),
             p + "attn.c_attn.w": (C, 3 * C), p + "attn.c_attn.b": (3 * C,),
             p + "attn.c_proj.w": (C, C), p + "attn.c_proj.b": (C,),
+            **({p + "attn.smear": (2, cfg.n_head)} if cfg.smear else {}),  # key taps: own, previous
             p + "ln_2.w": (C,), p + "ln_2.b": (C,),
             p + "mlp.c_fc.w": (C, 4 * C), p + "mlp.c_fc.b": (4 * C,),
             p + "mlp.c_proj.w": (4 * C, C), p + "mlp.c_proj.b": (C,),
@@ -43,6 +45,8 @@ def init_params(cfg, rng, dtype=np.float32):
     for name, shape in param_shapes(cfg).items():
         if name.endswith((".b",)):
             params[name] = np.zeros(shape, dtype)
+        elif name.endswith(".attn.smear"):
+            params[name] = smear_taps(cfg.n_head, dtype)
         elif ".ln_" in name or name.startswith("ln_"):
             params[name] = np.ones(shape, dtype)
         else:
@@ -189,6 +193,7 @@ class Transformer(Decoding):
                 "layers": [{
                     "ln1_xhat": e(N, C), "qkv": e(N, 3 * C), "qkv_fold": e(C, 3 * C),
                     **({"qs": e(B, nh, T, hs)} if cfg.pos == "rope" else {}),  # rotated, scaled queries
+                    **({"raw_k": e(B, T, C)} if cfg.smear else {}),  # the keys before smearing
                     "att": e(B, nh, T, T), "y": e(B, T, C),
                     "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "fc_fold": e(C, 4 * C), "gelu": e(N, 4 * C),
                 } for _ in range(L)],
@@ -227,6 +232,7 @@ class Transformer(Decoding):
             qkv, c_qkv = ops.layernorm_linear_forward(x, P[p + "ln_1.w"], P[p + "ln_1.b"], P[p + "attn.c_attn.w"], P[p + "attn.c_attn.b"],
                                                       out=W("qkv", i), xhat=W("ln1_xhat", i), fold=W("qkv_fold", i),
                                                       col_scale=self._qkv_scale)  # (B, T, 3C), q already scaled
+            c_sm = smear_forward(qkv, P[p + "attn.smear"], cfg.n_head, raw=W("raw_k", i)) if cfg.smear else None  # keys smeared in place
             work = None if ws is None else (ws["layers"][i].get("qs"), W("att", i), W("datt"), W("kt"))  # datt, kt: shared
             a, c_att = attention_forward(qkv, cfg.n_head, bias, drop, rng, out=W("y", i), work=work, rope=rope, scale=1.0)  # (B, T, C)
             if gates is not None:
@@ -240,7 +246,7 @@ class Transformer(Decoding):
             h, c_mp = ops.linear_forward(h, P[p + "mlp.c_proj.w"], P[p + "mlp.c_proj.b"], out=W("branch"))  # (B, T, C)
             h, c_d2 = ops.dropout_forward(h, drop, rng)
             x += h  # (B, T, C)
-            blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2))
+            blocks.append((c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2, c_sm))
         logits, c_head = ops.layernorm_linear_forward(x, P["ln_f.w"], P["ln_f.b"], self.head_weight(),
                                                       xhat=W("lnf_xhat"), fold=W("head_fold"))  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
@@ -263,7 +269,7 @@ class Transformer(Decoding):
             dlogits, c_head, dx=W("dx"), tmp=W("tmp"), **head_grad)  # (B, T, C), the residual gradient, accumulated in place
         for i in reversed(range(cfg.n_layer)):
             p = f"h.{i}."
-            c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2 = blocks[i]
+            c_qkv, c_att, c_proj, c_d1, c_fc, c_gelu, c_mp, c_d2, c_sm = blocks[i]
             dh = ops.dropout_backward(dx, c_d2)  # (B, T, C)
             dh, _, _ = ops.linear_backward(dh, c_mp, G[p + "mlp.c_proj.w"], G[p + "mlp.c_proj.b"], dx=W("d4"))  # (B, T, 4C)
             dh = ops.gelu_backward(dh, c_gelu, out=dh)  # (B, T, 4C)
@@ -275,6 +281,8 @@ class Transformer(Decoding):
             if gates is not None:
                 da *= gates[i][0]  # (B, T, C), the fill is a constant
             da = attention_backward(da, c_att, out=W("dqkv"), work=W("datt"), vt=W("kt"))  # (B, T, 3C)
+            if c_sm is not None:
+                da = smear_backward(da, c_sm, G[p + "attn.smear"])  # (B, T, 3C), raw keys' gradient
             da, G[p + "ln_1.w"][...], G[p + "ln_1.b"][...], _, _ = ops.layernorm_linear_backward(
                 da, c_qkv, G[p + "attn.c_attn.w"], G[p + "attn.c_attn.b"], dx=W("dln"), tmp=W("tmp"))  # (B, T, C)
             dx += da  # residual

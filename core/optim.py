@@ -1,6 +1,7 @@
 """AdamW over the model's flat buffers, global-norm gradient clipping, warmup + cosine schedule.
 
-Weight decay applies to matrices only (embeddings and weights), never to biases or LayerNorm gains.
+Weight decay applies to matrices only (embeddings and weights), never to biases, LayerNorm gains or
+the attention's key taps (h.i.attn.smear, a mixing weight pair per head, not a map between spaces).
 All scalars are cast to the buffer's dtype so the update stays in float32.
 """
 
@@ -39,9 +40,9 @@ class AdamW:
         self.t = 0
         self.decay_slices = []  # contiguous (start, stop) runs of matrix entries in the flat buffer
         off = 0
-        for shape in model.shapes.values():
+        for name, shape in model.shapes.items():
             n = int(np.prod(shape))
-            if len(shape) == 2:
+            if len(shape) == 2 and not name.endswith(".attn.smear"):
                 if self.decay_slices and self.decay_slices[-1][1] == off:
                     self.decay_slices[-1] = (self.decay_slices[-1][0], off + n)
                 else:

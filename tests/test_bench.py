@@ -54,10 +54,10 @@ def test_matmul_trace_counts_the_reference_flops():
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (never a dependency)")
-@pytest.mark.parametrize("tie", [True, False])
-def test_torch_twin_loss_and_gradients_match(tie):
+@pytest.mark.parametrize("tie,smear", [(True, False), (False, False), (True, True)])
+def test_torch_twin_loss_and_gradients_match(tie, smear):
     from bench.torch_twin import TorchTwin
-    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=tie)
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=tie, smear=smear)
     m = Transformer(cfg, rng=np.random.default_rng(0), dtype=np.float64)
     rng = np.random.default_rng(1)
     for p in m.params.values():
@@ -146,3 +146,20 @@ def test_copy_bench_names_a_bad_preset_or_key_without_a_traceback():
         with pytest.raises(SystemExit) as e:
             main([*argv, "--steps", "1"])
         assert str(e.value).startswith("bench copy: ") and ("nosuch" in str(e.value) or "model.bogus" in str(e.value))
+
+
+def test_one_layer_copies_with_smeared_keys_and_cannot_without():
+    """The mechanism smeared keys are for: induction (find the earlier occurrence of the current
+    character, read what followed it) needs a previous-token head and a matching head in a later
+    layer; a smeared key holds the previous character, so one layer suffices."""
+    from bench.copy import run
+    from core.config import load_config
+    final = {}
+    for smear in (False, True):
+        cfg = load_config("chat", overrides=[
+            "model.vocab_size=28", "model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=48",
+            f"model.smear={smear}", "train.batch_size=16", "train.lr=1e-2", "train.warmup_steps=10",
+            "train.max_steps=300"])
+        curve, _ = run(cfg, 300, seed=0, every=100)
+        final[smear] = min(c["repeat_loss"] for c in curve[-2:])
+    assert final[True] < 1.5 < 2.5 < final[False], final  # chance is ln 27 = 3.30 nats

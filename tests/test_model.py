@@ -20,12 +20,13 @@ def bump_params(m, rng):
         p += rng.standard_normal(p.shape) * 0.3
 
 
-@pytest.mark.parametrize("causal,tie,padded,pos", [
-    (c, t, p, "learned") for c in (True, False) for t in (True, False) for p in (False, True)
-] + [(True, True, False, "rope"), (False, False, True, "rope")])
-def test_model_backward_matches_finite_differences(causal, tie, padded, pos):
+@pytest.mark.parametrize("causal,tie,padded,pos,smear", [
+    (c, t, p, "learned", False) for c in (True, False) for t in (True, False) for p in (False, True)
+] + [(True, True, False, "rope", False), (False, False, True, "rope", False),
+     (True, True, False, "learned", True), (True, False, True, "rope", True), (False, True, True, "learned", True)])
+def test_model_backward_matches_finite_differences(causal, tie, padded, pos, smear):
     rng = np.random.default_rng(1)
-    m = tiny(causal, tie, pos=pos)
+    m = tiny(causal, tie, pos=pos, smear=smear)
     bump_params(m, rng)
     idx = rng.integers(0, 7, (2, 5))
     targets = rng.integers(0, 7, (2, 5))
@@ -147,9 +148,9 @@ def test_dropout_backward_matches_finite_differences():
     assert rel_error(g[sel], num[sel]) < 1e-6
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
-def test_forward_step_matches_full_forward(pos):
-    m = tiny(pos=pos)
+@pytest.mark.parametrize("pos,smear", [("learned", False), ("rope", False), ("learned", True), ("rope", True)])
+def test_forward_step_matches_full_forward(pos, smear):
+    m = tiny(pos=pos, smear=smear)
     bump_params(m, np.random.default_rng(3))
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 7, (1, 6))
@@ -172,3 +173,27 @@ def test_rope_model_has_no_position_table():
     learned, rope = tiny(), tiny(pos="rope")
     assert "wpe.w" not in rope.params and "wpe.w" in learned.params
     assert learned.num_params() - rope.num_params() == 6 * 8  # block_size x n_embd
+
+
+def test_smeared_keys_mix_in_the_previous_key_with_learned_taps_and_no_weight_decay():
+    from core.attention import smear_forward
+    from core.optim import AdamW
+    m = tiny(smear=True)
+    assert m.params["h.0.attn.smear"].shape == (2, 2)
+    np.testing.assert_array_equal(m.params["h.1.attn.smear"], [[0.0, 1.0], [1.0, 0.0]])  # previous key only; plain
+    qkv = np.random.default_rng(0).standard_normal((1, 3, 24))
+    raw = qkv[:, :, 8:16].copy()
+    smear_forward(qkv, np.array([[0.5, 1.0], [0.25, 0.0]]), 2)
+    np.testing.assert_allclose(qkv[0, 0, 8:12], 0.5 * raw[0, 0, :4])  # nothing before the first position
+    np.testing.assert_allclose(qkv[0, 2, 8:12], 0.5 * raw[0, 2, :4] + 0.25 * raw[0, 1, :4])
+    np.testing.assert_allclose(qkv[0, 2, 12:16], raw[0, 2, 4:])  # head 1: a plain key
+    opt = AdamW(m, weight_decay=0.5)
+    m.grad_flat[:] = 0
+    before = m.params["h.0.attn.smear"].copy()
+    opt.step(0.1)
+    np.testing.assert_array_equal(m.params["h.0.attn.smear"], before)  # decay would have shrunk them
+    assert not np.array_equal(m.params["h.0.attn.c_attn.w"], tiny(smear=True).params["h.0.attn.c_attn.w"])
+
+
+def test_a_plain_model_has_no_smear_taps():
+    assert not any("smear" in name for name in tiny().params)

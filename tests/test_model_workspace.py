@@ -32,11 +32,12 @@ def _run(min_rows, cfg, idx, tgt, mask, train, repeats=2):
         model_mod._WS_MIN_ROWS = old
 
 
-@pytest.mark.parametrize("causal,tie,padded,dropout", [
-    (True, True, False, 0.0), (False, False, True, 0.0), (True, True, True, 0.2)])
-def test_workspace_path_matches_allocating_path(causal, tie, padded, dropout):
+@pytest.mark.parametrize("causal,tie,padded,dropout,smear", [
+    (True, True, False, 0.0, False), (False, False, True, 0.0, False), (True, True, True, 0.2, False),
+    (True, True, False, 0.0, True), (False, True, True, 0.2, True)])
+def test_workspace_path_matches_allocating_path(causal, tie, padded, dropout, smear):
     cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, causal=causal,
-                      tie_weights=tie, dropout=dropout)
+                      tie_weights=tie, dropout=dropout, smear=smear)
     rng = np.random.default_rng(1)
     idx = rng.integers(0, 11, (3, 7))
     tgt = rng.integers(0, 11, (3, 7))

@@ -8,17 +8,17 @@ from core.tokenizer import CharTokenizer
 from numerics import assert_float32_close, logit_bound
 
 
-def model(block=12, seed=0, pos="learned"):
-    cfg = ModelConfig(vocab_size=9, block_size=block, n_layer=2, n_head=2, n_embd=16, pos=pos)
+def model(block=12, seed=0, pos="learned", smear=False):
+    cfg = ModelConfig(vocab_size=9, block_size=block, n_layer=2, n_head=2, n_embd=16, pos=pos, smear=smear)
     m = Transformer(cfg, rng=np.random.default_rng(seed))
     for p in m.params.values():  # a peaky distribution so samples differ from uniform noise
         p += np.random.default_rng(seed + 1).standard_normal(p.shape).astype(np.float32) * 0.3
     return m
 
 
-@pytest.mark.parametrize("pos", ["learned", "rope"])
-def test_cached_logits_match_uncached_across_window_hops(pos):
-    m = model(pos=pos)
+@pytest.mark.parametrize("pos,smear", [("learned", False), ("rope", False), ("rope", True)])
+def test_cached_logits_match_uncached_across_window_hops(pos, smear):
+    m = model(pos=pos, smear=smear)
     ids = list(np.random.default_rng(1).integers(0, 9, 5))
     s_cache, s_full = {"start": 0, "kv": None}, {"start": 0, "kv": None}
     for step in range(40):  # far past block_size: the window hops several times
@@ -84,8 +84,9 @@ def test_empty_prompt_is_an_error():
         next(generate(model(), [], max_new_tokens=1))
 
 
-def test_a_new_cache_takes_over_a_dead_ones_buffers_and_refolds_the_weights():
-    m = model(pos="rope")
+@pytest.mark.parametrize("smear", [False, True])
+def test_a_new_cache_takes_over_a_dead_ones_buffers_and_refolds_the_weights(smear):
+    m = model(pos="rope", smear=smear)
     ids = [1, 2, 3, 4]
     kv = m.new_kv_cache()
     m.forward_step(np.asarray([ids[:-1]]), kv)

@@ -10,10 +10,11 @@ TINY_LM = ["model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_
            "data.n_eval=3", "train.eval_interval=5", "model.dropout=0.1", "train.max_steps=12"]
 
 
-@pytest.mark.parametrize("task", ["reversal", "qa", "dialogue"])
-def test_resume_gives_bitwise_identical_losses(task, tmp_path):
+@pytest.mark.parametrize("task,extra", [("reversal", []), ("qa", []), ("dialogue", []),
+                                        ("chat", ["model.smear=true"])])
+def test_resume_gives_bitwise_identical_losses(task, extra, tmp_path):
     ov = TINY_LM if task != "reversal" else ["train.max_steps=12", "train.eval_interval=5", "data.n_eval=50"]
-    cfg = load_config(task, overrides=ov)
+    cfg = load_config(task, overrides=ov + extra)
     straight = Trainer(cfg)
     a = [straight.step()["loss"] for _ in range(10)]
     first = Trainer(cfg)
