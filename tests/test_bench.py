@@ -148,6 +148,14 @@ def test_copy_bench_names_a_bad_preset_or_key_without_a_traceback():
         assert str(e.value).startswith("bench copy: ") and ("nosuch" in str(e.value) or "model.bogus" in str(e.value))
 
 
+def test_tasks_bench_names_a_bad_task_or_key_before_any_run_starts():
+    from bench.tasks import main
+    for argv, word in ((["--only", "nosuch"], "nosuch"), (["--only", "qa,chat", "--set", "model.bogus=1"], "model.bogus")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert str(e.value).startswith("bench tasks: ") and word in str(e.value)
+
+
 def test_one_layer_copies_with_smeared_keys_and_cannot_without():
     """The mechanism smeared keys are for: induction (find the earlier occurrence of the current
     character, read what followed it) needs a previous-token head and a matching head in a later
