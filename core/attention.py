@@ -47,6 +47,12 @@ def mask_bias(T, causal, key_mask=None, dtype=np.float32):
     return bias
 
 
+def _heads(x, n_head):
+    """View (B, nh, T, hs) of a (B, T, C) array."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
 def split_heads(qkv, n_head):
     """Views q, k, v (B, nh, T, hs) of a fused (B, T, 3C) projection."""
     B, T, C3 = qkv.shape
@@ -68,22 +74,39 @@ def rope_tables(n, hs, dtype=np.float32, base=10000.0):
             np.concatenate([-sin, sin], 1).astype(dtype))  # (n, hs)
 
 
-def rope_forward(x, cos, sin, out=None):
-    """Rotate the (..., T, hs) channel pairs of x by their position's angles: x*cos + swap(x)*sin."""
-    h = x.shape[-1] // 2
+def _halves(x, hs):
+    """View of x (..., L) as (..., L // hs, 2, hs // 2): each head's two halves (never a copy, so
+    writes through it land in x)."""
+    v = x.view()
+    v.shape = (*x.shape[:-1], x.shape[-1] // hs, 2, hs // 2)  # raises rather than copy
+    return v
+
+
+def rope_tiled(rope, n_head):
+    """(cos, sin) tables (T, hs) repeated for n_head heads side by side: (T, C) each."""
+    return tuple(np.tile(t, (1, n_head)) for t in rope)
+
+
+def rope_forward(x, cos, sin, out=None, hs=None):
+    """Rotate the channel pairs of x (..., T, L) by their position's angles: x*cos + swap(x)*sin.
+
+    L is one head (hs = L, tables (T, hs)) or several side by side (hs given, tables tiled to (T, L)
+    by rope_tiled): the (B, T, C) layout is rotated in one pass over whole rows, where per-head
+    views would iterate over runs of hs/2 numbers.
+    """
+    hs = hs or x.shape[-1]
     out = np.multiply(x, cos, out=out)
-    out[..., :h] += x[..., h:] * sin[..., :h]
-    out[..., h:] += x[..., :h] * sin[..., h:]
+    swapped = _halves(x, hs)[..., ::-1, :]  # each head's second half first
+    _halves(out, hs)[...] += swapped * _halves(sin, hs)
     return out
 
 
-def rope_backward(dy, cos, sin, out=None):
-    """The transposed rotation (turn back): dy*cos + swap(dy*sin)."""
-    h = dy.shape[-1] // 2
-    ds = dy * sin
+def rope_backward(dy, cos, sin, out=None, hs=None, overwrite=False):
+    """The transposed rotation (turn back): dy*cos + swap(dy*sin). overwrite: dy may be used as scratch."""
+    hs = hs or dy.shape[-1]
     out = np.multiply(dy, cos, out=out)
-    out[..., :h] += ds[..., h:]
-    out[..., h:] += ds[..., :h]
+    ds = np.multiply(dy, sin, out=dy if overwrite else None)
+    _halves(out, hs)[...] += _halves(ds, hs)[..., ::-1, :]
     return out
 
 
@@ -91,7 +114,7 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     """softmax(scale q k^T + bias) v for each head; returns (y (B, T, C), cache).
 
     `scale` defaults to 1/sqrt(hs); a caller that folded it into q's projection passes 1.
-    Optional buffers: out (B, T, C); work = (qs (B, nh, T, hs), att (B, nh, T, T)[, scratch of att's
+    Optional buffers: out (B, T, C); work = (qs (B, T, C), att (B, nh, T, T)[, scratch of att's
     shape, free during the forward[, kt (B, nh, hs, T), free after it]]).
     rope = (cos, sin) tables (T, hs): q and k are rotated by position first (relative positions).
     """
@@ -102,11 +125,11 @@ def attention_forward(qkv, n_head, bias=None, dropout=0.0, rng=None, out=None, w
     scale = qkv.dtype.type(1.0 / np.sqrt(hs) if scale is None else scale)
     qs_buf, att_buf, scratch, kt_buf = (tuple(work or ()) + (None,) * 4)[:4]
     if rope is None:
-        qs = q if scale == 1 else np.multiply(q, scale, out=qs_buf)  # (B, nh, T, hs), scaled contiguous copy
-    else:
-        cos, sin = rope
-        qs = rope_forward(q, cos * scale, sin * scale, out=qs_buf)  # (B, nh, T, hs), rotated and scaled
-        k = rope_forward(k, cos, sin)  # (B, nh, T, hs), rotated keys
+        qs = q if scale == 1 else np.multiply(q, scale, out=None if qs_buf is None else _heads(qs_buf, n_head))  # (B, nh, T, hs), scaled
+    else:  # rotated in the (B, T, C) layout (whole rows), then viewed as heads
+        cos, sin = rope_tiled(rope, n_head)  # (T, C) each
+        qs = _heads(rope_forward(qkv[:, :, :C], cos * scale, sin * scale, out=qs_buf, hs=hs), n_head)  # (B, nh, T, hs), rotated and scaled
+        k = _heads(rope_forward(qkv[:, :, C:2 * C], cos, sin, hs=hs), n_head)  # (B, nh, T, hs), rotated keys
     # BLAS multiplies by a transposed (T, hs) slice far slower than by a row-major (hs, T) one
     kt = _transposed_copy(k, kt_buf)  # (B, nh, hs, T)
     att = mm(qs, kt, out=att_buf)  # (B, nh, T, T)
@@ -236,9 +259,13 @@ def attention_backward(dy, cache, out=None, work=None, vt=None):
         mm(datt, k, out=dq)  # datt carries the scale
         mm(datt.transpose(0, 1, 3, 2), q, out=dk)
         return out
-    cos, sin = rope  # k and qs are the rotated ones: turn their gradients back
-    rope_backward(mm(datt, k), cos * scale, sin * scale, out=dq)
-    rope_backward(mm(datt.transpose(0, 1, 3, 2), qs), cos, sin, out=dk)
+    cos, sin = rope_tiled(rope, nh)  # (T, C) each; k and qs are the rotated ones: turn their gradients back
+    rows = np.empty((B, T, nh * hs), dy.dtype) if vt is None else vt.reshape(B, T, nh * hs)  # vt is free now
+    C = nh * hs
+    mm(datt, k, out=_heads(rows, nh))  # (B, nh, T, hs) written as (B, T, C)
+    rope_backward(rows, cos * scale, sin * scale, out=out[:, :, :C], hs=hs, overwrite=True)
+    mm(datt.transpose(0, 1, 3, 2), qs, out=_heads(rows, nh))
+    rope_backward(rows, cos, sin, out=out[:, :, C:2 * C], hs=hs, overwrite=True)
     return out
 
 

@@ -192,7 +192,7 @@ class Transformer(Decoding):
                 "x": e(N, C),  # residual stream, updated in place
                 "layers": [{
                     "ln1_xhat": e(N, C), "qkv": e(N, 3 * C), "qkv_fold": e(C, 3 * C),
-                    **({"qs": e(B, nh, T, hs)} if cfg.pos == "rope" else {}),  # rotated, scaled queries
+                    **({"qs": e(B, T, C)} if cfg.pos == "rope" else {}),  # rotated, scaled queries
                     **({"raw_k": e(B, T, C)} if cfg.smear else {}),  # the keys before smearing
                     "att": e(B, nh, T, T), "y": e(B, T, C),
                     "ln2_xhat": e(N, C), "fc": e(N, 4 * C), "fc_fold": e(C, 4 * C), "gelu": e(N, 4 * C),
