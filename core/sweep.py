@@ -139,7 +139,7 @@ def open_storage(url):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, **kwargs)
         except Exception as e:  # a bad URL, a missing driver, a server that does not answer
-            if attempt < 2 and "already exists" in str(e):
+            if attempt < 2 and ("already exists" in str(e) or "UNIQUE constraint failed" in str(e)):
                 time.sleep(0.5)
                 continue
             first = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -182,3 +182,18 @@ def test_a_trial_never_overwrites_an_existing_save(capsys, saves):
     rc, rows, _ = run(capsys, "reversal", "--trials", "1", "--workers", "1", "--study", "old", *FAST)
     assert rc == 0 and rows[0]["state"] == "fail" and "already holds a run" in rows[0]["reason"]
     assert load_checkpoint("old-trial-0", "last").meta["created"] == before
+
+
+@pytest.mark.parametrize("race", ["table studies already exists",
+                                  "(sqlite3.IntegrityError) UNIQUE constraint failed: alembic_version.version_num"])
+def test_opening_a_new_database_another_process_is_creating_is_retried(monkeypatch, tmp_path, race):
+    real, calls = optuna.storages.RDBStorage, []
+
+    def racing(*args, **kwargs):  # the first open loses the race to create the tables
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError(race)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+    assert sweep.open_storage(f"sqlite:///{tmp_path / 'race.db'}") is not None and len(calls) == 2
