@@ -102,6 +102,23 @@ async def test_keys_back_to_back_leave_focus_in_the_tab_shown():
             assert app.query_one(ChatView).pane.input.value == typed, keys
 
 
+async def test_editing_keys_back_to_back_act_in_the_order_typed():
+    # Textual's Input runs backspace and arrows after characters that came later (its issue #6605):
+    # a, b, backspace, c gave "ab". Every text field of the app edits in key order.
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        for tab_key, field in (("f4", lambda: app.query_one(ChatView).pane.input), ("f3", lambda: app.query_one("#probe-input"))):
+            await pilot.press(tab_key)
+            await pilot.pause()
+            field().focus()
+            field().value = ""
+            await pilot.pause()
+            burst(app, ["a", "b", "backspace", "c", "left", "d", "end", "e"])
+            await pilot.pause(0.3)
+            assert field().value == "adce", tab_key
+
+
 async def test_a_click_on_a_tab_shows_it_and_focuses_its_pane():
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:

@@ -25,6 +25,7 @@ from tui.widgets.colorbar import ColorBar
 from tui.widgets.explain import Explain
 from tui.widgets.scorechart import NAMES, HeadScoreChart
 from tui.widgets.timelinebar import TimelineBar
+from tui.widgets.textfield import TextField
 from tui.worker import describe, probe_model
 
 NEWLINE_LABEL = "⏎"  # a newline of a multi-line probe, as shown in the one-line probe field
@@ -94,7 +95,7 @@ class AttentionPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="probe-row"):
             yield Label("probe", id="probe-label")
-            yield Input(value="PYTHON", placeholder="text to probe (enter)", id="probe-input")
+            yield TextField(value="PYTHON", placeholder="text to probe (enter)", id="probe-input")
             yield Button("Last reply", id="btn-last-reply")
         yield Explain("map-reversal", id="map-explain")
         with Horizontal(id="attn-main"):

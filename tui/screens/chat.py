@@ -25,6 +25,7 @@ from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from tui.widgets.explain import Explain
 from tui.widgets.nextchar import NextCharView
+from tui.widgets.textfield import TextField
 from core.text import safe_text
 from tui.worker import chat_job
 
@@ -72,7 +73,7 @@ class ChatView(Horizontal):
                 for key, title in SETTINGS:
                     with Vertical(classes="sample-cell"):
                         yield Label(title, classes="sample-label")
-                        yield Input(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
+                        yield TextField(str(getattr(defaults, key)), id=f"sample-{key}", classes="sample-input")
             yield Static("", id="sample-error")
 
     @property

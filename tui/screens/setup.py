@@ -14,6 +14,7 @@ from core.checkpoint import SaveError, run_dir
 from core.config import ConfigError, config_to_dict, load_config
 from core.tasks.corpus import CorpusError, load_conversations
 from core.text import safe_text
+from tui.widgets.textfield import TextField
 
 TASK_TITLES = {"reversal": "Reversal proof", "qa": "Q&A", "dialogue": "Dialogue", "chat": "Chat"}
 KEYS = ("model.n_layer", "model.n_head", "model.n_embd", "model.block_size", "train.lr",
@@ -49,13 +50,13 @@ class SetupPane(Vertical):
                 for key in ALL_KEYS:
                     with Horizontal(classes="hp-row", id="row-" + input_id(key)):
                         yield Label(key, classes="hp-label")
-                        yield Input(id=input_id(key), classes="hp-input")
+                        yield TextField(id=input_id(key), classes="hp-input")
                 with Horizontal(classes="hp-row", id="row-corpus"):
                     yield Label("corpus", classes="hp-label")
-                    yield Input(placeholder="the project's own corpus", id="corpus-input")
+                    yield TextField(placeholder="the project's own corpus", id="corpus-input")
                 with Horizontal(classes="hp-row"):
                     yield Label("run name", classes="hp-label")
-                    yield Input(placeholder="automatic (task-date-time)", id="run-name")
+                    yield TextField(placeholder="automatic (task-date-time)", id="run-name")
                 yield Static("", id="corpus-status")
                 yield Static("", id="setup-error")
 

@@ -16,6 +16,7 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from core.text import safe_text
+from tui.widgets.textfield import TextField
 
 ROLES = ("user", "model", "system")
 _PREFIX = {"user": "you", "model": "model", "system": "note"}
@@ -104,7 +105,7 @@ class ChatPane(Widget):
 
     def compose(self) -> ComposeResult:
         yield VerticalScroll()
-        yield Input(placeholder=self.placeholder)
+        yield TextField(placeholder=self.placeholder)
 
     @property
     def input(self) -> Input:
