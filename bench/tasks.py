@@ -116,11 +116,11 @@ def main(argv, threads=1):
     seeds = int(next((a.split("=", 1)[1] for a in argv if a.startswith("--seeds=")), 3))
     extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]  # applied to every run
     names = only.split(",") if only else list(SUITE)
+    from core.config import ConfigError, load_config
     for name in names:  # every setting is checked before the first run starts
         if name not in SUITE:
             sys.exit(f"bench tasks: unknown task {name!r}; choose from {', '.join(SUITE)}")
         if name != "reversal":
-            from core.config import ConfigError, load_config
             try:
                 load_config(SUITE[name][0], overrides=SUITE[name][1] + extra)
             except ConfigError as e:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.optim import decayed
+
 
 def _dtype(np_dtype):
     return torch.float64 if np.dtype(np_dtype) == np.float64 else torch.float32
@@ -35,8 +37,8 @@ class TorchTwin:
         if "lm_head.w" in self.p:
             self.p["lm_head.w"] = torch.tensor(np.ascontiguousarray(model.params["lm_head.w"].T), dtype=dt,
                                                requires_grad=True)  # (V, C)
-        decay = [t for n, t in self.p.items() if t.ndim == 2 and not n.endswith(".attn.smear")]
-        rest = [t for n, t in self.p.items() if t.ndim != 2 or n.endswith(".attn.smear")]
+        decay = [t for n, t in self.p.items() if decayed(n, t.shape)]
+        rest = [t for n, t in self.p.items() if not decayed(n, t.shape)]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                       {"params": rest, "weight_decay": 0.0}], lr=1e-3, betas=betas, eps=1e-8)
 

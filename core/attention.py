@@ -159,6 +159,11 @@ def smear_taps(n_head, dtype=np.float32):
     return np.stack([a, 1.0 - a]).astype(dtype)  # (2, nh)
 
 
+def smear_columns(taps, C):
+    """(a, b) per column (C,) each, from taps (2, nh): every head's pair repeated over its columns."""
+    return np.repeat(taps, C // taps.shape[1], axis=1)  # (2, C)
+
+
 def smear_forward(qkv, taps, n_head, raw=None):
     """Mix each key with the previous position's, in place: k'_t = a k_t + b k_(t-1) per head, with
     (a, b) = taps (2, nh) and k_(-1) = 0. Returns the cache: the raw keys (B, T, C), into `raw` if given.
@@ -173,7 +178,7 @@ def smear_forward(qkv, taps, n_head, raw=None):
     if raw is None:
         raw = np.empty((B, T, C), qkv.dtype)
     np.copyto(raw, k)
-    a, b = (np.repeat(t, hs) for t in taps)  # (C,) each: a head's tap on each of its columns
+    a, b = smear_columns(taps, C)  # (C,) each: a head's tap on each of its columns
     k *= a
     k[:, 1:] += raw[:, :-1] * b
     return raw, taps
@@ -189,7 +194,7 @@ def smear_backward(dqkv, cache, dtaps):
     dk = dqkv[:, :, C:2 * C]  # (B, T, C) view: the smeared keys' gradient
     dtaps[0] = np.einsum("btc,btc->c", dk, raw).reshape(nh, -1).sum(1)  # (nh,)
     dtaps[1] = np.einsum("btc,btc->c", dk[:, 1:], raw[:, :-1]).reshape(nh, -1).sum(1)  # (nh,)
-    a, b = (np.repeat(t, C // nh) for t in taps)  # (C,)
+    a, b = smear_columns(taps, C)  # (C,) each
     nxt = dk[:, 1:] * b  # (B, T-1, C): k_t also feeds k'_(t+1)
     dk *= a
     dk[:, :-1] += nxt
@@ -202,7 +207,7 @@ def smear_step(qkv_new, prev, start, taps):
     positions' are written, position start-1's is read."""
     B, Tn, C3 = qkv_new.shape
     C = C3 // 3
-    a, b = (np.repeat(t, C // taps.shape[1]) for t in taps)  # (C,) each
+    a, b = smear_columns(taps, C)  # (C,) each
     k = qkv_new[:, :, C:2 * C]  # (B, Tn, C) view
     np.multiply(k, b, out=prev[:, start:start + Tn])
     k *= a

@@ -11,7 +11,7 @@ import weakref
 import numpy as np
 
 from core import ops
-from core.attention import attention_step, gate_heads, rope_forward, smear_step
+from core.attention import attention_step, gate_heads, rope_forward, smear_columns, smear_step
 
 _max, _min, _sum = np.maximum.reduce, np.minimum.reduce, np.add.reduce  # skip ndarray.max/sum's Python wrappers
 _MIN_ROW_SUM = 1e-30  # attention rows whose exps sum to less are redone with the max shift
@@ -237,7 +237,7 @@ class Decoding:
                 cols, fill = gates[i]
                 wo, bo = wo * cols[:, None], bo if fill is None else fill @ wo + bo
             if cfg.smear:  # [q, a k, v, b k]: the key's own share and its share in the next key
-                a, b = (np.repeat(t, hs) for t in self.params[f"h.{i}.attn.smear"])  # (C,) each
+                a, b = smear_columns(self.params[f"h.{i}.attn.smear"], C)  # (C,) each
                 wqkv = np.concatenate([wqkv[:, :C], wqkv[:, C:2 * C] * a, wqkv[:, 2 * C:], wqkv[:, C:2 * C] * b], 1)
                 bqkv = np.concatenate([bqkv[:C], bqkv[C:2 * C] * a, bqkv[2 * C:], bqkv[C:2 * C] * b])
             w_qkv = fold(wqkv, bqkv, ln1w, ln1b, centre=True)  # (C + 1, 3C), smeared (C + 1, 4C)

@@ -29,6 +29,11 @@ def clip_grad_norm(grad_flat, max_norm):
     return norm
 
 
+def decayed(name, shape):
+    """Whether weight decay applies: a matrix, and not the attention's key taps."""
+    return len(shape) == 2 and not name.endswith(".attn.smear")
+
+
 class AdamW:
     """Decoupled weight decay Adam (Loshchilov & Hutter) on one flat parameter buffer."""
 
@@ -42,7 +47,7 @@ class AdamW:
         off = 0
         for name, shape in model.shapes.items():
             n = int(np.prod(shape))
-            if len(shape) == 2 and not name.endswith(".attn.smear"):
+            if decayed(name, shape):
                 if self.decay_slices and self.decay_slices[-1][1] == off:
                     self.decay_slices[-1] = (self.decay_slices[-1][0], off + n)
                 else:
