@@ -150,10 +150,18 @@ def test_copy_bench_names_a_bad_preset_or_key_without_a_traceback():
 
 def test_tasks_bench_names_a_bad_task_or_key_before_any_run_starts():
     from bench.tasks import main
-    for argv, word in ((["--only", "nosuch"], "nosuch"), (["--only", "qa,chat", "--set", "model.bogus=1"], "model.bogus")):
+    for argv, word in ((["--only", "nosuch"], "nosuch"), (["--only", "qa,chat", "--set", "model.bogus=1"], "model.bogus"),
+                       (["--onyl", "qa"], "--onyl"), (["--only"], "--only needs a value"),
+                       (["--only", "qa", "--set"], "--set needs a value"), (["--seeds=x"], "--seeds")):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert str(e.value).startswith("bench tasks: ") and word in str(e.value)
+
+
+def test_help_prints_the_suites_usage_and_runs_nothing(capsys):
+    from bench.__main__ import main
+    assert main(["tasks", "--help"]) == 0  # before, --help was ignored and every task started
+    assert "--only" in capsys.readouterr().out
 
 
 def test_one_layer_copies_with_smeared_keys_and_cannot_without():
