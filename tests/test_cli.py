@@ -55,7 +55,11 @@ def test_eval_sample_runs_and_chat(capsys, monkeypatch, saves):
     capsys.readouterr()
     assert main(["eval", "q", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert {"val_loss", "train_loss", "answer_exact", "train_answer_exact"} <= set(ev)
+    assert {"val_loss", "train_loss", "answer_exact", "train_answer_exact", "arith_exact_by_op"} <= set(ev)
+    assert main(["eval", "q"]) == 0  # the text form: a line per level, arithmetic per operation
+    text = capsys.readouterr().out
+    assert "arith_plus " in text and "arith_minus " in text
+    assert "by level: arithmetic " in text and "facts " in text and "greetings " in text
     assert main(["sample", "q", "--prompt", "Q: Hi\nA:", "--max-new", "12", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert 1 <= len(out.rstrip("\n")) <= 12 * 4  # control characters would be shown escaped

@@ -105,6 +105,22 @@ def test_qa_task_uses_own_corpus_with_levels():
     np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
 
 
+def test_qa_evaluation_reports_arithmetic_per_operation(monkeypatch):
+    task = make_task(load_config("qa", overrides=TINY))
+    answers = dict(task.val_pairs)
+
+    class Uniform:
+        def forward(self, idx):
+            return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
+    # an oracle that knows every sum and no difference
+    monkeypatch.setattr(task, "answer", lambda model, hist, q: answers.get(q, "?") if "minus" not in q else "0.")
+    m = task.evaluate(Uniform(), full=True)
+    assert m["arith_exact_by_op"] == {"minus": 0.0, "plus": 1.0}
+    arith = m["answer_by_level"]["arithmetic"]
+    n_plus = sum(" plus " in q for q, _ in task.val_pairs)
+    assert arith["exact"] == pytest.approx(n_plus / arith["n"]) and 0 < n_plus < arith["n"]
+
+
 def test_qa_split_when_no_val_file(tmp_path):
     p = tmp_path / "c.txt"
     p.write_text("".join(f"Q: q{i}?\nA: answer number {i}.\n\n" for i in range(20)))

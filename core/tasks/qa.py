@@ -5,6 +5,7 @@ character-level similarity, per level when the corpus has a `.levels` sidecar (o
 """
 
 import difflib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,13 @@ class QATask(LMTask):
         s = answer_scores(everything)
         m["answer_exact"], m["answer_similarity"] = s["exact"], s["similarity"]
         m["answer_by_level"] = {lv: answer_scores(ps) for lv, ps in sorted(by_level.items())}
+        by_op = {}  # arithmetic per operation, read from the reference ("3 plus 8 is 11.")
+        for p, r in everything:
+            op = re.match(r"\s*\d+ (plus|minus) \d+ is ", r)
+            if op:
+                by_op.setdefault(op.group(1), []).append((p, r))
+        if by_op:
+            m["arith_exact_by_op"] = {op: answer_scores(ps)["exact"] for op, ps in sorted(by_op.items())}
         k = len(self.train_pairs) if full else min(len(self.train_pairs), max(1, n // 3))
         sel = np.linspace(0, len(self.train_pairs) - 1, k).astype(int)  # recall of training answers
         m["train_answer_exact"] = answer_scores(
