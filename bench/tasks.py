@@ -109,20 +109,22 @@ SUITE = {
 
 
 def main(argv, threads=1):
-    values = {i + 1 for i, a in enumerate(argv[:-1]) if a in ("--set", "--only")}
+    values = {i + 1 for i, a in enumerate(argv[:-1]) if a in ("--set", "--only", "--seeds")}
     for i, a in enumerate(argv):  # a mistyped option must not start hours of runs
         if i not in values and a.split("=", 1)[0] not in ("--json", "--progress", "--only", "--seeds", "--set"):
             sys.exit(f"bench tasks: unknown option {a!r}; options: --only TASKS, --set section.key=value, "
                      "--seeds N, --progress, --json")
-        if a in ("--set", "--only") and i == len(argv) - 1:
+        if a in ("--set", "--only", "--seeds") and i == len(argv) - 1:
             sys.exit(f"bench tasks: {a} needs a value")
     as_json = "--json" in argv
     only = next((a.split("=", 1)[1] for a in argv if a.startswith("--only=")), None)
     if "--only" in argv:
         only = argv[argv.index("--only") + 1]
     seeds = next((a.split("=", 1)[1] for a in argv if a.startswith("--seeds=")), "3")
+    if "--seeds" in argv:
+        seeds = argv[argv.index("--seeds") + 1]
     if not seeds.isdigit() or int(seeds) < 1:
-        sys.exit(f"bench tasks: --seeds=N needs a positive integer, got {seeds!r}")
+        sys.exit(f"bench tasks: --seeds needs a positive integer, got {seeds!r}")
     seeds = int(seeds)
     extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]  # applied to every run
     names = only.split(",") if only else list(SUITE)
