@@ -3,7 +3,8 @@
 Wall time includes building the task and model and every evaluation, as a user would see it.
 --set section.key=value (repeatable) is applied to every run, e.g. --set train.seed=1 for another seed.
 Options: --only reversal,qa,tinytalks,tinytalks_val,tinytalks_alone,dialogue,chat  --json  --progress (each evaluation's
-curve point on stderr as it happens)  --seeds N (reversal runs per length).
+curve point on stderr as it happens)  --seeds N (reversal: runs per length, 3 by default; any other task: N runs,
+the configured seed then 1, 2, ..., each printed as it ends, then a summary line of the time to each target).
 """
 
 import json
@@ -123,6 +124,7 @@ def main(argv, threads=1):
     seeds = next((a.split("=", 1)[1] for a in argv if a.startswith("--seeds=")), "3")
     if "--seeds" in argv:
         seeds = argv[argv.index("--seeds") + 1]
+    seeds_given = any(a == "--seeds" or a.startswith("--seeds=") for a in argv)
     if not seeds.isdigit() or int(seeds) < 1:
         sys.exit(f"bench tasks: --seeds needs a positive integer, got {seeds!r}")
     seeds = int(seeds)
@@ -137,21 +139,41 @@ def main(argv, threads=1):
                 load_config(SUITE[name][0], overrides=SUITE[name][1] + extra)
             except ConfigError as e:
                 sys.exit(f"bench tasks: {name}: {e}")
-    results = []
+    emit = (lambda r: print(json.dumps(r) if as_json else _line(r), flush=True))
     for name in names:
         if name.startswith("tinytalks") and not TINYTALKS.is_dir():
             print("tinytalks: skipped (../shared/corpora/tinytalks not found)", file=sys.stderr)
             continue
         if name == "reversal":
-            res = reversal(seeds)
-        else:
-            task, ov, targets, *stop = SUITE[name]
-            res = [run(task, ov + extra, targets, *stop, progress="--progress" in argv)]
-            res[0]["task"] = name
-        for r in res:
-            results.append(r)
-            print(json.dumps(r) if as_json else _line(r), flush=True)
+            for r in reversal(seeds):
+                emit(r)
+            continue
+        task, ov, targets, *stop = SUITE[name]
+        runs = []
+        for seed in seed_list(load_config(task, overrides=ov + extra).train.seed, seeds if seeds_given else 1):
+            r = run(task, ov + extra + [f"train.seed={seed}"], targets, *stop, progress="--progress" in argv)
+            runs.append({"task": name, "seed": seed, **{k: v for k, v in r.items() if k != "task"}})
+            emit(runs[-1])
+        if len(runs) > 1:
+            emit(summary(name, runs, targets))
     return 0
+
+
+def seed_list(first, n):
+    """The configured seed, then 1, 2, ... (skipping it): the seeds the README quotes (1337 / 1 / 2)."""
+    rest = (s for s in range(1, n + 1 + (1 <= first <= n)) if s != first)
+    return [first, *list(rest)[:n - 1]]
+
+
+def summary(name, runs, targets):
+    """Time to each target over seeds: per seed (wall s, step, CPU s) or None, how many reached, the median."""
+    out = {"task": name, "seeds": [r["seed"] for r in runs]}
+    for key in targets:
+        hits = [r["time_to_target"][key] for r in runs]
+        walls = [h[0] for h in hits if h]
+        out[key] = {"reached": f"{len(walls)}/{len(runs)}", "per_seed": hits,
+                    "median_wall_s": statistics.median(walls) if walls else None}
+    return out
 
 
 def _line(r):

@@ -159,6 +159,29 @@ def test_tasks_bench_names_a_bad_task_or_key_before_any_run_starts():
         assert str(e.value).startswith("bench tasks: ") and word in str(e.value)
 
 
+def test_tasks_bench_runs_n_seeds_and_sums_up_the_time_to_target(capsys, monkeypatch):
+    import json
+    import bench.tasks as bt
+    seen = []
+
+    def fake_run(task, overrides, targets, *stop, progress=False):
+        seed = int(next(o for o in overrides if o.startswith("train.seed=")).split("=")[1])
+        seen.append((task, seed))
+        hit = None if seed == 2 else (100.0 * seed, 250, 99.0)  # seed 2 never reaches the bar
+        return {"task": task, "time_to_target": {"context_recall": hit}, "final": {}}
+    monkeypatch.setattr(bt, "run", fake_run)
+    assert bt.main(["--only", "dialogue", "--seeds", "3", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert seen == [("dialogue", 1337), ("dialogue", 1), ("dialogue", 2)]  # the preset's seed, then 1, 2
+    assert [r.get("seed") for r in lines[:3]] == [1337, 1, 2]
+    total = lines[3]["context_recall"]
+    assert total["reached"] == "2/3" and total["median_wall_s"] == (133700.0 + 100.0) / 2
+    assert total["per_seed"][2] is None
+    seen.clear()
+    assert bt.main(["--only", "dialogue", "--set", "train.seed=7"]) == 0  # without --seeds: one run, no summary
+    assert seen == [("dialogue", 7)] and len(capsys.readouterr().out.strip().splitlines()) == 1
+
+
 def test_help_prints_the_suites_usage_and_runs_nothing(capsys):
     from bench.__main__ import main
     assert main(["tasks", "--help"]) == 0  # before, --help was ignored and every task started
