@@ -109,26 +109,35 @@ SUITE = {
 }
 
 
-def main(argv, threads=1):
-    values = {i + 1 for i, a in enumerate(argv[:-1]) if a in ("--set", "--only", "--seeds")}
-    for i, a in enumerate(argv):  # a mistyped option must not start hours of runs
-        if i not in values and a.split("=", 1)[0] not in ("--json", "--progress", "--only", "--seeds", "--set"):
+def _options(argv):
+    """{flag: [values]} from `--flag VALUE` or `--flag=VALUE` (--only, --seeds, --set) and bare --json /
+    --progress; a mistyped option or a missing value exits with one line, before any run."""
+    takes, bare = ("--only", "--seeds", "--set"), ("--json", "--progress")
+    found = {f: [] for f in takes + bare}
+    args = iter(argv)
+    for a in args:
+        flag, eq, value = a.partition("=")
+        if flag in takes and not eq:
+            value = next(args, None)
+            if value is None:
+                sys.exit(f"bench tasks: {flag} needs a value")
+        if flag not in found or (flag in bare and eq):
             sys.exit(f"bench tasks: unknown option {a!r}; options: --only TASKS, --set section.key=value, "
                      "--seeds N, --progress, --json")
-        if a in ("--set", "--only", "--seeds") and i == len(argv) - 1:
-            sys.exit(f"bench tasks: {a} needs a value")
-    as_json = "--json" in argv
-    only = next((a.split("=", 1)[1] for a in argv if a.startswith("--only=")), None)
-    if "--only" in argv:
-        only = argv[argv.index("--only") + 1]
-    seeds = next((a.split("=", 1)[1] for a in argv if a.startswith("--seeds=")), "3")
-    if "--seeds" in argv:
-        seeds = argv[argv.index("--seeds") + 1]
-    seeds_given = any(a == "--seeds" or a.startswith("--seeds=") for a in argv)
+        found[flag].append(value)
+    return found
+
+
+def main(argv, threads=1):
+    opts = _options(argv)  # a mistyped option must not start hours of runs
+    as_json = bool(opts["--json"])
+    only = opts["--only"][-1] if opts["--only"] else None
+    seeds = opts["--seeds"][-1] if opts["--seeds"] else "3"
+    seeds_given = bool(opts["--seeds"])
     if not seeds.isdigit() or int(seeds) < 1:
         sys.exit(f"bench tasks: --seeds needs a positive integer, got {seeds!r}")
     seeds = int(seeds)
-    extra = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--set"]  # applied to every run
+    extra = opts["--set"]  # applied to every run
     names = only.split(",") if only else list(SUITE)
     from core.config import ConfigError, load_config
     for name in names:  # every setting is checked before the first run starts
@@ -151,7 +160,7 @@ def main(argv, threads=1):
         task, ov, targets, *stop = SUITE[name]
         runs = []
         for seed in seed_list(load_config(task, overrides=ov + extra).train.seed, seeds if seeds_given else 1):
-            r = run(task, ov + extra + [f"train.seed={seed}"], targets, *stop, progress="--progress" in argv)
+            r = run(task, ov + extra + [f"train.seed={seed}"], targets, *stop, progress=bool(opts["--progress"]))
             runs.append({"task": name, "seed": seed, **{k: v for k, v in r.items() if k != "task"}})
             emit(runs[-1])
         if len(runs) > 1:

@@ -153,7 +153,8 @@ def test_tasks_bench_names_a_bad_task_or_key_before_any_run_starts():
     for argv, word in ((["--only", "nosuch"], "nosuch"), (["--only", "qa,chat", "--set", "model.bogus=1"], "model.bogus"),
                        (["--onyl", "qa"], "--onyl"), (["--only"], "--only needs a value"),
                        (["--only", "qa", "--set"], "--set needs a value"), (["--seeds=x"], "--seeds"),
-                       (["--seeds", "0"], "--seeds"), (["--only", "nosuch", "--seeds", "2"], "nosuch")):
+                       (["--seeds", "0"], "--seeds"), (["--only", "nosuch", "--seeds", "2"], "nosuch"),
+                       (["--only=qa", "--set=model.bogus=1"], "model.bogus"), (["--json=1"], "--json=1")):
         with pytest.raises(SystemExit) as e:
             main(argv)
         assert str(e.value).startswith("bench tasks: ") and word in str(e.value)
