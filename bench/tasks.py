@@ -140,12 +140,13 @@ def main(argv, threads=1):
     extra = opts["--set"]  # applied to every run
     names = only.split(",") if only else list(SUITE)
     from core.config import ConfigError, load_config
+    configs = {}
     for name in names:  # every setting is checked before the first run starts
         if name not in SUITE:
             sys.exit(f"bench tasks: unknown task {name!r}; choose from {', '.join(SUITE)}")
         if name != "reversal":
             try:
-                load_config(SUITE[name][0], overrides=SUITE[name][1] + extra)
+                configs[name] = load_config(SUITE[name][0], overrides=SUITE[name][1] + extra)
             except ConfigError as e:
                 sys.exit(f"bench tasks: {name}: {e}")
     emit = (lambda r: print(json.dumps(r) if as_json else _line(r), flush=True))
@@ -159,7 +160,7 @@ def main(argv, threads=1):
             continue
         task, ov, targets, *stop = SUITE[name]
         runs = []
-        for seed in seed_list(load_config(task, overrides=ov + extra).train.seed, seeds if seeds_given else 1):
+        for seed in seed_list(configs[name].train.seed, seeds if seeds_given else 1):
             r = run(task, ov + extra + [f"train.seed={seed}"], targets, *stop, progress=bool(opts["--progress"]))
             runs.append({"task": name, "seed": seed, **{k: v for k, v in r.items() if k != "task"}})
             emit(runs[-1])
@@ -170,8 +171,7 @@ def main(argv, threads=1):
 
 def seed_list(first, n):
     """The configured seed, then 1, 2, ... (skipping it): the seeds the README quotes (1337 / 1 / 2)."""
-    rest = (s for s in range(1, n + 1 + (1 <= first <= n)) if s != first)
-    return [first, *list(rest)[:n - 1]]
+    return [first, *[s for s in range(1, n + 1) if s != first][:n - 1]]
 
 
 def summary(name, runs, targets):
