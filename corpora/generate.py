@@ -702,6 +702,42 @@ CHAT_SLOTS = {
         "answer": "Your pet is {a} {v}.", "words": ["pet"]},
 }
 
+# The wider training family. A question the model has seen in only four or five whole forms is
+# learnt as a string, and a new form gets a memorised answer ("How old did I say I am?" -> "You live
+# in ..."). Here every slot is asked through several frames around several ways of naming it, and
+# stated after several openers, so the slot must be read from its own words. The frames and openers
+# avoid the held-out families' marks ("again", "remind", "recall", "remember", "what's", "I'm"):
+# validate_chat checks that no held-out phrasing is generated.
+ASK_FRAMES = ("Do you know {o}?", "Can you tell me {o}?", "Tell me {o}.", "Please tell me {o}.",
+              "Could you tell me {o}?", "Do you still know {o}?", "I forgot {o}. Do you know?",
+              "Say {o}, please.")
+ASK_OBJECTS = {
+    "name": ["my name", "what I am called", "what my name is", "what people call me"],
+    "likes": ["what I like", "what I am fond of", "the thing I like", "what I said I like"],
+    "hobby": ["my hobby", "what I do for fun", "what my hobby is", "what I do in my free time"],
+    "food": ["my favourite food", "what I like to eat", "the food I love", "what my favourite meal is"],
+    "colour": ["my favourite colour", "the colour I like", "what my colour is", "my favorite color"],
+    "city": ["where I live", "my city", "where my home is", "the city I live in"],
+    "job": ["my job", "what I do for work", "what I work as", "what my job is"],
+    "sibling": ["my {r}'s name", "what my {r} is called", "who my {r} is", "the name of my {r}"],
+    "age": ["my age", "how old I am", "how many years old I am", "what my age is"],
+    "pet": ["my pet", "what pet I have", "what animal I own", "what my pet is"],
+}
+FACT_OPENERS = ("By the way, ", "Just so you know, ", "Oh, and ", "For the record, ")
+
+
+def train_phrasings(slot: str, key: str) -> list[str]:
+    """The training phrasings of a slot's facts or asks: the hand-written ones, then the wider family."""
+    spec = CHAT_SLOTS[slot]
+    base = list(spec[key]["train"])
+    if key == "asks":
+        wide = [f.format(o=o) for f in ASK_FRAMES for o in ASK_OBJECTS[slot]]
+    else:  # an opener before each hand-written statement that starts with a word, not the value
+        wide = [o + t[0].lower() + t[1:] if not t.startswith("I ") else o + t
+                for o in FACT_OPENERS for t in base if not t.startswith(("{", "Hi"))]
+    return base + [w for w in wide if w not in base]
+
+
 # out-of-domain families: questions no corpus here teaches, answered DONT_KNOW; a family is
 # [(template, entities)], and the families are split whole: train, val (history), test (culture)
 OOD_FAMILIES = {
@@ -827,13 +863,13 @@ def make_chat_dialogue(rng: random.Random, split: str, sources: dict) -> tuple[l
             if kind == "fact":
                 value = rng.choice(spec["values"][SPLITS.index(split)])
                 rel = rng.choice(RELATIONS)
-                tpl = rng.choice(spec["facts"][split])
+                tpl = rng.choice(train_phrasings(s, "facts") if split == "train" else spec["facts"][split])
                 facts[s] = (value, rel, i, tpl)
                 turns.append((_fill_slot(tpl, value, rel), _fill_slot(spec["ack"], value, rel)))
                 kinds.append({"kind": "fact", "slot": s, "template": tpl})
             else:
                 value, rel, fact_turn, fact_tpl = facts[s]
-                ask = rng.choice(spec["asks"][split])
+                ask = rng.choice(train_phrasings(s, "asks") if split == "train" else spec["asks"][split])
                 turns.append((_fill_slot(ask, value, rel), _fill_slot(spec["answer"], value, rel)))
                 kinds.append({"kind": "recall", "slot": s, "template": ask})
                 recalls.append({"turn": i, "fact_turn": fact_turn, "slot": s, "value": value,
@@ -885,7 +921,7 @@ def validate_chat(chat: dict) -> None:
                 if v.lower() in train_words or v in spec["values"][0]:
                     raise ValueError(f"chat {split}: {slot} value {v!r} occurs in training text")
             for key in ("facts", "asks"):
-                if set(spec[key][split]) & set(spec[key]["train"]):
+                if set(spec[key][split]) & set(train_phrasings(slot, key)):
                     raise ValueError(f"chat {split}: a {slot} {key} phrasing is also a train phrasing")
 
 

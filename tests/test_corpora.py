@@ -226,6 +226,22 @@ def test_chat_val_and_test_phrasings_differ():
     assert not _slot_phrasings("val") & _slot_phrasings("test")
 
 
+def test_chat_training_asks_each_slot_in_many_phrasings_without_held_out_marks():
+    """The wider family: a slot is learnt from its words, not from a few whole questions, and no
+    training phrasing borrows a held-out frame's mark."""
+    by_slot = {}
+    for turns, rec in _chats("train"):
+        for s in rec["slots"]:
+            by_slot.setdefault(s["slot"], [set(), set()])
+            by_slot[s["slot"]][0].add(_phrasing(turns[s["fact_turn"]][0], s["value"]))
+            by_slot[s["slot"]][1].add(_phrasing(turns[s["turn"]][0], s["value"]))
+    assert set(by_slot) == set(gen.CHAT_SLOTS)
+    marks = re.compile(r"\b(again|remind|recall|remember|what's|i'm)\b", re.IGNORECASE)
+    for slot, (facts, asks) in by_slot.items():
+        assert len(facts) >= 15 and len(asks) >= 25, (slot, len(facts), len(asks))
+        assert not [p for p in facts | asks if marks.search(p)], slot
+
+
 @pytest.mark.parametrize("split", ["val", "test"])
 def test_chat_held_out_slot_values_never_in_train(split):
     train_words = set(re.findall(r"[a-z0-9']+", read("chat/train.txt").lower()))
