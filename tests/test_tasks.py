@@ -203,13 +203,14 @@ def test_dialogue_made_up_values_follow_the_config():
 
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
-    years old"), in the corpus range; other slots get made-up words."""
+    years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are
+    copied too; other slots get made-up words."""
     import re
     from core.tasks.dialogue import numeric_slots
     task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0"]))
     assert set(task.numeric) == {"age"}
     lo, hi = task.numeric["age"]
-    assert 0 < lo < hi < 130
+    assert (lo, hi) == (10, 99)  # the corpus' ages run 15..69
     rng = np.random.default_rng(0)
     ages, words = [], []
     for _ in range(300):
@@ -219,9 +220,11 @@ def test_made_up_values_keep_numbers_numeric():
     ages += re.findall(r"(\w+) years old", text)
     ages = [v for v in ages if v != "many"]  # "How many years old am I?"
     assert len(ages) > 20 and all(v.isdigit() and lo <= int(v) <= hi for v in ages), ages[:20]
+    assert max(map(int, ages)) >= 70 and min(map(int, ages)) < 15  # beyond the corpus' own 15..69
     assert task._value(rng, "name").isalpha() and task._value(rng, "age").isdigit()
     assert numeric_slots([{"slots": [{"slot": "age", "value": "7"}, {"slot": "pet", "value": "cat"}]},
-                          {"slots": [{"slot": "age", "value": "70"}, {"slot": "pet", "value": "3"}]}]) == {"age": (7, 70)}
+                          {"slots": [{"slot": "age", "value": "70"}, {"slot": "pet", "value": "3"}]}]) == {"age": (0, 99)}
+    assert numeric_slots([{"slots": [{"slot": "n", "value": "120"}, {"slot": "n", "value": "15"}]}]) == {"n": (10, 999)}
 
 
 def _chat_oracle(task, wrong=None):
