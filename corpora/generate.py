@@ -733,7 +733,7 @@ def train_phrasings(slot: str, key: str) -> list[str]:
     if key == "asks":
         wide = [f.format(o=o) for f in ASK_FRAMES for o in ASK_OBJECTS[slot]]
     else:  # an opener before each hand-written statement that starts with a word, not the value
-        wide = [o + t[0].lower() + t[1:] if not t.startswith("I ") else o + t
+        wide = [o + (t if t.startswith("I ") else t[0].lower() + t[1:])
                 for o in FACT_OPENERS for t in base if not t.startswith(("{", "Hi"))]
     return base + [w for w in wide if w not in base]
 
