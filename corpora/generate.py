@@ -6,6 +6,7 @@ Deterministic: one random.Random(SEED), stdlib only; running it twice gives iden
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import re
@@ -726,8 +727,10 @@ ASK_OBJECTS = {
 FACT_OPENERS = ("By the way, ", "Just so you know, ", "Oh, and ", "For the record, ")
 
 
-def train_phrasings(slot: str, key: str) -> list[str]:
-    """The training phrasings of a slot's facts or asks: the hand-written ones, then the wider family."""
+@functools.cache
+def train_phrasings(slot: str, key: str) -> tuple[str, ...]:
+    """The training phrasings of a slot's facts or asks: the hand-written ones, then the wider family
+    (built once; every training chat draws from it)."""
     spec = CHAT_SLOTS[slot]
     base = list(spec[key]["train"])
     if key == "asks":
@@ -735,7 +738,7 @@ def train_phrasings(slot: str, key: str) -> list[str]:
     else:  # an opener before each hand-written statement that starts with a word, not the value
         wide = [o + (t if t.startswith("I ") else t[0].lower() + t[1:])
                 for o in FACT_OPENERS for t in base if not t.startswith(("{", "Hi"))]
-    return base + [w for w in wide if w not in base]
+    return tuple(base + [w for w in wide if w not in base])
 
 
 # out-of-domain families: questions no corpus here teaches, answered DONT_KNOW; a family is

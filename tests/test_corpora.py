@@ -191,13 +191,19 @@ def _phrasing(text: str, value: str) -> str:
     return re.sub(r"\b(brother|sister)\b", "<r>", t)
 
 
-def _slot_phrasings(split: str) -> set[str]:
-    out = set()
+def _phrasings_by_slot(split: str) -> dict[str, tuple[set[str], set[str]]]:
+    """slot -> (the phrasings it is stated in, the phrasings it is asked in) in split."""
+    out = {}
     for turns, rec in _chats(split):
         for s in rec["slots"]:
-            out.add(_phrasing(turns[s["fact_turn"]][0], s["value"]))
-            out.add(_phrasing(turns[s["turn"]][0], s["value"]))
+            facts, asks = out.setdefault(s["slot"], (set(), set()))
+            facts.add(_phrasing(turns[s["fact_turn"]][0], s["value"]))
+            asks.add(_phrasing(turns[s["turn"]][0], s["value"]))
     return out
+
+
+def _slot_phrasings(split: str) -> set[str]:
+    return set().union(*(facts | asks for facts, asks in _phrasings_by_slot(split).values()))
 
 
 def test_chat_records_match_the_text():
@@ -229,12 +235,7 @@ def test_chat_val_and_test_phrasings_differ():
 def test_chat_training_asks_each_slot_in_many_phrasings_without_held_out_marks():
     """The wider family: a slot is learnt from its words, not from a few whole questions, and no
     training phrasing borrows a held-out frame's mark."""
-    by_slot = {}
-    for turns, rec in _chats("train"):
-        for s in rec["slots"]:
-            by_slot.setdefault(s["slot"], [set(), set()])
-            by_slot[s["slot"]][0].add(_phrasing(turns[s["fact_turn"]][0], s["value"]))
-            by_slot[s["slot"]][1].add(_phrasing(turns[s["turn"]][0], s["value"]))
+    by_slot = _phrasings_by_slot("train")
     assert set(by_slot) == set(gen.CHAT_SLOTS)
     marks = re.compile(r"\b(again|remind|recall|remember|what's|i'm)\b", re.IGNORECASE)
     for slot, (facts, asks) in by_slot.items():
