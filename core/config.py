@@ -72,6 +72,7 @@ class DataConfig:
     fresh_fraction: float = 0.5  # dialogue: share of training windows whose slot values are made up
     letter_words: float = 0.0    # dialogue: share of made-up values that are random letters (else
                                  # half syllable words, half words of the training text)
+    dense_fraction: float = 0.5  # dialogue: share of those windows built densely (facts, then each asked back)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.n_eval": (0, None, False, False),
     "data.fresh_fraction": (0, 1, True, True),
     "data.letter_words": (0, 1, True, True),
+    "data.dense_fraction": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

@@ -201,6 +201,30 @@ def test_dialogue_made_up_values_follow_the_config():
     assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6
 
 
+
+def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
+    """data.dense_fraction: the share of the made-up-value dialogues built densely (facts, then each asked
+    back) rather than taken from the corpus with their values replaced."""
+    import core.tasks.dialogue as dialogue
+    counts = {}
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            counts[name] = counts.get(name, 0) + 1
+            return fn(*a, **k)
+        return wrapper
+    monkeypatch.setattr(dialogue, "substitute", counted("corpus", dialogue.substitute))
+    for share, want in ((0.0, {"corpus"}), (1.0, {"dense"}), (0.5, {"corpus", "dense"})):
+        task = make_task(load_config("dialogue", overrides=TINY + [f"data.dense_fraction={share}"]))
+        monkeypatch.setattr(task, "_dense_dialogue", counted("dense", task._dense_dialogue))
+        counts.clear()
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            task._fresh_window(rng, 300)
+        assert set(counts) == want, (share, counts)
+        if share == 0.5:
+            assert 0.25 < counts["dense"] / sum(counts.values()) < 0.75, counts
+
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
     years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are

@@ -132,12 +132,13 @@ class DialogueTask(LMTask):
         return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
 
     def _fresh_window(self, rng, n):
-        """n token ids of dialogues with fresh slot values, starting at a turn start: half are corpus
-        dialogues with their values replaced, half are dense ones built from the corpus' own fact and
-        recall turns (two or three facts, then every one asked back, in shuffled order)."""
+        """n token ids of dialogues with fresh slot values, starting at a turn start: a share
+        (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
+        three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
+        their values replaced."""
         text = ""
         while len(text) < n:
-            if self.library and rng.random() < 0.5:
+            if self.library and rng.random() < self.cfg.data.dense_fraction:
                 turns = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
