@@ -72,7 +72,8 @@ class DataConfig:
     fresh_fraction: float = 0.5  # dialogue: share of training windows whose slot values are made up
     letter_words: float = 0.0    # dialogue: share of made-up values that are random letters (else
                                  # half syllable words, half words of the training text)
-    dense_fraction: float = 0.5  # dialogue: share of those windows built densely (facts, then each asked back)
+    dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
+                                 # each asked back), the rest corpus dialogues with their values replaced
 
 
 @dataclass(frozen=True)

@@ -201,7 +201,6 @@ def test_dialogue_made_up_values_follow_the_config():
     assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6
 
 
-
 def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
     """data.dense_fraction: the share of the made-up-value dialogues built densely (facts, then each asked
     back) rather than taken from the corpus with their values replaced."""
@@ -224,6 +223,7 @@ def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
         assert set(counts) == want, (share, counts)
         if share == 0.5:
             assert 0.25 < counts["dense"] / sum(counts.values()) < 0.75, counts
+
 
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
