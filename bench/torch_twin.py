@@ -1,6 +1,7 @@
 """A PyTorch twin of core.model.Transformer, for speed and gradient comparisons only.
 
-Same architecture (pre-LN GPT, fused c_attn, tanh-GELU, tied head) with our weights copied in.
+Same architecture (pre-LN GPT, fused c_attn, tanh-GELU, tied head; learned or rotary positions, smeared
+keys) with our weights copied in.
 PyTorch is never a dependency: importing this module raises ImportError when torch is absent.
 """
 
@@ -20,13 +21,26 @@ def _is_weight(name, value):
     return value.ndim == 2 and name.startswith("h.") and not name.endswith(".attn.smear")
 
 
+def _rotary(T, hs, dtype, base=10000.0):
+    """GPT-NeoX rotary tables (T, hs): channel j pairs with j + hs/2, angle pos * base^(-2j/hs)."""
+    inv = base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,)
+    ang = torch.outer(torch.arange(T, dtype=torch.float64), inv)  # (T, hs/2)
+    ang = torch.cat([ang, ang], dim=1)  # (T, hs)
+    return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def _rotate_half(t):
+    """(-second half, first half) of the last axis."""
+    a, b = t.chunk(2, dim=-1)
+    return torch.cat([-b, a], dim=-1)
+
+
 class TorchTwin:
     """Parameters as torch tensors under our names; weights stored as torch.nn.Linear does (out, in)."""
 
     def __init__(self, model, threads=1, weight_decay=0.1, betas=(0.9, 0.99)):
-        if model.cfg.pos != "learned":
-            raise ValueError("the PyTorch twin has learned positions only; rotary (model.pos='rope') "
-                             "models are checked against finite differences instead")
+        if model.cfg.pos not in ("learned", "rope"):
+            raise ValueError(f"the PyTorch twin knows learned and rotary positions, not {model.cfg.pos!r}")
         torch.set_num_threads(threads)
         self.cfg = model.cfg
         dt = _dtype(model.dtype)
@@ -48,7 +62,11 @@ class TorchTwin:
         idx_t = torch.as_tensor(idx, dtype=torch.long)
         B, T = idx_t.shape
         C, nh = cfg.n_embd, cfg.n_head
-        x = p["wte.w"][idx_t] + p["wpe.w"][:T]  # (B, T, C)
+        x = p["wte.w"][idx_t]  # (B, T, C)
+        if cfg.pos == "learned":
+            x = x + p["wpe.w"][:T]
+        else:
+            cos, sin = _rotary(T, C // nh, x.dtype)  # (T, hs) each
         for i in range(cfg.n_layer):
             q = f"h.{i}."
             h = F.layer_norm(x, (C,), p[q + "ln_1.w"], p[q + "ln_1.b"], 1e-5)
@@ -57,6 +75,8 @@ class TorchTwin:
             if cfg.smear:  # k'_t = a k_t + b k_(t-1), (a, b) per head
                 a, b = p[q + "attn.smear"][:, :, None, None]  # (nh, 1, 1) each
                 kh = a * kh + b * F.pad(kh, (0, 0, 1, 0))[:, :, :T]
+            if cfg.pos == "rope":  # after smearing, as the core does: the mixed key turns with its own position
+                qh, kh = (t * cos + _rotate_half(t) * sin for t in (qh, kh))
             y = F.scaled_dot_product_attention(qh, kh, vh, is_causal=cfg.causal)  # (B, nh, T, hs)
             y = y.transpose(1, 2).reshape(B, T, C)
             x = x + F.linear(y, p[q + "attn.c_proj.w"], p[q + "attn.c_proj.b"])

@@ -54,10 +54,12 @@ def test_matmul_trace_counts_the_reference_flops():
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed (never a dependency)")
-@pytest.mark.parametrize("tie,smear", [(True, False), (False, False), (True, True)])
-def test_torch_twin_loss_and_gradients_match(tie, smear):
+@pytest.mark.parametrize("tie,smear,pos", [(True, False, "learned"), (False, False, "learned"),
+                                           (True, True, "learned"), (True, False, "rope"), (False, True, "rope")])
+def test_torch_twin_loss_and_gradients_match(tie, smear, pos):
     from bench.torch_twin import TorchTwin
-    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=tie, smear=smear)
+    cfg = ModelConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, n_embd=16, tie_weights=tie, smear=smear,
+                      pos=pos)
     m = Transformer(cfg, rng=np.random.default_rng(0), dtype=np.float64)
     rng = np.random.default_rng(1)
     for p in m.params.values():
