@@ -149,7 +149,10 @@ def main(argv, threads=1):
                 configs[name] = load_config(SUITE[name][0], overrides=SUITE[name][1] + extra)
             except ConfigError as e:
                 sys.exit(f"bench tasks: {name}: {e}")
-    emit = (lambda r: print(json.dumps(r) if as_json else _line(r), flush=True))
+
+    def emit(r):
+        print(json.dumps(r) if as_json else _line(r), flush=True)
+
     for name in names:
         if name.startswith("tinytalks") and not TINYTALKS.is_dir():
             print("tinytalks: skipped (../shared/corpora/tinytalks not found)", file=sys.stderr)
