@@ -97,26 +97,42 @@ def test_answers_are_canonical_and_held_out_questions_are_new():
         assert not train_q & {q for q, _ in qa_pairs(split)}
 
 
-def _operand_pairs(split: str) -> set[frozenset]:
+def _arith_items(split: str) -> list[tuple[int, str, int]]:
+    """(x, op, y) of every arithmetic pair in a qa split, each checked: right result, no negative one."""
     pat = re.compile(r"^(\d+) (plus|minus) (\d+) is (-?\d+)\.$")
-    out = set()
+    out = []
     for (q, a), lv in zip(qa_pairs(split), read(f"qa/{split}.levels").split()):
         if lv != "arithmetic":
             continue
         m = pat.match(a)
         assert m, a
         x, op, y, r = int(m[1]), m[2], int(m[3]), int(m[4])
-        assert 0 <= x <= 20 and 0 <= y <= 20
-        assert r == (x + y if op == "plus" else x - y)
+        assert r == (x + y if op == "plus" else x - y) and r >= 0
         assert f"{x} {op} {y}" in q
-        out.add(frozenset((x, y)))
+        out.append((x, op, y))
     return out
+
+
+def _operand_pairs(split: str) -> set[frozenset]:
+    return {frozenset((x, y)) for x, _, y in _arith_items(split)}
 
 
 def test_held_out_arithmetic_operand_pairs_disjoint_from_train():
     train, val, test = (_operand_pairs(s) for s in SPLITS)
     assert val and test
     assert not train & val and not train & test and not val & test
+
+
+def test_held_out_arithmetic_stays_in_0_to_20_and_train_covers_every_other_pair_to_49():
+    for split in ("val", "test"):
+        assert all(max(p) <= 20 for p in _operand_pairs(split))
+    items = _arith_items("train")
+    assert len(items) == len(set(items))  # each question once
+    held = _operand_pairs("val") | _operand_pairs("test")
+    every = {frozenset((a, b)) for b in range(gen.ARITH_TRAIN_MAX + 1) for a in range(b + 1)}
+    assert _operand_pairs("train") == every - held
+    for a, b in (sorted(p) * 2 if len(p) == 1 else sorted(p) for p in every - held):
+        assert {(a, "plus", b), (b, "plus", a), (b, "minus", a)} <= set(items)
 
 
 def _dialogues(split: str):
