@@ -274,8 +274,9 @@ def test_reversal_seq_len_must_fit_block():
 
 
 def test_position_encoding_choice():
-    assert load_config("qa").model.pos == "learned"
-    assert load_config("qa", overrides=["model.pos=rope"]).model.pos == "rope"
+    assert load_config("reversal").model.pos == "learned"  # the default
+    assert load_config("qa").model.pos == "rope"  # the qa preset's choice
+    assert load_config("qa", overrides=["model.pos=learned"]).model.pos == "learned"
     msg = raises(lambda: load_config("qa", overrides=["model.pos=rotary"]), "model.pos", "learned", "rope")
     assert "unknown value" in msg
     raises(lambda: load_config("qa", overrides=["model.pos=rope", "model.n_embd=12", "model.n_head=4"]),
