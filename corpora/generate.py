@@ -461,13 +461,14 @@ def arithmetic_split(rng: random.Random) -> dict[str, list[tuple[str, str]]]:
     groups = {"val": pairs[:n], "test": pairs[n:2 * n], "train": pairs[2 * n:]}
     out: dict[str, list[tuple[str, str]]] = {}
     for split, group in groups.items():
-        items = []
-        for a, b in sorted(group):
-            for x, y in sorted({(a, b), (b, a)}):
-                items.append(_arith_item(rng, x, "plus", y, x + y))
-            items.append(_arith_item(rng, b, "minus", a, b - a))
-        out[split] = items
+        out[split] = [item for a, b in sorted(group) for item in _pair_items(rng, a, b)]
     return out
+
+
+def _pair_items(rng: random.Random, a: int, b: int) -> list[tuple[str, str]]:
+    """The questions of one operand pair a <= b: a plus b, b plus a (once when a == b), b minus a."""
+    items = [_arith_item(rng, x, "plus", y, x + y) for x, y in sorted({(a, b), (b, a)})]
+    return items + [_arith_item(rng, b, "minus", a, b - a)]
 
 
 # Training arithmetic reaches past the held-out range: every pair with an operand in 21..ARITH_TRAIN_MAX
@@ -480,13 +481,8 @@ ARITH_TRAIN_MAX = 49
 def wide_arithmetic(rng: random.Random) -> list[tuple[str, str, str]]:
     """(level, question, answer) for every pair {a, b} with max(a, b) in 21..ARITH_TRAIN_MAX: never a
     held-out pair, as those are all within 0..20."""
-    items = []
-    for b in range(21, ARITH_TRAIN_MAX + 1):
-        for a in range(b + 1):
-            for x, y in sorted({(a, b), (b, a)}):
-                items.append(("arithmetic", *_arith_item(rng, x, "plus", y, x + y)))
-            items.append(("arithmetic", *_arith_item(rng, b, "minus", a, b - a)))
-    return items
+    return [("arithmetic", q, ans) for b in range(21, ARITH_TRAIN_MAX + 1) for a in range(b + 1)
+            for q, ans in _pair_items(rng, a, b)]
 
 
 def _arith_item(rng: random.Random, x: int, op: str, y: int, r: int) -> tuple[str, str]:
@@ -820,13 +816,8 @@ def chat_arithmetic(qa: dict, rng: random.Random) -> dict[str, list[tuple[str, s
     """(question, answer, op) per split: the qa corpus' arithmetic (its held-out pairs stay held out)
     plus, for train only, every pair with an operand in 21..EXTRA_ARITH_MAX."""
     out = {s: [(q, a, _arith_parts(q)[1]) for lv, q, a in qa[s] if lv == "arithmetic"] for s in SPLITS}
-    for a in range(EXTRA_ARITH_MAX + 1):
-        for b in range(max(a, 21), EXTRA_ARITH_MAX + 1):
-            for x, y in sorted({(a, b), (b, a)}):
-                q, ans = _arith_item(rng, x, "plus", y, x + y)
-                out["train"].append((q, ans, "plus"))
-            q, ans = _arith_item(rng, b, "minus", a, b - a)
-            out["train"].append((q, ans, "minus"))
+    out["train"] += [(q, ans, _arith_parts(q)[1]) for a in range(EXTRA_ARITH_MAX + 1)
+                     for b in range(max(a, 21), EXTRA_ARITH_MAX + 1) for q, ans in _pair_items(rng, a, b)]
     return out
 
 
