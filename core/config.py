@@ -74,6 +74,9 @@ class DataConfig:
                                  # half syllable words, half words of the training text)
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
+    level_weights: str = ""  # how often training windows hold each corpus level, e.g. "facts=3, usage=2":
+                             # a pair of a listed level is drawn that many times as often as one of
+                             # weight 1 (unlisted levels); needs the corpus' .levels file ("" = all alike)
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,26 @@ def _range_text(lo, hi, lo_inc: bool, hi_inc: bool) -> str:
     return f"in {'[' if lo_inc else '('}{lo}, {hi}{']' if hi_inc else ')'}"
 
 
+def parse_level_weights(text: str, where: str = "data.level_weights") -> dict[str, float]:
+    """'facts=3, usage=2' (commas or spaces between items) -> {'facts': 3.0, 'usage': 2.0}."""
+    out: dict[str, float] = {}
+    for item in text.replace(",", " ").split():
+        name, eq, raw = item.partition("=")
+        if not eq or not name:
+            raise ConfigError(f"{where}: {item!r} is not level=weight; write e.g. \"facts=3, usage=2\"")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: the weight of level '{name}' is {raw!r}, not a number; "
+                              f"write e.g. {name}=3") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ConfigError(f"{where}: the weight of level '{name}' is {raw}; it must be a finite number >= 0")
+        if name in out:
+            raise ConfigError(f"{where}: level '{name}' is given twice; keep one weight for it")
+        out[name] = weight
+    return out
+
+
 def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
     """Range and cross-field checks; `origin` maps 'section.key' to (layer index, where it was set)."""
     def where(*keys: str) -> str:  # the layer that set the latest of these keys
@@ -288,6 +311,12 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
                           f"channels in pairs, but a head has {m.n_embd // m.n_head} (n_embd / n_head); "
                           f"pick an even head size")
     _check_memory(cfg, where)
+    if cfg.data.level_weights:
+        spot = f"{where('data.level_weights')}: data.level_weights = {cfg.data.level_weights!r}"
+        if cfg.task != "qa":
+            raise ConfigError(f"{spot}: level weights apply to the qa task, whose corpus names a level per "
+                              f"pair; remove the key for {cfg.task}")
+        parse_level_weights(cfg.data.level_weights, spot)
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")

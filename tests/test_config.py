@@ -8,7 +8,7 @@ import yaml
 
 from core.config import (
     PRESETS_DIR, SECTIONS, TASKS, Config, ConfigError, DataConfig, ModelConfig, SampleConfig,
-    TrainConfig, config_from_dict, config_to_dict, load_config, replace_in,
+    TrainConfig, config_from_dict, config_to_dict, load_config, parse_level_weights, replace_in,
 )
 
 
@@ -302,6 +302,20 @@ def test_malformed_overrides(bad):
 def test_override_unknown_key_and_bad_value():
     raises(lambda: load_config("qa", overrides=["train.lrr=3"]), "train.lrr", "did you mean 'lr'")
     raises(lambda: load_config("qa", overrides=["train.lr=[1"]), "train.lr=[1", "value")
+
+
+def test_level_weights_are_parsed_and_checked(tmp_path):
+    assert parse_level_weights("facts=3, usage=2 greetings=0.5") == {"facts": 3.0, "usage": 2.0, "greetings": 0.5}
+    assert parse_level_weights("") == {}
+    cfg = load_config("qa", overrides=["data.level_weights=facts=3"])
+    assert cfg.data.level_weights == "facts=3"
+    raises(lambda: load_config("qa", overrides=["data.level_weights=facts"]), "data.level_weights", "level=weight")
+    raises(lambda: load_config("qa", overrides=["data.level_weights=facts=x"]), "'facts'", "not a number")
+    raises(lambda: load_config("qa", overrides=["data.level_weights=facts=-1"]), ">= 0")
+    raises(lambda: load_config("qa", overrides=["data.level_weights=facts=1,facts=2"]), "twice")
+    p = write(tmp_path, "data:\n  level_weights: facts=nan\n")
+    raises(lambda: load_config("qa", p), str(p), "data.level_weights", "finite")
+    raises(lambda: load_config("dialogue", overrides=["data.level_weights=facts=3"]), "qa task", "remove")
 
 
 def test_missing_file(tmp_path):

@@ -121,6 +121,65 @@ def test_qa_evaluation_reports_arithmetic_per_operation(monkeypatch):
     assert arith["exact"] == pytest.approx(n_plus / arith["n"]) and 0 < n_plus < arith["n"]
 
 
+def _level_corpus(tmp_path, n=40):
+    """n one-pair conversations (even ones 'sums', odd ones 'words', of unequal length) and their levels."""
+    p = tmp_path / "c.txt"
+    p.write_text("".join(f"Q: s{i}?\nA: {i} plus 1.\n\n" if i % 2 == 0 else
+                         f"Q: w{i}?\nA: a much longer answer of words {i}.\n\n" for i in range(n)))
+    p.with_suffix(".levels").write_text("".join("sums\n" if i % 2 == 0 else "words\n" for i in range(n)))
+    return p
+
+
+def _first_lines(task, x):
+    return [task.tokenizer.decode(row).split("\n")[0] for row in x]
+
+
+def test_level_weights_draw_pairs_as_if_repeated(tmp_path):
+    """data.level_weights: windows at a question pick a level's pairs in proportion to its weight; windows
+    that start anywhere, in proportion to weight x length; the held-out pairs are never drawn."""
+    p = _level_corpus(tmp_path)
+    base = TINY + [f"data.corpus={p}", "data.val_fraction=0.25"]
+    rng = np.random.default_rng(0)
+    even = make_task(load_config("qa", overrides=base))
+    x, _, _ = even.batch("train", 4000, rng)
+    plain = np.mean([" plus " in line or line.startswith("Q: s") for line in _first_lines(even, x[:2000])])
+    task = make_task(load_config("qa", overrides=base + ["data.level_weights=sums=3"]))
+    x, y, _ = task.batch("train", 4000, rng)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    first = _first_lines(task, x[:2000])  # the first half starts at a question
+    assert all(line.startswith("Q: ") for line in first)
+    held = {q for c in task.val_convs for q, _ in c}
+    assert not {line[3:] for line in first} & held
+    sums = np.mean([line.startswith("Q: s") for line in first])
+    n_sums = sum(q.startswith("s") for c in task.train_convs for q, _ in c)
+    expect = 3 * n_sums / (3 * n_sums + (len(task.train_convs) - n_sums))
+    assert sums == pytest.approx(expect, abs=0.04) and sums > plain + 0.15
+    # the rest start anywhere in a pair: weight 0 for sums leaves only words' characters there
+    task = make_task(load_config("qa", overrides=base + ["data.level_weights=sums=0, words=1"]))
+    x, _, _ = task.batch("train", 400, rng)
+    assert all(" plus " not in task.tokenizer.decode(row[:8]) for row in x)
+    assert task.batch("val", 4, rng)[0].shape == (4, 32)  # evaluation windows are not reweighted
+
+
+@pytest.mark.parametrize("weights, levels, word", [
+    ("sum=3", None, "level 'sum' is not in"),
+    ("sums=0, words=0", None, "every training pair has weight 0"),
+    ("sums=2", "missing", "not found"),
+    ("sums=2", "short", "names 39 levels but"),
+])
+def test_level_weights_errors_name_the_file_and_fix(tmp_path, weights, levels, word):
+    p = _level_corpus(tmp_path)
+    side = p.with_suffix(".levels")
+    if levels == "missing":
+        side.unlink()
+    elif levels == "short":
+        side.write_text("sums\n" * 39)
+    with pytest.raises(CorpusError, match=word) as e:
+        make_task(load_config("qa", overrides=TINY + [f"data.corpus={p}", "data.val_fraction=0.25",
+                                                      f"data.level_weights={weights}"]))
+    assert "data.level_weights" in str(e.value)
+
+
 def test_qa_split_when_no_val_file(tmp_path):
     p = tmp_path / "c.txt"
     p.write_text("".join(f"Q: q{i}?\nA: answer number {i}.\n\n" for i in range(20)))

@@ -105,6 +105,13 @@ def normalise(text):
     return " ".join(kept.split())
 
 
+def windows(ids, starts, T):
+    """x (B, T), y (B, T) shifted by one, mask None: the T+1 ids from each start of starts (B,)."""
+    pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
+    w = ids[pos].astype(np.int64)  # (B, T+1)
+    return w[:, :-1], w[:, 1:], None
+
+
 class LMTask:
     """A causal character language model over Q:/A: conversations.
 
@@ -200,9 +207,7 @@ class LMTask:
             half = batch_size // 2  # the other half starts at turn starts
             turn = self.train_starts[rng.integers(0, len(self.train_starts), half)]
             starts[:half] = np.minimum(turn, len(ids) - T - 1)
-        pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
-        w = ids[pos].astype(np.int64)  # (B, T+1)
-        return w[:, :-1], w[:, 1:], None
+        return windows(ids, starts, T)
 
     def stream_loss(self, model, ids, ans, max_windows=None, batch=64):
         """Mean nats per character over the stream (all and answers only), each scored once.

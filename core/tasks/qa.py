@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.tasks.lm import LMTask, build_prompt, chat_prompt, normalise
+from core.config import parse_level_weights
+from core.tasks.corpus import CorpusError, read_text
+from core.tasks.lm import LMTask, build_prompt, chat_prompt, normalise, windows
 from core.sample import stream_text
 
 
@@ -46,6 +48,54 @@ class QATask(LMTask):
         self.val_pairs = [t for c in self.val_convs for t in c]
         self.val_levels = read_levels(self.val_path, len(self.val_pairs))
         self.train_pairs = self.train_pair_sample  # all of a small corpus; an even sample of a large one
+        self.pair_p = self._pair_chances() if cfg.data.level_weights else None  # (start, anywhere) or None
+
+    def _pair_chances(self):
+        """data.level_weights as two distributions over the training pairs: for windows that start at a
+        pair's question (weight), and for windows that start anywhere (weight x the pair's length), so a
+        pair of weight 3 is drawn as often as if the corpus held it three times."""
+        key = "data.level_weights"
+        if self.train_path is None:
+            raise CorpusError(f"{key}: several corpus files are joined, and a level per pair is read from the "
+                              "one .levels file beside a single corpus; join them into one file with its "
+                              f".levels, or remove {key}")
+        side = self.train_path.with_suffix(".levels")
+        if not side.is_file():
+            raise CorpusError(f"{key}: {side} not found; it holds one level per pair of {self.train_path} "
+                              f"(one word a line, as corpora/qa/train.levels), or remove {key}")
+        levels = read_text(side).split()
+        per_conv = [len(c) for c in self._stream()]  # pairs per conversation, held-out ones included
+        if len(levels) != sum(per_conv):
+            raise CorpusError(f"{key}: {side} names {len(levels)} levels but {self.train_path} holds "
+                              f"{sum(per_conv)} pairs; write one level per pair, in order")
+        held = np.repeat(self.held, per_conv)  # (pairs,) the validation split's pairs are never drawn
+        levels = [lv for lv, h in zip(levels, held) if not h]
+        weights = parse_level_weights(self.cfg.data.level_weights, key)
+        unknown = sorted(set(weights) - set(levels))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(set(levels)), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CorpusError(f"{key}: level '{unknown[0]}' is not in {side}; {hint}its levels are "
+                              f"{', '.join(sorted(set(levels)))}")
+        w = np.array([weights.get(lv, 1.0) for lv in levels])  # (pairs,)
+        if not w.any():
+            raise CorpusError(f"{key}: every training pair has weight 0; give some level a weight above 0")
+        self.pair_len = np.diff(self.train_starts, append=len(self.train_ids))  # (pairs,) to the next one
+        spans = w * self.pair_len  # characters a window may start at, weighted
+        return w / w.sum(), spans / spans.sum()
+
+    def batch(self, split, batch_size, rng):
+        """As LMTask.batch; with data.level_weights the training windows start at pairs drawn by level."""
+        if split != "train" or self.pair_p is None:
+            return super().batch(split, batch_size, rng)
+        ids, starts_p, any_p = self.train_ids, *self.pair_p
+        T = min(self.cfg.model.block_size, len(ids) - 1)
+        half = batch_size // 2  # as LMTask.batch: half at a question, half anywhere
+        first = self.train_starts[rng.choice(len(starts_p), size=half, p=starts_p)]  # (half,)
+        pick = rng.choice(len(any_p), size=batch_size - half, p=any_p)  # (B - half,)
+        rest = self.train_starts[pick] + (rng.random(len(pick)) * self.pair_len[pick]).astype(np.int64)
+        starts = np.minimum(np.concatenate([first, rest]), len(ids) - T - 1)  # (B,)
+        return windows(ids, starts, T)
 
     def evaluate(self, model, rng=None, full=False):
         """Losses plus answer accuracy on held-out questions (all when full, else a fixed sample)."""
