@@ -74,9 +74,10 @@ class DataConfig:
                                  # half syllable words, half words of the training text)
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
-    level_weights: str = ""  # how often training windows hold each corpus level, e.g. "facts=3, usage=2":
+    level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
-                             # weight 1 (unlisted levels); needs the corpus' .levels file ("" = all alike)
+                             # weight 1 (unlisted levels). Levels come from the .levels file beside the
+                             # corpus; a corpus without one draws every pair alike, as "" does
 
 
 @dataclass(frozen=True)
@@ -312,11 +313,8 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
                           f"pick an even head size")
     _check_memory(cfg, where)
     if cfg.data.level_weights:
-        spot = f"{where('data.level_weights')}: data.level_weights = {cfg.data.level_weights!r}"
-        if cfg.task != "qa":
-            raise ConfigError(f"{spot}: level weights apply to the qa task, whose corpus names a level per "
-                              f"pair; remove the key for {cfg.task}")
-        parse_level_weights(cfg.data.level_weights, spot)
+        parse_level_weights(cfg.data.level_weights,
+                            f"{where('data.level_weights')}: data.level_weights = {cfg.data.level_weights!r}")
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")

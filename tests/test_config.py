@@ -315,7 +315,6 @@ def test_level_weights_are_parsed_and_checked(tmp_path):
     raises(lambda: load_config("qa", overrides=["data.level_weights=facts=1,facts=2"]), "twice")
     p = write(tmp_path, "data:\n  level_weights: facts=nan\n")
     raises(lambda: load_config("qa", p), str(p), "data.level_weights", "finite")
-    raises(lambda: load_config("dialogue", overrides=["data.level_weights=facts=3"]), "qa task", "remove")
 
 
 def test_missing_file(tmp_path):

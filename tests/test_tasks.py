@@ -159,20 +159,20 @@ def test_level_weights_draw_pairs_as_if_repeated(tmp_path):
     x, _, _ = task.batch("train", 400, rng)
     assert all(" plus " not in task.tokenizer.decode(row[:8]) for row in x)
     assert task.batch("val", 4, rng)[0].shape == (4, 32)  # evaluation windows are not reweighted
+    # a corpus with no levels (the preset's weights name the project corpus' levels): every pair alike
+    p.with_suffix(".levels").unlink()
+    assert make_task(load_config("qa", overrides=base + ["data.level_weights=sums=3"])).pair_p is None
 
 
 @pytest.mark.parametrize("weights, levels, word", [
     ("sum=3", None, "level 'sum' is not in"),
     ("sums=0, words=0", None, "every training pair has weight 0"),
-    ("sums=2", "missing", "not found"),
     ("sums=2", "short", "names 39 levels but"),
 ])
 def test_level_weights_errors_name_the_file_and_fix(tmp_path, weights, levels, word):
     p = _level_corpus(tmp_path)
     side = p.with_suffix(".levels")
-    if levels == "missing":
-        side.unlink()
-    elif levels == "short":
+    if levels == "short":
         side.write_text("sums\n" * 39)
     with pytest.raises(CorpusError, match=word) as e:
         make_task(load_config("qa", overrides=TINY + [f"data.corpus={p}", "data.val_fraction=0.25",

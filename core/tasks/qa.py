@@ -48,21 +48,18 @@ class QATask(LMTask):
         self.val_pairs = [t for c in self.val_convs for t in c]
         self.val_levels = read_levels(self.val_path, len(self.val_pairs))
         self.train_pairs = self.train_pair_sample  # all of a small corpus; an even sample of a large one
-        self.pair_p = self._pair_chances() if cfg.data.level_weights else None  # (start, anywhere) or None
+        self.pair_p = self._pair_chances() if cfg.data.level_weights else None  # (at a question, anywhere)
 
     def _pair_chances(self):
         """data.level_weights as two distributions over the training pairs: for windows that start at a
         pair's question (weight), and for windows that start anywhere (weight x the pair's length), so a
-        pair of weight 3 is drawn as often as if the corpus held it three times."""
+        pair of weight 3 is drawn as often as if the corpus held it three times. None for a corpus with
+        no levels (no .levels file beside it, or several files joined): every pair alike, as the preset's
+        weights name the levels of the project's own corpus."""
         key = "data.level_weights"
-        if self.train_path is None:
-            raise CorpusError(f"{key}: several corpus files are joined, and a level per pair is read from the "
-                              "one .levels file beside a single corpus; join them into one file with its "
-                              f".levels, or remove {key}")
-        side = self.train_path.with_suffix(".levels")
-        if not side.is_file():
-            raise CorpusError(f"{key}: {side} not found; it holds one level per pair of {self.train_path} "
-                              f"(one word a line, as corpora/qa/train.levels), or remove {key}")
+        side = self.train_path.with_suffix(".levels") if self.train_path is not None else None
+        if side is None or not side.is_file():
+            return None
         levels = read_text(side).split()
         per_conv = [len(c) for c in self._stream()]  # pairs per conversation, held-out ones included
         if len(levels) != sum(per_conv):
@@ -76,7 +73,7 @@ class QATask(LMTask):
             close = difflib.get_close_matches(unknown[0], sorted(set(levels)), n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise CorpusError(f"{key}: level '{unknown[0]}' is not in {side}; {hint}its levels are "
-                              f"{', '.join(sorted(set(levels)))}")
+                              f"{', '.join(sorted(set(levels)))} (set {key}= to draw every pair alike)")
         w = np.array([weights.get(lv, 1.0) for lv in levels])  # (pairs,)
         if not w.any():
             raise CorpusError(f"{key}: every training pair has weight 0; give some level a weight above 0")
