@@ -89,6 +89,9 @@ def test_qa_and_dialogue_preset_shape():
     # the QA window holds every pair of the project's corpus, so no answer is generated past the window
     pairs = (Path(__file__).resolve().parent.parent / "corpora/qa/train.txt").read_text().split("\n\n")
     assert qa.model.block_size >= max(len(p) + 1 for p in pairs)
+    # the preset's level weights name levels the corpus has
+    levels = set((PRESETS_DIR.parent.parent / "corpora/qa/train.levels").read_text().split())
+    assert qa.data.level_weights and set(parse_level_weights(qa.data.level_weights)) <= levels
 
 
 @pytest.mark.parametrize("task", TASKS)
