@@ -74,6 +74,9 @@ class DataConfig:
                                  # half syllable words, half words of the training text)
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
+    ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' recall questions with one or two
+                             # made-up words put between their words, so a question with words never seen
+                             # is still read by the words it knows
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
                              # weight 1 (unlisted levels). Levels come from the .levels file beside the
@@ -135,6 +138,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.fresh_fraction": (0, 1, True, True),
     "data.letter_words": (0, 1, True, True),
     "data.dense_fraction": (0, 1, True, True),
+    "data.ask_noise": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),
@@ -160,13 +164,14 @@ _LIMITS: dict[str, int] = {
 }
 
 
-def _suggest(word: str, allowed: Sequence[str]) -> str:
+def suggest(word: str, allowed: Sequence[str]) -> str:
+    """"did you mean 'X'? " for the closest allowed word, or "" when none is close."""
     close = difflib.get_close_matches(word, list(allowed), n=1)
     return f"did you mean '{close[0]}'? " if close else ""
 
 
 def _unknown(where: str, what: str, word: str, allowed: Sequence[str]) -> ConfigError:
-    return ConfigError(f"{where}: unknown {what}; {_suggest(word, allowed)}"
+    return ConfigError(f"{where}: unknown {what}; {suggest(word, allowed)}"
                        f"allowed: {', '.join(allowed)}")
 
 
@@ -210,7 +215,7 @@ def _coerce(where: str, key: str, value: Any, typ: type) -> Any:
 
 def _check_task(where: str, task: Any) -> str:
     if not isinstance(task, str) or task not in TASKS:
-        raise ConfigError(f"{where}: task = {task!r} is not a known task; {_suggest(str(task), TASKS)}"
+        raise ConfigError(f"{where}: task = {task!r} is not a known task; {suggest(str(task), TASKS)}"
                           f"allowed: {', '.join(TASKS)}")
     return task
 
@@ -442,7 +447,7 @@ def _parse_overrides(overrides: Sequence[str] | Mapping) -> tuple[str | None, di
             continue
         sec, dot, key = dotted.partition(".")
         if not dot or sec not in SECTIONS:
-            raise ConfigError(f"{where}: '{dotted}' is not section.key; {_suggest(sec, SECTIONS)}"
+            raise ConfigError(f"{where}: '{dotted}' is not section.key; {suggest(sec, SECTIONS)}"
                               f"sections: {', '.join(SECTIONS)} (or task=NAME)")
         if raw and key in _TYPES[sec] and _TYPES[sec][key] is not str:
             try:

@@ -288,6 +288,58 @@ def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
             assert 0.25 < counts["dense"] / sum(counts.values()) < 0.75, counts
 
 
+def test_ask_noise_puts_made_up_words_into_recall_questions_only(monkeypatch):
+    """data.ask_noise: that share of the made-up-value dialogues' recall questions get one or two made-up
+    words between their words; facts, answers and other turns are untouched, and at 0 nothing changes."""
+    def windows(share, dense):
+        task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", f"data.dense_fraction={dense}",
+                                                               f"data.ask_noise={share}"]))
+        made = []
+        build = task._dense_dialogue
+        monkeypatch.setattr(task, "_dense_dialogue", lambda rng: made.append(build(rng)) or made[-1])
+        rng = np.random.default_rng(0)
+        pairs = []
+        for _ in range(40):
+            made.clear()
+            text = task.tokenizer.decode(task._fresh_window(rng, 1500))
+            rt = lambda s: task.tokenizer.decode(task.tokenizer.encode(s, unknown="unk"))  # noqa: E731, as the window has it
+            want = [((rt(q), rt(a)), t in asked) for turns, asked in made for t, (q, a) in enumerate(turns)]
+            got = [line for line in text.split("\n") if line][:-2]  # the window's last turn may be cut
+            got = list(zip(got[0::2], got[1::2]))
+            pairs += [(w, g) for w, g in zip(want, got)]
+        return task, pairs
+
+    def dropped(q, orig):
+        """q less one or two of its words equals orig (case aside, the closing mark kept)."""
+        words = q.split(" ")
+        cut = [[i] for i in range(len(words))] + [[i, k] for i in range(len(words)) for k in range(i + 1, len(words))]
+        for drop in cut:
+            kept = [w for j, w in enumerate(words) if j not in drop]
+            text = " ".join(kept)
+            if text.lower() == orig.lower() or (text + orig[-1:]).lower() == orig.lower():
+                return True
+        return False
+    _, pairs = windows(0.0, 1.0)
+    bad = [(w, g) for w, g in pairs if g != (f"Q: {w[0][0]}", f"A: {w[0][1]}")]
+    assert len(pairs) > 300 and not bad, bad[:2]
+    _, pairs = windows(1.0, 1.0)
+    asked = [(q, g[0][3:]) for ((q, a), is_ask), g in pairs if is_ask]
+    assert len(asked) > 100 and all(g != q and dropped(g, q) for q, g in asked), asked[:3]
+    assert all(g == (f"Q: {q}", f"A: {a}") for ((q, a), is_ask), g in pairs if not is_ask)
+    assert all(g[1] == f"A: {a}" for ((q, a), _), g in pairs)
+    # corpus dialogues with replaced values: their recall questions get the words too, nothing else does
+    task, _ = windows(1.0, 0.0)
+    asks = {q for turns, ann in zip(task.train_convs, task.train_slots) for s in ann.get("slots", [])
+            for q in [turns[s["turn"]][0]]}
+    text = "\n".join(task.tokenizer.decode(task._fresh_window(np.random.default_rng(2), 800)) for _ in range(30))
+    qs = [line[3:] for line in text.split("\n")[:-2] if line.startswith("Q: ")]
+    assert not any(q in asks for q in qs if "{" not in q)
+    rng = np.random.default_rng(1)
+    noisy = [task._noisy("What is my pet?", rng) for _ in range(300)]
+    assert all(q.endswith("?") and q[0].isupper() and dropped(q, "What is my pet?") for q in noisy)
+    assert {len(q.split()) for q in noisy} == {5, 6} and len(set(noisy)) > 250
+
+
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
     years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are
@@ -301,7 +353,7 @@ def test_made_up_values_keep_numbers_numeric():
     rng = np.random.default_rng(0)
     ages, words = [], []
     for _ in range(300):
-        for q, a in task._dense_dialogue(rng):
+        for q, a in task._dense_dialogue(rng)[0]:
             ages += re.findall(r"(\w+) years old", q + " " + a)
     text = "".join(task.tokenizer.decode(task._fresh_window(rng, 400)) for _ in range(40))
     ages += re.findall(r"(\w+) years old", text)

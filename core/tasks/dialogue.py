@@ -135,17 +135,22 @@ class DialogueTask(LMTask):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
-        their values replaced."""
+        their values replaced. A share (data.ask_noise) of their recall questions get made-up words."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
-                turns = self._dense_dialogue(rng)
+                turns, asks = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
                 turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
+                asks = {s["turn"] for s in self.train_slots[d].get("slots", [])}
                 if not text and rng.random() < 0.5:
-                    turns = turns[int(rng.integers(len(turns))):]
+                    cut = int(rng.integers(len(turns)))
+                    turns, asks = turns[cut:], {t - cut for t in asks if t >= cut}
+            if self.cfg.data.ask_noise > 0:
+                turns = [(self._noisy(q, rng), a) if t in asks and rng.random() < self.cfg.data.ask_noise else (q, a)
+                         for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return self.tokenizer.encode(text[:n], unknown="unk")
 
@@ -162,7 +167,27 @@ class DialogueTask(LMTask):
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
-        return turns + [asks[i] for i in rng.permutation(len(asks))]
+        return turns + [asks[i] for i in rng.permutation(len(asks))], set(range(len(turns), len(turns) + len(asks)))
+
+    def _noisy(self, question, rng):
+        """The question with one or two made-up words (random letters or syllables) put between its words:
+        "What is my pet?" -> "What is zovi my pet?". Recall questions carry no value, so nothing the
+        answer copies is touched; the model learns to read a question by the words it knows, as it must
+        for a phrasing with words it never saw ("What's my pet again?")."""
+        words = question.split(" ")
+        for _ in range(int(rng.integers(1, 3))):
+            if self.letters and rng.random() < 0.5:
+                junk = "".join(self.letters[i] for i in rng.integers(0, len(self.letters), rng.integers(2, 8)))
+            else:
+                junk = "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(1, 4)))
+            at = int(rng.integers(0, len(words) + 1))
+            if at == 0:  # a new first word: capitalised, and the old one lower case unless it is "I"
+                words[0] = words[0] if words[0] == "I" or words[0].startswith("I'") else words[0][:1].lower() + words[0][1:]
+                junk = junk.capitalize()
+            elif at == len(words) and words[-1][-1:] in "?.!":  # before the closing mark
+                words[-1], junk = words[-1][:-1], junk + words[-1][-1]
+            words.insert(at, junk)
+        return " ".join(words)
 
     def evaluate(self, model, rng=None, full=False):
         """Losses, context recall and topic coherence on held-out dialogues."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import parse_level_weights
+from core.config import parse_level_weights, suggest
 from core.tasks.corpus import CorpusError, read_text
 from core.tasks.lm import LMTask, build_prompt, chat_prompt, normalise, windows
 from core.sample import stream_text
@@ -70,9 +70,8 @@ class QATask(LMTask):
         weights = parse_level_weights(self.cfg.data.level_weights, key)
         unknown = sorted(set(weights) - set(levels))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], sorted(set(levels)), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise CorpusError(f"{key}: level '{unknown[0]}' is not in {side}; {hint}its levels are "
+            raise CorpusError(f"{key}: level '{unknown[0]}' is not in {side}; "
+                              f"{suggest(unknown[0], sorted(set(levels)))}its levels are "
                               f"{', '.join(sorted(set(levels)))} (set {key}= to draw every pair alike)")
         w = np.array([weights.get(lv, 1.0) for lv in levels])  # (pairs,)
         if not w.any():
