@@ -77,6 +77,8 @@ class DataConfig:
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' recall questions with one or two
                              # made-up words put between their words, so a question with words never seen
                              # is still read by the words it knows
+    fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
+                             # acknowledgement after it (a frame the model knows), not by the fact's phrasing
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
                              # weight 1 (unlisted levels). Levels come from the .levels file beside the
@@ -139,6 +141,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.letter_words": (0, 1, True, True),
     "data.dense_fraction": (0, 1, True, True),
     "data.ask_noise": (0, 1, True, True),
+    "data.fact_noise": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

@@ -288,12 +288,13 @@ def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
             assert 0.25 < counts["dense"] / sum(counts.values()) < 0.75, counts
 
 
-def test_ask_noise_puts_made_up_words_into_recall_questions_only(monkeypatch):
-    """data.ask_noise: that share of the made-up-value dialogues' recall questions get one or two made-up
-    words between their words; facts, answers and other turns are untouched, and at 0 nothing changes."""
-    def windows(share, dense):
+def test_ask_and_fact_noise_put_made_up_words_into_recall_questions_and_facts(monkeypatch):
+    """data.ask_noise / data.fact_noise: that share of the made-up-value dialogues' recall questions / facts
+    get one or two made-up words between their words; answers and other turns are untouched, and at 0
+    nothing changes."""
+    def windows(ask, fact, dense):
         task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", f"data.dense_fraction={dense}",
-                                                               f"data.ask_noise={share}"]))
+                                                               f"data.ask_noise={ask}", f"data.fact_noise={fact}"]))
         made = []
         build = task._dense_dialogue
         monkeypatch.setattr(task, "_dense_dialogue", lambda rng: made.append(build(rng)) or made[-1])
@@ -303,7 +304,8 @@ def test_ask_noise_puts_made_up_words_into_recall_questions_only(monkeypatch):
             made.clear()
             text = task.tokenizer.decode(task._fresh_window(rng, 1500))
             rt = lambda s: task.tokenizer.decode(task.tokenizer.encode(s, unknown="unk"))  # noqa: E731, as the window has it
-            want = [((rt(q), rt(a)), t in asked) for turns, asked in made for t, (q, a) in enumerate(turns)]
+            want = [((rt(q), rt(a)), "ask" if t in asks else "fact" if t in facts else None)
+                    for turns, facts, asks in made for t, (q, a) in enumerate(turns)]
             got = [line for line in text.split("\n") if line][:-2]  # the window's last turn may be cut
             got = list(zip(got[0::2], got[1::2]))
             pairs += [(w, g) for w, g in zip(want, got)]
@@ -319,16 +321,18 @@ def test_ask_noise_puts_made_up_words_into_recall_questions_only(monkeypatch):
             if text.lower() == orig.lower() or (text + orig[-1:]).lower() == orig.lower():
                 return True
         return False
-    _, pairs = windows(0.0, 1.0)
+    _, pairs = windows(0.0, 0.0, 1.0)
     bad = [(w, g) for w, g in pairs if g != (f"Q: {w[0][0]}", f"A: {w[0][1]}")]
     assert len(pairs) > 300 and not bad, bad[:2]
-    _, pairs = windows(1.0, 1.0)
-    asked = [(q, g[0][3:]) for ((q, a), is_ask), g in pairs if is_ask]
-    assert len(asked) > 100 and all(g != q and dropped(g, q) for q, g in asked), asked[:3]
-    assert all(g == (f"Q: {q}", f"A: {a}") for ((q, a), is_ask), g in pairs if not is_ask)
-    assert all(g[1] == f"A: {a}" for ((q, a), _), g in pairs)
+    for ask, fact in ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0)):
+        _, pairs = windows(ask, fact, 1.0)
+        noised = {r for r, share in (("ask", ask), ("fact", fact)) if share}
+        changed = [(q, g[0][3:]) for ((q, a), role), g in pairs if role in noised]
+        assert len(changed) > 100 and not [c for c in changed if c[1] == c[0] or not dropped(c[1], c[0])], [c for c in changed if c[1] == c[0] or not dropped(c[1], c[0])][:3]
+        assert all(g == (f"Q: {q}", f"A: {a}") for ((q, a), role), g in pairs if role not in noised)
+        assert all(g[1] == f"A: {a}" for ((q, a), _), g in pairs)
     # corpus dialogues with replaced values: their recall questions get the words too, nothing else does
-    task, _ = windows(1.0, 0.0)
+    task, _ = windows(1.0, 0.0, 0.0)
     asks = {q for turns, ann in zip(task.train_convs, task.train_slots) for s in ann.get("slots", [])
             for q in [turns[s["turn"]][0]]}
     text = "\n".join(task.tokenizer.decode(task._fresh_window(np.random.default_rng(2), 800)) for _ in range(30))

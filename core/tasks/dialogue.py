@@ -135,22 +135,26 @@ class DialogueTask(LMTask):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
-        their values replaced. A share (data.ask_noise) of their recall questions get made-up words."""
+        their values replaced. A share of their facts (data.fact_noise) and recall questions
+        (data.ask_noise) get made-up words."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
-                turns, asks = self._dense_dialogue(rng)
+                turns, facts, asks = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
                 turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
+                facts = {s["fact_turn"] for s in self.train_slots[d].get("slots", [])}
                 asks = {s["turn"] for s in self.train_slots[d].get("slots", [])}
                 if not text and rng.random() < 0.5:
                     cut = int(rng.integers(len(turns)))
-                    turns, asks = turns[cut:], {t - cut for t in asks if t >= cut}
-            if self.cfg.data.ask_noise > 0:
-                turns = [(self._noisy(q, rng), a) if t in asks and rng.random() < self.cfg.data.ask_noise else (q, a)
-                         for t, (q, a) in enumerate(turns)]
+                    turns = turns[cut:]
+                    facts, asks = ({t - cut for t in ts if t >= cut} for ts in (facts, asks))
+            for share, which in ((self.cfg.data.fact_noise, facts), (self.cfg.data.ask_noise, asks)):
+                if share > 0:
+                    turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
+                             for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return self.tokenizer.encode(text[:n], unknown="unk")
 
@@ -158,22 +162,26 @@ class DialogueTask(LMTask):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
-        turns, asks = [], []
+        turns, asks, facts = [], [], set()
         for slot in chosen:
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
+            facts.add(len(turns))
             turns.append((put(q), put(a)))
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
-        return turns + [asks[i] for i in rng.permutation(len(asks))], set(range(len(turns), len(turns) + len(asks)))
+        asked = set(range(len(turns), len(turns) + len(asks)))
+        return turns + [asks[i] for i in rng.permutation(len(asks))], facts, asked
 
     def _noisy(self, question, rng):
         """The question with one or two made-up words (random letters or syllables) put between its words:
-        "What is my pet?" -> "What is zovi my pet?". Recall questions carry no value, so nothing the
-        answer copies is touched; the model learns to read a question by the words it knows, as it must
-        for a phrasing with words it never saw ("What's my pet again?")."""
+        "What is my pet?" -> "What is zovi my pet?". In a recall question the model learns to read it by
+        the words it knows, as it must for a phrasing with words it never saw ("What's my pet again?").
+        In a fact the made-up words look like the value ("I kep have a zuvq."): only the acknowledgement,
+        in a frame the model knows ("A zuvq is a lovely pet."), tells which word is the value, so the model
+        learns to take it from there, as it must after a statement in a phrasing it never saw."""
         words = question.split(" ")
         for _ in range(int(rng.integers(1, 3))):
             if self.letters and rng.random() < 0.5:
@@ -181,8 +189,7 @@ class DialogueTask(LMTask):
             else:
                 junk = "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(1, 4)))
             at = int(rng.integers(0, len(words) + 1))
-            if at == 0:  # a new first word: capitalised, and the old one lower case unless it is "I"
-                words[0] = words[0] if words[0] == "I" or words[0].startswith("I'") else words[0][:1].lower() + words[0][1:]
+            if at == 0:  # a new first word is capitalised; the old one keeps its case (it may be the value)
                 junk = junk.capitalize()
             elif at == len(words) and words[-1][-1:] in "?.!":  # before the closing mark
                 words[-1], junk = words[-1][:-1], junk + words[-1][-1]
