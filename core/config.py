@@ -74,9 +74,9 @@ class DataConfig:
                                  # half syllable words, half words of the training text)
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
-    ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' recall questions with one or two
-                             # made-up words put between their words, so a question with words never seen
-                             # is still read by the words it knows
+    ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
+                             # with one or two made-up words put between their words, so a question with
+                             # words never seen is still read by the words it knows
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":

@@ -135,22 +135,21 @@ class DialogueTask(LMTask):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
-        their values replaced. A share of their facts (data.fact_noise) and recall questions
+        their values replaced. A share of their facts (data.fact_noise) and of their other questions
         (data.ask_noise) get made-up words."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
-                turns, facts, asks = self._dense_dialogue(rng)
+                turns, facts = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
                 turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
                 facts = {s["fact_turn"] for s in self.train_slots[d].get("slots", [])}
-                asks = {s["turn"] for s in self.train_slots[d].get("slots", [])}
                 if not text and rng.random() < 0.5:
                     cut = int(rng.integers(len(turns)))
-                    turns = turns[cut:]
-                    facts, asks = ({t - cut for t in ts if t >= cut} for ts in (facts, asks))
+                    turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
+            asks = set(range(len(turns))) - facts
             for share, which in ((self.cfg.data.fact_noise, facts), (self.cfg.data.ask_noise, asks)):
                 if share > 0:
                     turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
@@ -172,13 +171,14 @@ class DialogueTask(LMTask):
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
-        asked = set(range(len(turns), len(turns) + len(asks)))
-        return turns + [asks[i] for i in rng.permutation(len(asks))], facts, asked
+        return turns + [asks[i] for i in rng.permutation(len(asks))], facts
 
     def _noisy(self, question, rng):
         """The question with one or two made-up words (random letters or syllables) put between its words:
-        "What is my pet?" -> "What is zovi my pet?". In a recall question the model learns to read it by
-        the words it knows, as it must for a phrasing with words it never saw ("What's my pet again?").
+        "What is my pet?" -> "What is zovi my pet?". In a question the model learns to read it by the
+        words it knows, as it must for a phrasing with words it never saw ("What's my pet again?"); every
+        question but the facts gets them (recall, Q&A, out-of-domain, small talk), so made-up words are
+        no sign of a recall question, and "Who ruled Sparta?" is still not one.
         In a fact the made-up words look like the value ("I kep have a zuvq."): only the acknowledgement,
         in a frame the model knows ("A zuvq is a lovely pet."), tells which word is the value, so the model
         learns to take it from there, as it must after a statement in a phrasing it never saw."""
