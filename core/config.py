@@ -79,6 +79,9 @@ class DataConfig:
                              # words never seen is still read by the words it knows
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
+    cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
+                               # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
+                               # the acknowledgement of the fact whose words the question repeats
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
                              # weight 1 (unlisted levels). Levels come from the .levels file beside the
@@ -142,6 +145,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.dense_fraction": (0, 1, True, True),
     "data.ask_noise": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
+    "data.cue_fraction": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

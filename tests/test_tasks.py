@@ -347,6 +347,40 @@ def test_ask_and_fact_noise_put_made_up_words_into_questions_and_facts(monkeypat
     assert {len(q.split()) for q in noisy} == {5, 6} and len(set(noisy)) > 250
 
 
+def test_cue_fraction_states_and_asks_facts_around_one_made_up_word():
+    """data.cue_fraction: that share of the dense dialogues' facts is stated and asked around one made-up
+    word; the acknowledgement and the answer stay the slot's own, so only they tell the slot."""
+    import re
+
+    def pat(template, cue="([a-z]+)"):  # "\0"/"\1" (the value) match a word, {c} the made-up word
+        return "".join("[A-Za-z0-9]+" if ch in "\0\1" else re.escape(ch) for ch in template).replace(
+            re.escape("{c}"), cue)
+    for share in (0.0, 1.0, 0.5):
+        task = make_task(load_config("chat", overrides=TINY + [f"data.cue_fraction={share}"]))
+        pairs, _ = task.library
+        known = set(task.words)
+        rng = np.random.default_rng(0)
+        cued = total = 0
+        for _ in range(100):
+            turns, facts = task._dense_dialogue(rng)
+            for t in sorted(facts):
+                (q, a), total = turns[t], total + 1
+                slot = next(k for k, v in pairs.items() if any(re.fullmatch(pat(x[1]), a) for x in v))
+                m = next((m for f, _ in task.CUE_FRAMES for m in [re.fullmatch(pat(f), q)] if m), None)
+                if m is None or m.group(1) in known:  # a corpus fact in the same frame ("I enjoy \0.")
+                    continue
+                cued += 1
+                # asked back once, by its word, in the frame's question; answered in the slot's own words
+                ask = [(rq, ra) for i, (rq, ra) in enumerate(turns) if i not in facts and
+                       any(re.fullmatch(pat(x, re.escape(m.group(1))), rq) for _, x in task.CUE_FRAMES)]
+                assert len(ask) == 1, (q, turns)
+                assert any(re.fullmatch(pat(x[3]), ask[0][1]) for x in pairs[slot]), (a, ask)
+        assert total > 200
+        # (a made-up word may by chance be a word of the corpus, then it is not counted)
+        want = {0.0: (0, 0), 1.0: (0.98, 1), 0.5: (0.35, 0.65)}[share]
+        assert want[0] <= cued / total <= want[1], (share, cued, total)
+
+
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
     years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are

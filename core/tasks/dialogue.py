@@ -166,12 +166,27 @@ class DialogueTask(LMTask):
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
+            if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
+                q, rq = self._cue_pair(rng)
             facts.add(len(turns))
             turns.append((put(q), put(a)))
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
         return turns + [asks[i] for i in rng.permutation(len(asks))], facts
+
+    # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
+    CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
+                  ("\1 is my {c}.", "Which is my {c}?"), ("I {c} \0 every day.", "What do I {c} every day?"))
+
+    def _cue_pair(self, rng):
+        """A fact and its question around one made-up word ("My zuvo is \0." / "What is my zuvo?"): the
+        question names no slot, so the answer's slot can only be read from the acknowledgement after the
+        fact whose words the question repeats, as for a phrasing never seen ("I'm based in Kyoto." ...
+        "Where am I based?")."""
+        cue = "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
+        fact, ask = self.CUE_FRAMES[int(rng.integers(len(self.CUE_FRAMES)))]
+        return fact.replace("{c}", cue), ask.replace("{c}", cue)
 
     def _noisy(self, question, rng):
         """The question with one or two made-up words (random letters or syllables) put between its words:
