@@ -78,6 +78,11 @@ def numeric_slots(annotations):
     return spans
 
 
+def made_up(rng, parts, lo, hi):
+    """A made-up word: lo..hi-1 parts (letters or syllables) drawn at random."""
+    return "".join(parts[i] for i in rng.integers(0, len(parts), rng.integers(lo, hi)))
+
+
 def mentions(text, words):
     t = f" {normalise(text)} "
     return any(f" {normalise(w)} " in t for w in words)
@@ -126,10 +131,10 @@ class DialogueTask(LMTask):
 
     def _word(self, rng):
         if self.letters and rng.random() < self.cfg.data.letter_words:  # no spelling to lean on: copy
-            return "".join(self.letters[i] for i in rng.integers(0, len(self.letters), rng.integers(3, 11)))
+            return made_up(rng, self.letters, 3, 11)
         if self.words and rng.random() < 0.5:
             return self.words[int(rng.integers(len(self.words)))]
-        return "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
+        return made_up(rng, self.syllables, 2, 4)
 
     def _fresh_window(self, rng, n):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
@@ -184,7 +189,7 @@ class DialogueTask(LMTask):
         question names no slot, so the answer's slot can only be read from the acknowledgement after the
         fact whose words the question repeats, as for a phrasing never seen ("I'm based in Kyoto." ...
         "Where am I based?")."""
-        cue = "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(2, 4)))
+        cue = made_up(rng, self.syllables, 2, 4)
         fact, ask = self.CUE_FRAMES[int(rng.integers(len(self.CUE_FRAMES)))]
         return fact.replace("{c}", cue), ask.replace("{c}", cue)
 
@@ -200,9 +205,9 @@ class DialogueTask(LMTask):
         words = question.split(" ")
         for _ in range(int(rng.integers(1, 3))):
             if self.letters and rng.random() < 0.5:
-                junk = "".join(self.letters[i] for i in rng.integers(0, len(self.letters), rng.integers(2, 8)))
+                junk = made_up(rng, self.letters, 2, 8)
             else:
-                junk = "".join(self.syllables[i] for i in rng.integers(0, len(self.syllables), rng.integers(1, 4)))
+                junk = made_up(rng, self.syllables, 1, 4)
             at = int(rng.integers(0, len(words) + 1))
             if at == 0:  # a new first word is capitalised; the old one keeps its case (it may be the value)
                 junk = junk.capitalize()
