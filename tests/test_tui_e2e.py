@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+# a tmux server of the tests' own: a person's `tmux kill-server` (or their sessions) never meets the tests'
+TMUX = ["tmux", "-L", "attnlab-tests"]
 
 
 def command() -> str:
@@ -21,7 +23,7 @@ def command() -> str:
 
 
 def tmux(*args: str) -> str:
-    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run([*TMUX, *args], check=True, capture_output=True, text=True, timeout=10).stdout
 
 
 def screen(session: str) -> str:
@@ -45,7 +47,7 @@ def session(tmp_path):
     env = f"ATTNLAB_SAVES={tmp_path / 'saves'} TERM=xterm-256color"
     tmux("new-session", "-d", "-s", name, "-x", "100", "-y", "30", "-c", str(ROOT), f"env {env} {command()}")
     yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True, timeout=10)
+    subprocess.run([*TMUX, "kill-session", "-t", name], capture_output=True, timeout=10)
 
 
 def test_launch_train_reversal_and_quit(session, tmp_path):
@@ -62,7 +64,7 @@ def test_launch_train_reversal_and_quit(session, tmp_path):
     tmux("send-keys", "-t", session, "q")
     end = time.monotonic() + 10
     while time.monotonic() < end:
-        if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0:
+        if subprocess.run([*TMUX, "has-session", "-t", session], capture_output=True).returncode != 0:
             break
         time.sleep(0.2)
     else:
@@ -89,7 +91,7 @@ def quit_and_wait(session):
         tmux("send-keys", "-t", session, "q")
         end = time.monotonic() + 8
         while time.monotonic() < end:
-            if subprocess.run(["tmux", "has-session", "-t", session], capture_output=True).returncode != 0:
+            if subprocess.run([*TMUX, "has-session", "-t", session], capture_output=True).returncode != 0:
                 return
             time.sleep(0.2)
     raise AssertionError(f"attnlab did not exit on q; the screen was:\n{screen(session)}")
