@@ -15,7 +15,7 @@ from core.config import load_config
 from core.trainer import Trainer
 from tui.app import AttnLab
 from tui.screens.chat import ChatView
-from tui.screens.modals import PALETTE, TABS, HelpScreen
+from tui.screens.modals import PALETTE, TABS, ConfirmScreen, HelpScreen
 from tui.screens.setup import SetupPane, input_id
 from tui.widgets import AttentionMap, LossPlot, LRSpark, StatsPanel
 
@@ -275,7 +275,7 @@ async def test_save_reload_and_resume(saves):
         # delete with confirmation
         await pilot.press("5")
         await pilot.press("d")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: not list_runs(), what="delete")
 

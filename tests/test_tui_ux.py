@@ -16,7 +16,7 @@ from core.trainer import Trainer
 from tui.app import AttnLab
 from tui.screens.chat import ChatSource, ChatView
 from tui.screens.compare import CompareView
-from tui.screens.modals import PALETTE
+from tui.screens.modals import PALETTE, ConfirmScreen
 from tui.screens.saves import SavesPane
 from tui.screens.setup import SetupPane, input_id
 from tui.widgets import LossPlot, StatsPanel
@@ -314,7 +314,7 @@ async def test_deleting_the_run_in_training_is_refused_and_a_finished_one_is_let
         app.action_stop()
         await wait_for(pilot, lambda: not app.training, what="stop")
         saves_pane.action_delete()
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: not list_runs(), what="the delete")
         assert app.trainer is None and app.query_one(ChatView).source is None
