@@ -32,6 +32,26 @@ def test_resume_continues_the_step_count_and_applies_set(capsys, saves):
     assert meta["step"] == 14
 
 
+def test_a_killed_run_resumes_from_best_with_tag(capsys, saves):
+    """A run killed mid-training (SIGKILL, a machine restart) has `best` but no `last`: the refusal names
+    --tag best, and --tag best continues from it."""
+    import shutil
+    assert main(["train", "reversal", "--json", "--save", "k", "--steps", "10"]) == 0
+    best_step = json.loads((saves / "k" / "best" / "meta.json").read_text())["step"]
+    shutil.rmtree(saves / "k" / "last")
+    capsys.readouterr()
+    assert main(["train", "reversal", "--json", "--resume", "k", "--steps", "14"]) == 2
+    err = capsys.readouterr().err
+    assert "no save 'last'" in err and "--tag best" in err and "Traceback" not in err
+    assert not (saves / "k" / "last").exists()
+    assert main(["train", "reversal", "--json", "--resume", "k", "--tag", "best", "--steps", "14"]) == 0
+    steps = [e["step"] for e in events(capsys) if e["event"] == "step"]
+    assert steps == list(range(best_step + 1, 15))
+    assert json.loads((saves / "k" / "last" / "meta.json").read_text())["step"] == 14
+    assert main(["train", "reversal", "--tag", "best"]) == 2  # --tag alone: it only qualifies --resume
+    assert "--resume" in capsys.readouterr().err
+
+
 def test_bad_name_is_refused_before_training(capsys, saves):
     assert main(["train", "reversal", "--save", "../escape"]) == 2
     err = capsys.readouterr().err

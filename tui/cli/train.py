@@ -42,6 +42,9 @@ def register(sub):
     t.add_argument("--save", metavar="NAME", help="save under saves/NAME (default: task and time)")
     t.add_argument("--overwrite", action="store_true", help="replace the run already saved as --save NAME")
     t.add_argument("--resume", metavar="NAME", help="continue the run saved as NAME")
+    t.add_argument("--tag", choices=("last", "best"),
+                   help="with --resume: continue from this save of the run (default last; best is the one "
+                        "left when a run was killed before it could save last)")
     t.add_argument("--steps", type=int, help="train until this step count")
     t.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
     t.add_argument("--until", metavar="'METRIC>=VALUE'", help="stop once an evaluation reaches this")
@@ -123,6 +126,8 @@ def check_args(args):
         raise UserError(f"--steps {args.steps}: train at least one step (e.g. --steps 100)")
     if args.overwrite and not args.save:
         raise UserError("--overwrite needs --save NAME (the run to replace)")
+    if args.tag and not args.resume:
+        raise UserError(f"--tag {args.tag} picks the save --resume continues from; add --resume NAME")
 
 
 class Interrupts:
@@ -177,6 +182,12 @@ def cmd_train(args):
         if info.task and info.task != args.task:
             raise UserError(f"--resume {args.resume}: that run trains {info.task}, but the command says "
                             f"{args.task}; write `attnlab train {info.task} --resume {args.resume}`")
+        tag = args.tag or "last"
+        if info.tags and tag not in info.tags:
+            others = " or ".join(f"--tag {t}" for t in info.tags)
+            why = " (the run was stopped before it could save last, e.g. killed)" if tag == "last" else ""
+            raise UserError(f"--resume {args.resume}: the run has no save '{tag}'{why}; it has "
+                            f"{', '.join(info.tags)}: continue from it with {others}")
     name = args.save or args.resume or f"{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     fresh_name = name != args.resume
     if fresh_name and not args.overwrite:
@@ -188,7 +199,8 @@ def cmd_train(args):
         if fresh_name and not args.overwrite:
             refuse_existing(name)  # another process may have finished a run of that name meanwhile
         if tr is None:
-            tr = Trainer.from_save(args.resume, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
+            tr = Trainer.from_save(args.resume, args.tag or "last",
+                                   overrides=lambda c: apply_overrides(c, resume_overrides(args)))
         return train_locked(tr, args, name, until, replace=fresh_name and args.overwrite)
     finally:
         lock.release()
