@@ -25,6 +25,26 @@ SAVES_DIR = Path(__file__).resolve().parent.parent / "saves"
 FORMAT_VERSION = 1
 WEIGHTS, OPTIM, META, CONFIG = "weights.npz", "optim.npz", "meta.json", "config.yaml"
 _FILES = (WEIGHTS, OPTIM, META, CONFIG)
+# at an evaluation this many seconds or more after the last such save, `last` is saved too: a run killed
+# outright (SIGKILL, a power cut, a machine restart) loses at most this plus one evaluation interval
+AUTOSAVE_S = 60.0
+
+
+class Autosave:
+    """due() is true at most once per `every` seconds, the first time `every` seconds after creation."""
+
+    def __init__(self, every: float = AUTOSAVE_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self.last = clock()
+
+    def due(self) -> bool:
+        now = self.clock()
+        if now - self.last < self.every:
+            return False
+        self.last = now
+        return True
+
+
 _NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _MAX_NAME = 64
 _ALLOWED = "letters, digits, '.', '_' and '-' (no leading dot, at most 64 characters)"

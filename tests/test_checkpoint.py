@@ -477,3 +477,17 @@ def test_delete_run(tmp_path):
     assert [r.name for r in list_runs(tmp_path)] == ["b"]
     with pytest.raises(SaveError, match="no saved run named 'a'"):
         delete_run("a", saves_dir=tmp_path)
+
+
+def test_autosave_is_due_at_most_once_per_period():
+    t = [100.0]
+    a = ck.Autosave(60.0, clock=lambda: t[0])
+    assert not a.due()  # not at once: a run's first minute has nothing worth a save
+    t[0] = 159.9
+    assert not a.due()
+    t[0] = 160.0
+    assert a.due() and not a.due()  # and then not again until another period has passed
+    t[0] = 219.0
+    assert not a.due()
+    t[0] = 500.0
+    assert a.due()

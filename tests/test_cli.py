@@ -52,6 +52,28 @@ def test_a_killed_run_resumes_from_best_with_tag(capsys, saves):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_last_is_saved_at_evaluations_while_training(capsys, saves, monkeypatch):
+    """A run killed outright keeps a recent `last`: it is saved at evaluations (at most once a minute;
+    every evaluation here), and not again at the end when the end is such an evaluation."""
+    import tui.cli.train as cli_train
+    from core.checkpoint import Autosave
+    from core.trainer import Trainer
+    monkeypatch.setattr(cli_train, "Autosave", lambda: Autosave(0.0))
+    saved = []
+    real_save = Trainer.save
+
+    def spy(self, name, tag):
+        saved.append((tag, self.step_count, json.loads((saves / name / tag / "meta.json").read_text())["step"]
+                      if (saves / name / tag).is_dir() else None))
+        return real_save(self, name, tag)
+    monkeypatch.setattr(Trainer, "save", spy)
+    assert main(["train", "reversal", "--json", "--save", "a", "--steps", "30", "--set", "train.eval_interval=10"]) == 0
+    lasts = [step for tag, step, _ in saved if tag == "last"]
+    assert lasts == [10, 20, 30]  # at each evaluation, the last one being the end: not written twice
+    assert [prev for tag, _, prev in saved if tag == "last"] == [None, 10, 20]  # each replaced the one before
+    assert json.loads((saves / "a" / "last" / "meta.json").read_text())["step"] == 30
+
+
 def test_bad_name_is_refused_before_training(capsys, saves):
     assert main(["train", "reversal", "--save", "../escape"]) == 2
     err = capsys.readouterr().err

@@ -111,3 +111,23 @@ async def test_quitting_during_a_save_loses_nothing(saves, monkeypatch):
     assert not [p for p in (saves / name).iterdir() if p.name.startswith(".")]  # no temporary left behind
     record("test_tui_faults::quit_during_save", quit_s=round(quit_s, 2), final_step=tr.step_count,
            bytes_lost=0)
+
+
+@pytest.mark.parametrize("every", [0.0, None])
+def test_the_dashboard_saves_last_at_evaluations_so_a_killed_app_loses_little(saves, every):
+    """The training worker's pump saves `last` at an evaluation at most once a minute (every one here with
+    a period of 0), so killing the app outright (no quit, no final save) keeps a recent state."""
+    from core.checkpoint import Autosave
+    from core.config import load_config
+    from tui.worker import EventPump, GuardedTrainer
+    tr = GuardedTrainer(load_config("reversal", overrides=["train.eval_interval=10"]))
+    posted = []
+    pump = EventPump(tr, posted.append, lambda: False, run_name="k")
+    if every is not None:
+        pump.autosave = Autosave(every)
+    tr.run(pump, max_steps=20)  # the training alone: train_job's save at the end never happens
+    tags = list_runs()[0].tags if list_runs() else []
+    if every is None:  # a run of a second or two: nothing due yet
+        assert "last" not in tags
+    else:
+        assert load_checkpoint("k", "last").meta["step"] == 20

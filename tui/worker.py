@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from core.checkpoint import SaveError
+from core.checkpoint import Autosave, SaveError
 from core.metrics_log import MetricsLog
 from core.sample import stream_text
 from core.trainer import Trainer, TrainingDiverged
@@ -52,7 +52,8 @@ def describe(exc: BaseException) -> str:
 
 
 class EventPump:
-    """emit() for Trainer.run: batches step events, probes attention now and then, autosaves the best.
+    """emit() for Trainer.run: batches step events, probes attention now and then, autosaves the best (and,
+    at most once a minute, `last`).
 
     Runs in the training thread, between optimizer steps, so it may read the model safely.
     """
@@ -70,6 +71,7 @@ class EventPump:
         self._snaps: list = []
         self._last_post = 0.0
         self._last_probe = 0.0
+        self.autosave = Autosave()  # `last` now and then, so a killed app loses at most a minute or so
         self._last_snaps = 0.0
 
     def __call__(self, ev):
@@ -93,6 +95,8 @@ class EventPump:
             saved = None
             if ev.get("best") and self.run_name:
                 saved = self.save("best")
+            if self.run_name and self.autosave.due():
+                self.save("last")
             self.post(TrainEval(ev, saved))
         elif kind == "paused":
             self.flush()

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.checkpoint import SaveError, run_dir
+from core.checkpoint import Autosave, SaveError, run_dir
 from core.metrics_log import MetricsLog
 from core.progress import StepRate, fmt_eta
 from core.config import TASKS, apply_overrides, load_config
@@ -221,14 +221,22 @@ def train_locked(tr, args, name, until, replace):
 
     log = MetricsLog(name, tr)  # saves/NAME/metrics.jsonl, appended as it trains
 
-    def emit(ev):
+    autosave = Autosave()
+    autosaved = [None]  # the step `last` was last saved at, so the end does not write the same state again
+
+    def emit(ev, final=False):
         log(ev)
         out(ev)
-        if ev["event"] == "eval" and ev["best"]:
+        if ev["event"] != "eval":
+            return
+        tags = (["best"] if ev["best"] else []) + (["last"] if not final and autosave.due() else [])
+        for tag in tags:
             try:
-                tr.save(name, "best")
+                tr.save(name, tag)
+                if tag == "last":
+                    autosaved[0] = tr.step_count
             except (SaveError, OSError) as e:  # e.g. disk full: warn, keep training (like the dashboard)
-                print(f"\nattnlab: warning: could not save best: {safe_text(str(e))}; training goes on",
+                print(f"\nattnlab: warning: could not save {tag}: {safe_text(str(e))}; training goes on",
                       file=sys.stderr, flush=True)
 
     signals = Interrupts(tr)
@@ -245,13 +253,13 @@ def train_locked(tr, args, name, until, replace):
             try:  # a Ctrl+C can only interrupt what runs while in_final_eval is set, inside this try
                 signals.in_final_eval = signals.count < 2
                 if signals.in_final_eval:
-                    emit(tr.evaluate(track=done["reason"] != "stopped"))
+                    emit(tr.evaluate(track=done["reason"] != "stopped"), final=True)  # `last` follows
                 signals.in_final_eval = False
             except KeyboardInterrupt:
                 signals.in_final_eval = False
                 print("final evaluation skipped", file=sys.stderr, flush=True)
         done["metrics"] = jsonable(tr.last_eval)
-        path = tr.save(name, "last")
+        path = tr.save(name, "last") if autosaved[0] != tr.step_count else run_dir(name) / "last"
         log(done)
     finally:
         signals.restore()
