@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ class RunLock:
                 raise SaveError(f"cannot lock {self.dir} ({e.strerror or e}); check its permissions") from None
             if not self._lock_fd(fd):
                 os.close(fd)
-                raise RunInUse(self.name, _read_pid(self.path))
+                raise RunInUse(self.name, self._holder_pid())
             try:  # the file we locked must still be the one at the path (not unlinked by a releaser)
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
             except OSError:
@@ -178,6 +179,14 @@ class RunLock:
             self.fd = fd
             return self
         raise SaveError(f"cannot lock {self.dir}: it keeps changing under another process; try again")
+
+    def _holder_pid(self, wait_s: float = 0.5) -> int | None:
+        """The pid in the lock file; the holder writes it just after it locks, so an empty file is
+        read again for a moment (else the refusal could not say who holds the run)."""
+        end = time.monotonic() + wait_s
+        while (pid := _read_pid(self.path)) is None and time.monotonic() < end:
+            time.sleep(0.01)
+        return pid
 
     def _lock_fd(self, fd: int) -> bool:
         if fcntl is None:  # pragma: no cover

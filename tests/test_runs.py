@@ -98,6 +98,25 @@ def test_lock_in_process_refuses_a_second_holder(saves):
     lock_run("x").release()
 
 
+def test_a_refusal_names_the_holder_even_before_it_has_written_its_pid(saves):
+    """The holder locks the file, then writes its pid: a second writer in between waits a moment for
+    the pid instead of saying "another process" (seen once in CI with 8 writers on a loaded machine)."""
+    import fcntl
+    import threading
+    run = saves / "early"
+    run.mkdir(parents=True)
+    fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, still empty
+        late = threading.Timer(0.1, lambda: os.write(fd, b"4242\n"))
+        late.start()
+        with pytest.raises(RunInUse, match="in use by pid 4242"):
+            lock_run("early")
+        late.join()
+    finally:
+        os.close(fd)
+
+
 def test_eight_concurrent_writers_exactly_one_trains(saves):
     """8 processes start `train --save SAME` at once: one trains, 7 are refused before it ends."""
     args = ["train", "reversal", "--save", "same", "--json", "--steps", "100000", *TINY,
