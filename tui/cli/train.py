@@ -174,6 +174,7 @@ class Interrupts:
 def cmd_train(args):
     check_args(args)
     until = parse_until(args.until, args.task) if args.until else None
+    tag = args.tag or "last"  # the save a resumed run continues from
     if args.resume:
         info = existing_run(args.resume)
         if info is None:
@@ -182,7 +183,6 @@ def cmd_train(args):
         if info.task and info.task != args.task:
             raise UserError(f"--resume {args.resume}: that run trains {info.task}, but the command says "
                             f"{args.task}; write `attnlab train {info.task} --resume {args.resume}`")
-        tag = args.tag or "last"
         if info.tags and tag not in info.tags:
             others = " or ".join(f"--tag {t}" for t in info.tags)
             why = " (the run was stopped before it could save last, e.g. killed)" if tag == "last" else ""
@@ -199,8 +199,7 @@ def cmd_train(args):
         if fresh_name and not args.overwrite:
             refuse_existing(name)  # another process may have finished a run of that name meanwhile
         if tr is None:
-            tr = Trainer.from_save(args.resume, args.tag or "last",
-                                   overrides=lambda c: apply_overrides(c, resume_overrides(args)))
+            tr = Trainer.from_save(args.resume, tag, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
         return train_locked(tr, args, name, until, replace=fresh_name and args.overwrite)
     finally:
         lock.release()
