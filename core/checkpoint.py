@@ -31,11 +31,13 @@ AUTOSAVE_S = 60.0
 
 
 class Autosave:
-    """due() is true at most once per `every` seconds, the first time `every` seconds after creation."""
+    """due() is true at most once per `every` seconds, the first time `every` seconds after creation;
+    `step` is the step the caller last autosaved at, so the save at the end can skip the same state."""
 
     def __init__(self, every: float = AUTOSAVE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.every, self.clock = every, clock
         self.last = clock()
+        self.step: int | None = None
 
     def due(self) -> bool:
         now = self.clock()

@@ -98,21 +98,28 @@ def test_lock_in_process_refuses_a_second_holder(saves):
     lock_run("x").release()
 
 
-def test_a_refusal_names_the_holder_even_before_it_has_written_its_pid(saves):
+def test_a_refusal_names_the_holder_even_before_it_has_written_its_pid(saves, monkeypatch):
     """The holder locks the file, then writes its pid: a second writer in between waits a moment for
     the pid instead of saying "another process" (seen once in CI with 8 writers on a loaded machine)."""
     import fcntl
-    import threading
+    from core import runs
     run = saves / "early"
     run.mkdir(parents=True)
     fd = os.open(run / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    real_read, reads = runs._read_pid, []
+
+    def read_then_holder_writes(path):  # the first read finds the file empty; the holder writes just after
+        pid = real_read(path)
+        if not reads:
+            os.write(fd, b"4242\n")
+        reads.append(pid)
+        return pid
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, still empty
-        late = threading.Timer(0.1, lambda: os.write(fd, b"4242\n"))
-        late.start()
+        monkeypatch.setattr(runs, "_read_pid", read_then_holder_writes)
         with pytest.raises(RunInUse, match="in use by pid 4242"):
             lock_run("early")
-        late.join()
+        assert reads[0] is None  # the window was hit, not skipped
     finally:
         os.close(fd)
 

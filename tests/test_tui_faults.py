@@ -131,3 +131,28 @@ def test_the_dashboard_saves_last_at_evaluations_so_a_killed_app_loses_little(sa
         assert "last" not in tags
     else:
         assert load_checkpoint("k", "last").meta["step"] == 20
+
+
+def test_the_end_of_a_dashboard_run_does_not_save_last_twice(saves, monkeypatch):
+    """When the final evaluation's autosave already holds the end state, train_job reports it and does not
+    write it again."""
+    from core.checkpoint import Autosave
+    from core.config import load_config
+    from tui.messages import TrainDone
+    from tui.worker import EventPump, GuardedTrainer, train_job
+    tr = GuardedTrainer(load_config("reversal", overrides=["train.eval_interval=10"]))
+    lasts = []
+    real = GuardedTrainer.save
+
+    def counted(self, name, tag):
+        if tag == "last":
+            lasts.append(self.step_count)
+        return real(self, name, tag)
+    monkeypatch.setattr(GuardedTrainer, "save", counted)
+    posted = []
+    pump = EventPump(tr, posted.append, lambda: False, run_name="e")
+    pump.autosave = Autosave(0.0)
+    train_job(pump, max_steps=20)
+    assert lasts == [10, 20]
+    [done] = [m for m in posted if isinstance(m, TrainDone)]
+    assert done.saved == "last" and load_checkpoint("e", "last").meta["step"] == 20

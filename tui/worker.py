@@ -95,8 +95,8 @@ class EventPump:
             saved = None
             if ev.get("best") and self.run_name:
                 saved = self.save("best")
-            if self.run_name and self.autosave.due():
-                self.save("last")
+            if self.run_name and self.autosave.due() and self.save("last"):
+                self.autosave.step = ev["step"]
             self.post(TrainEval(ev, saved))
         elif kind == "paused":
             self.flush()
@@ -166,7 +166,10 @@ def train_job(pump, max_steps=None):
     pump.flush()
     if tr.step_count:
         pump.probe()
-    saved = pump.save("last") if pump.run_name else None
+    if not pump.run_name:
+        saved = None
+    else:  # unless the last evaluation's autosave already holds this state
+        saved = "last" if pump.autosave.step == tr.step_count else pump.save("last")
     if log:
         log(done)
         log.close()

@@ -221,7 +221,6 @@ def train_locked(tr, args, name, until, replace):
     log = MetricsLog(name, tr)  # saves/NAME/metrics.jsonl, appended as it trains
 
     autosave = Autosave()
-    autosaved = [None]  # the step `last` was last saved at, so the end does not write the same state again
 
     def emit(ev, final=False):
         log(ev)
@@ -233,7 +232,7 @@ def train_locked(tr, args, name, until, replace):
             try:
                 tr.save(name, tag)
                 if tag == "last":
-                    autosaved[0] = tr.step_count
+                    autosave.step = tr.step_count
             except (SaveError, OSError) as e:  # e.g. disk full: warn, keep training (like the dashboard)
                 print(f"\nattnlab: warning: could not save {tag}: {safe_text(str(e))}; training goes on",
                       file=sys.stderr, flush=True)
@@ -258,7 +257,7 @@ def train_locked(tr, args, name, until, replace):
                 signals.in_final_eval = False
                 print("final evaluation skipped", file=sys.stderr, flush=True)
         done["metrics"] = jsonable(tr.last_eval)
-        path = tr.save(name, "last") if autosaved[0] != tr.step_count else run_dir(name) / "last"
+        path = tr.save(name, "last") if autosave.step != tr.step_count else run_dir(name) / "last"
         log(done)
     finally:
         signals.restore()
