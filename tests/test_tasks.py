@@ -465,3 +465,32 @@ def test_chat_training_windows_vary_the_remembered_values():
     assert task.train_slots is not None and task.library is not None
     x, y, _ = task.batch("train", 8, np.random.default_rng(0))
     assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])
+
+
+def test_copy_warmup_fills_every_window_with_dense_made_up_dialogues():
+    """data.copy_warmup: before that step every training window is a dense made-up-value dialogue;
+    from it on, data.fresh_fraction of them hold made-up values, dense by data.dense_fraction."""
+    task = make_task(load_config("chat", overrides=TINY + ["data.copy_warmup=10", "data.fresh_fraction=0.75"]))
+    calls = []
+    real = task._fresh_window
+    task._fresh_window = lambda rng, n, dense=None: calls.append(dense) or real(rng, n, dense)
+    rng = np.random.default_rng(0)
+    for step, want in ((0, [1.0] * 8), (9, [1.0] * 8), (10, [None] * 6), (500, [None] * 6)):
+        calls.clear()
+        x, y, _ = task.batch("train", 8, rng, step=step)
+        assert calls == want, step
+        assert np.array_equal(x[:, 1:], y[:, :-1])
+    calls.clear()
+    task.batch("val", 8, rng, step=0)
+    assert calls == []  # validation windows are the corpus' own
+
+
+def test_the_trainer_tells_the_task_its_step():
+    from core.trainer import Trainer
+    tr = Trainer(load_config("chat", overrides=TINY + ["data.copy_warmup=1"]))
+    seen = []
+    real = tr.task.batch
+    tr.task.batch = lambda split, b, rng, step=0: seen.append(step) or real(split, b, rng, step=step)
+    tr.step()
+    tr.step()
+    assert seen == [0, 1]

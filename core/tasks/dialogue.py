@@ -108,16 +108,18 @@ class DialogueTask(LMTask):
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
         self.numeric = numeric_slots(self.train_slots or [])
 
-    def batch(self, split, batch_size, rng):
+    def batch(self, split, batch_size, rng, step=0):
         """As LMTask.batch, but in training a share (data.fresh_fraction) of the windows hold dialogues
         whose remembered values (names, pets, ...) are fresh made-up words: the model must copy them
         from the context, as it must for held-out dialogues, instead of recalling the few values the
-        corpus holds."""
+        corpus holds. Before step data.copy_warmup every window is a dense one of those."""
         x, y, mask = super().batch(split, batch_size, rng)
         if split != "train" or not self.train_slots or not self.syllables:
             return x, y, mask
-        for b in range(int(round(batch_size * self.cfg.data.fresh_fraction))):
-            w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
+        warm = step < self.cfg.data.copy_warmup and self.library is not None
+        n = batch_size if warm else int(round(batch_size * self.cfg.data.fresh_fraction))
+        for b in range(n):
+            w = self._fresh_window(rng, x.shape[1] + 1, dense=1.0 if warm else None)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
         return x, y, mask
 
@@ -136,15 +138,16 @@ class DialogueTask(LMTask):
             return self.words[int(rng.integers(len(self.words)))]
         return made_up(rng, self.syllables, 2, 4)
 
-    def _fresh_window(self, rng, n):
+    def _fresh_window(self, rng, n, dense=None):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words."""
+        (data.ask_noise) get made-up words. dense, if given, replaces data.dense_fraction."""
+        dense = self.cfg.data.dense_fraction if dense is None else dense
         text = ""
         while len(text) < n:
-            if self.library and rng.random() < self.cfg.data.dense_fraction:
+            if self.library and rng.random() < dense:
                 turns, facts = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
