@@ -119,7 +119,7 @@ class DialogueTask(LMTask):
         warm = step < self.cfg.data.copy_warmup and self.library is not None
         n = batch_size if warm else int(round(batch_size * self.cfg.data.fresh_fraction))
         for b in range(n):
-            w = self._fresh_window(rng, x.shape[1] + 1, dense=1.0 if warm else None)  # (T+1,)
+            w = self._fresh_window(rng, x.shape[1] + 1, warm)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
         return x, y, mask
 
@@ -138,17 +138,17 @@ class DialogueTask(LMTask):
             return self.words[int(rng.integers(len(self.words)))]
         return made_up(rng, self.syllables, 2, 4)
 
-    def _fresh_window(self, rng, n, dense=None):
+    def _fresh_window(self, rng, n, warm=False):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words. dense, if given, replaces data.dense_fraction."""
-        dense = self.cfg.data.dense_fraction if dense is None else dense
+        (data.ask_noise) get made-up words. warm (the copy warm-up): dense dialogues only, in the
+        corpus' own phrasings (no made-up words, no cue frames)."""
         text = ""
         while len(text) < n:
-            if self.library and rng.random() < dense:
-                turns, facts = self._dense_dialogue(rng)
+            if self.library and (warm or rng.random() < self.cfg.data.dense_fraction):
+                turns, facts = self._dense_dialogue(rng, cue=not warm)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
@@ -159,13 +159,13 @@ class DialogueTask(LMTask):
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
             asks = set(range(len(turns))) - facts
             for share, which in ((self.cfg.data.fact_noise, facts), (self.cfg.data.ask_noise, asks)):
-                if share > 0:
+                if share > 0 and not warm:
                     turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
                              for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return self.tokenizer.encode(text[:n], unknown="unk")
 
-    def _dense_dialogue(self, rng):
+    def _dense_dialogue(self, rng, cue=True):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
@@ -174,7 +174,7 @@ class DialogueTask(LMTask):
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
-            if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
+            if cue and self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
                 q, rq = self._cue_pair(rng)
             facts.add(len(turns))
             turns.append((put(q), put(a)))
