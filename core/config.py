@@ -82,6 +82,8 @@ class DataConfig:
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
+    answers_only: bool = False  # qa, dialogue: training loss on answer characters alone; questions and
+                                # the facts they state are read, never predicted
     copy_warmup: int = 0     # dialogue: the first this many training steps hold only dense made-up-value
                              # dialogues (facts, then each asked back), so copying forms before the rest
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":

@@ -500,3 +500,43 @@ def test_the_trainer_tells_the_task_its_step():
     tr.step()
     tr.step()
     assert seen == [0, 1]
+
+
+def test_answer_positions_mark_what_the_stream_marks():
+    from core.tasks.corpus import format_conversation
+    from core.tasks.lm import StreamWriter, answer_positions
+    turns = [("My pet is a Zuma.", "A zuma is a nice pet."), ("What pet do I have?", "You have a zuma.")]
+    task = make_task(load_config("chat", overrides=TINY))
+    w = StreamWriter(task.tokenizer, len(format_conversation(turns)), len(turns))
+    w.add(turns)
+    _, mask, _ = w.result()
+    text = format_conversation(turns)
+    assert np.array_equal(answer_positions(text), mask)
+    assert "".join(c for c, m in zip(text, mask) if m) == " A zuma is a nice pet.\n You have a zuma.\n"
+    assert np.array_equal(answer_positions(text[:30]), mask[:30])  # a cut window, too
+
+
+def test_answers_only_puts_the_loss_on_answer_characters():
+    """data.answers_only: every training target that is not an answer character (after 'A:', to its
+    newline) is -1, in corpus windows and in the made-up-value windows alike; validation is untouched."""
+    from core.tasks.lm import answer_positions
+    for name in ("chat", "qa"):
+        task = make_task(load_config(name, overrides=TINY + ["model.block_size=128", "data.answers_only=true"]))
+        x, y, _ = task.batch("train", 8, np.random.default_rng(0))
+        checked = 0
+        for b in range(8):
+            kept = y[b] != -1  # (T,)
+            assert 0 < kept.sum() < len(kept)
+            assert np.array_equal(y[b, :-1][kept[:-1]], x[b, 1:][kept[:-1]])  # kept targets are the next ids
+            text = task.tokenizer.decode(x[b])
+            start = text.find("\nQ: ") + 1  # a line start: from there on, each answer line is known
+            if start:
+                # the target at t predicts character t + 1: kept exactly where that lies on an answer line
+                assert np.array_equal(kept[start - 1:-1], answer_positions(text[start:])), (name, text)
+                checked += 1
+        assert checked >= 6
+        _, yv, _ = task.batch("val", 8, np.random.default_rng(0))
+        assert (yv >= 0).all()
+    plain = make_task(load_config("chat", overrides=TINY))
+    _, y, _ = plain.batch("train", 8, np.random.default_rng(0))
+    assert (y >= 0).all()

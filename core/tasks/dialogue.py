@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from core.tasks.corpus import format_conversation
-from core.tasks.lm import LMTask, build_prompt, normalise
+from core.tasks.lm import LMTask, answer_positions, build_prompt, normalise
 
 CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
 
@@ -121,6 +121,8 @@ class DialogueTask(LMTask):
         for b in range(n):
             w = self._fresh_window(rng, x.shape[1] + 1, warm)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
+            if self.cfg.data.answers_only:
+                y[b, ~answer_positions(self.tokenizer.decode(w))[1:]] = -1
         return x, y, mask
 
     def _value(self, rng, slot):

@@ -105,11 +105,25 @@ def normalise(text):
     return " ".join(kept.split())
 
 
-def windows(ids, starts, T):
-    """x (B, T), y (B, T) shifted by one, mask None: the T+1 ids from each start of starts (B,)."""
+def windows(ids, starts, T, ans=None):
+    """x (B, T), y (B, T) shifted by one, mask None: the T+1 ids from each start of starts (B,).
+    With ans (the stream's answer mask), targets that are not answer characters are -1 (no loss)."""
     pos = starts[:, None] + np.arange(T + 1)[None, :]  # (B, T+1)
     w = ids[pos].astype(np.int64)  # (B, T+1)
-    return w[:, :-1], w[:, 1:], None
+    y = w[:, 1:] if ans is None else np.where(ans[pos[:, 1:]], w[:, 1:], -1)  # (B, T)
+    return w[:, :-1], y, None
+
+
+def answer_positions(text):
+    """(len(text),) bool: the characters of each 'A:' line after the 'A:', and its newline, as the
+    training stream's answer mask marks them (text starts at a line start)."""
+    mark = np.zeros(len(text), dtype=bool)
+    at = 0
+    for line in text.split("\n"):
+        if line.startswith("A:"):
+            mark[at + 2:at + len(line) + 1] = True
+        at += len(line) + 1
+    return mark
 
 
 class LMTask:
@@ -208,7 +222,7 @@ class LMTask:
             half = batch_size // 2  # the other half starts at turn starts
             turn = self.train_starts[rng.integers(0, len(self.train_starts), half)]
             starts[:half] = np.minimum(turn, len(ids) - T - 1)
-        return windows(ids, starts, T)
+        return windows(ids, starts, T, self.train_ans if split == "train" and self.cfg.data.answers_only else None)
 
     def stream_loss(self, model, ids, ans, max_windows=None, batch=64):
         """Mean nats per character over the stream (all and answers only), each scored once.

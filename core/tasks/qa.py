@@ -91,7 +91,7 @@ class QATask(LMTask):
         pick = rng.choice(len(any_p), size=batch_size - half, p=any_p)  # (B - half,)
         rest = self.train_starts[pick] + (rng.random(len(pick)) * self.pair_len[pick]).astype(np.int64)
         starts = np.minimum(np.concatenate([first, rest]), len(ids) - T - 1)  # (B,)
-        return windows(ids, starts, T)
+        return windows(ids, starts, T, self.train_ans if self.cfg.data.answers_only else None)
 
     def evaluate(self, model, rng=None, full=False):
         """Losses plus answer accuracy on held-out questions (all when full, else a fixed sample)."""
