@@ -540,3 +540,10 @@ def test_answers_only_puts_the_loss_on_answer_characters():
     plain = make_task(load_config("chat", overrides=TINY))
     _, y, _ = plain.batch("train", 8, np.random.default_rng(0))
     assert (y >= 0).all()
+    # the reported losses are the trained ones: answers alone, the whole stream beside them
+    from core.trainer import Trainer
+    model = Trainer(load_config("chat", overrides=TINY)).model
+    whole = plain.losses(model)
+    both = make_task(load_config("chat", overrides=TINY + ["data.answers_only=true"])).losses(model)
+    assert both["val_loss"] == whole["val_answer_loss"] != whole["val_loss"] == both["val_all_loss"]
+    assert both["train_loss"] == whole["train_answer_loss"] and both["train_all_loss"] == whole["train_loss"]

@@ -264,10 +264,16 @@ class LMTask:
         return tot / max(n, 1), ans_tot / max(ans_n, 1)
 
     def losses(self, model, full=False):
-        """val loss (all characters, answers) and train loss on a fixed sample of the training stream."""
+        """val loss (all characters, answers) and train loss on a fixed sample of the training stream.
+        With data.answers_only the model is trained on answers alone, so val_loss and train_loss are the
+        answer losses, comparable with the training steps' loss; val_all_loss and train_all_loss hold
+        the whole stream's."""
         cap = None if full else 64
         val_all, val_ans = self.stream_loss(model, self.val_ids, self.val_ans, cap)
         tr_all, tr_ans = self.stream_loss(model, self.train_ids, self.train_ans, 64 if not full else 512)
+        if self.cfg.data.answers_only:
+            return {"val_loss": val_ans, "val_answer_loss": val_ans, "train_loss": tr_ans, "train_answer_loss": tr_ans,
+                    "val_all_loss": val_all, "train_all_loss": tr_all}
         return {"val_loss": val_all, "val_answer_loss": val_ans, "train_loss": tr_all, "train_answer_loss": tr_ans}
 
     def answer(self, model, history, question, max_chars=80):
