@@ -84,8 +84,6 @@ class DataConfig:
                                # the acknowledgement of the fact whose words the question repeats
     answers_only: bool = False  # qa, dialogue: training loss on answer characters alone; questions and
                                 # the facts they state are read, never predicted
-    copy_warmup: int = 0     # dialogue: the first this many training steps hold only dense made-up-value
-                             # dialogues (facts, then each asked back), so copying forms before the rest
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
                              # weight 1 (unlisted levels). Levels come from the .levels file beside the
@@ -150,7 +148,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.ask_noise": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
-    "data.copy_warmup": (0, None, True, False),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

@@ -133,7 +133,7 @@ class Trainer:
         t0 = time.perf_counter()
         t = self.cfg.train
         lr = self.lr()
-        x, y, mask = self.task.batch("train", t.batch_size, self.rng, step=self.step_count)
+        x, y, mask = self.task.batch("train", t.batch_size, self.rng)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below, with a message
             _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng)
             self.model.backward()

@@ -297,7 +297,7 @@ def test_ask_and_fact_noise_put_made_up_words_into_questions_and_facts(monkeypat
                                                                f"data.ask_noise={ask}", f"data.fact_noise={fact}"]))
         made = []
         build = task._dense_dialogue
-        monkeypatch.setattr(task, "_dense_dialogue", lambda rng, **k: made.append(build(rng, **k)) or made[-1])
+        monkeypatch.setattr(task, "_dense_dialogue", lambda rng: made.append(build(rng)) or made[-1])
         rng = np.random.default_rng(0)
         pairs = []
         for _ in range(40):
@@ -465,41 +465,6 @@ def test_chat_training_windows_vary_the_remembered_values():
     assert task.train_slots is not None and task.library is not None
     x, y, _ = task.batch("train", 8, np.random.default_rng(0))
     assert x.shape == (8, 32) and np.array_equal(x[:, 1:], y[:, :-1])
-
-
-def test_copy_warmup_fills_every_window_with_clean_dense_made_up_dialogues():
-    """data.copy_warmup: before that step every training window is a dense made-up-value dialogue in the
-    corpus' own phrasings (no made-up words in its questions or facts, no cue frames); from it on,
-    data.fresh_fraction of them hold made-up values, dense by data.dense_fraction, with the noise."""
-    task = make_task(load_config("chat", overrides=TINY + [
-        "data.copy_warmup=10", "data.fresh_fraction=0.75", "data.ask_noise=1", "data.fact_noise=1",
-        "data.cue_fraction=1", "data.dense_fraction=0.5"]))
-    calls, noisy, cued = [], [], []
-    real, real_noisy, real_cue = task._fresh_window, task._noisy, task._cue_pair
-    task._fresh_window = lambda rng, n, warm=False: calls.append(warm) or real(rng, n, warm)
-    task._noisy = lambda q, rng: noisy.append(q) or real_noisy(q, rng)
-    task._cue_pair = lambda rng: cued.append(1) or real_cue(rng)
-    rng = np.random.default_rng(0)
-    for step, want in ((0, [True] * 8), (9, [True] * 8), (10, [False] * 6), (500, [False] * 6)):
-        calls.clear(), noisy.clear(), cued.clear()
-        x, y, _ = task.batch("train", 8, rng, step=step)
-        assert calls == want, step
-        assert np.array_equal(x[:, 1:], y[:, :-1])
-        assert (not noisy and not cued) if step < 10 else (noisy and cued), step
-    calls.clear()
-    task.batch("val", 8, rng, step=0)
-    assert calls == []  # validation windows are the corpus' own
-
-
-def test_the_trainer_tells_the_task_its_step():
-    from core.trainer import Trainer
-    tr = Trainer(load_config("chat", overrides=TINY + ["data.copy_warmup=1"]))
-    seen = []
-    real = tr.task.batch
-    tr.task.batch = lambda split, b, rng, step=0: seen.append(step) or real(split, b, rng, step=step)
-    tr.step()
-    tr.step()
-    assert seen == [0, 1]
 
 
 def test_answer_positions_mark_what_the_stream_marks():

@@ -108,18 +108,16 @@ class DialogueTask(LMTask):
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
         self.numeric = numeric_slots(self.train_slots or [])
 
-    def batch(self, split, batch_size, rng, step=0):
+    def batch(self, split, batch_size, rng):
         """As LMTask.batch, but in training a share (data.fresh_fraction) of the windows hold dialogues
         whose remembered values (names, pets, ...) are fresh made-up words: the model must copy them
         from the context, as it must for held-out dialogues, instead of recalling the few values the
-        corpus holds. Before step data.copy_warmup every window is a dense one of those."""
+        corpus holds."""
         x, y, mask = super().batch(split, batch_size, rng)
         if split != "train" or not self.train_slots or not self.syllables:
             return x, y, mask
-        warm = step < self.cfg.data.copy_warmup and self.library is not None
-        n = batch_size if warm else int(round(batch_size * self.cfg.data.fresh_fraction))
-        for b in range(n):
-            w = self._fresh_window(rng, x.shape[1] + 1, warm)  # (T+1,)
+        for b in range(int(round(batch_size * self.cfg.data.fresh_fraction))):
+            w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
             if self.cfg.data.answers_only:
                 y[b, ~answer_positions(self.tokenizer.decode(w))[1:]] = -1
@@ -140,17 +138,16 @@ class DialogueTask(LMTask):
             return self.words[int(rng.integers(len(self.words)))]
         return made_up(rng, self.syllables, 2, 4)
 
-    def _fresh_window(self, rng, n, warm=False):
+    def _fresh_window(self, rng, n):
         """n token ids of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words. warm (the copy warm-up): dense dialogues only, in the
-        corpus' own phrasings (no made-up words, no cue frames)."""
+        (data.ask_noise) get made-up words."""
         text = ""
         while len(text) < n:
-            if self.library and (warm or rng.random() < self.cfg.data.dense_fraction):
-                turns, facts = self._dense_dialogue(rng, cue=not warm)
+            if self.library and rng.random() < self.cfg.data.dense_fraction:
+                turns, facts = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
@@ -161,13 +158,13 @@ class DialogueTask(LMTask):
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
             asks = set(range(len(turns))) - facts
             for share, which in ((self.cfg.data.fact_noise, facts), (self.cfg.data.ask_noise, asks)):
-                if share > 0 and not warm:
+                if share > 0:
                     turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
                              for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return self.tokenizer.encode(text[:n], unknown="unk")
 
-    def _dense_dialogue(self, rng, cue=True):
+    def _dense_dialogue(self, rng):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
@@ -176,7 +173,7 @@ class DialogueTask(LMTask):
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
-            if cue and self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
+            if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
                 q, rq = self._cue_pair(rng)
             facts.add(len(turns))
             turns.append((put(q), put(a)))

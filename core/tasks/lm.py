@@ -208,9 +208,8 @@ class LMTask:
             raise CorpusError(f"{d.corpus or self.train_path}: only {len(self.train_ids)} characters; a model with "
                               f"block_size={T} needs more text than one window")
 
-    def batch(self, split, batch_size, rng, step=0):
+    def batch(self, split, batch_size, rng):
         """B windows, half of them starting at a turn start: x (B, T), y (B, T) shifted by one.
-        step (the training step about to be taken) lets a task change its mix over training.
 
         Windows that start at a 'Q:' line (as prompts do) keep each answer's question in view, so the
         model learns to read the question; the rest start anywhere, as the loss is measured.

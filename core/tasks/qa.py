@@ -80,10 +80,10 @@ class QATask(LMTask):
         spans = w * self.pair_len  # characters a window may start at, weighted
         return w / w.sum(), spans / spans.sum()
 
-    def batch(self, split, batch_size, rng, step=0):
+    def batch(self, split, batch_size, rng):
         """As LMTask.batch; with data.level_weights the training windows start at pairs drawn by level."""
         if split != "train" or self.pair_p is None:
-            return super().batch(split, batch_size, rng, step)
+            return super().batch(split, batch_size, rng)
         ids, starts_p, any_p = self.train_ids, *self.pair_p
         T = min(self.cfg.model.block_size, len(ids) - 1)
         half = batch_size // 2  # as LMTask.batch: half at a question, half anywhere

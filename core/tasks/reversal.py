@@ -42,7 +42,7 @@ class ReversalTask:
                 x[i] = self._letters(rng, 1)[0]
         return x
 
-    def batch(self, split, batch_size, rng, step=0):
+    def batch(self, split, batch_size, rng):
         """(x, y, mask): y is x reversed, position by position."""
         if split == "train":
             if self.train_x is not None:
