@@ -82,8 +82,9 @@ class DataConfig:
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
-    answers_only: bool = False  # qa, dialogue: training loss on answer characters alone; questions and
-                                # the facts they state are read, never predicted
+    answers_only: bool = False  # qa, dialogue, chat: training loss on answer characters alone; questions and
+                                # the facts they state are read, never predicted (the dialogue and chat
+                                # presets set it)
     level_weights: str = ""  # qa: how often training windows hold each corpus level, e.g. "facts=3, usage=2":
                              # a pair of a listed level is drawn that many times as often as one of
                              # weight 1 (unlisted levels). Levels come from the .levels file beside the
