@@ -117,10 +117,11 @@ class DialogueTask(LMTask):
         if split != "train" or not self.train_slots or not self.syllables:
             return x, y, mask
         for b in range(int(round(batch_size * self.cfg.data.fresh_fraction))):
-            w = self._fresh_window(rng, x.shape[1] + 1)  # (T+1,)
+            text = self._fresh_text(rng, x.shape[1] + 1)
+            w = self.tokenizer.encode(text, unknown="unk")  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
             if self.cfg.data.answers_only:
-                y[b, ~answer_positions(self.tokenizer.decode(w))[1:]] = -1
+                y[b, ~answer_positions(text)[1:]] = -1
         return x, y, mask
 
     def _value(self, rng, slot):
@@ -139,7 +140,11 @@ class DialogueTask(LMTask):
         return made_up(rng, self.syllables, 2, 4)
 
     def _fresh_window(self, rng, n):
-        """n token ids of dialogues with fresh slot values, starting at a turn start: a share
+        """_fresh_text's n characters as token ids."""
+        return self.tokenizer.encode(self._fresh_text(rng, n), unknown="unk")
+
+    def _fresh_text(self, rng, n):
+        """n characters of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
@@ -162,7 +167,7 @@ class DialogueTask(LMTask):
                     turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
                              for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
-        return self.tokenizer.encode(text[:n], unknown="unk")
+        return text[:n]
 
     def _dense_dialogue(self, rng):
         pairs, fillers = self.library
