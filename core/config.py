@@ -77,6 +77,9 @@ class DataConfig:
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
                              # with one or two made-up words put between their words, so a question with
                              # words never seen is still read by the words it knows
+    ask_swap: float = 0.0    # dialogue: in those questions, the chance that each of their own words (but a
+                             # number) is replaced by a made-up word, so no frame is a reliable sign of the
+                             # slot asked and the words naming it are ("Zup name kel I tove you?")
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
@@ -147,6 +150,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.letter_words": (0, 1, True, True),
     "data.dense_fraction": (0, 1, True, True),
     "data.ask_noise": (0, 1, True, True),
+    "data.ask_swap": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),

@@ -514,3 +514,36 @@ def test_answers_only_puts_the_loss_on_answer_characters():
     both = make_task(load_config("chat", overrides=TINY + ["data.answers_only=true"])).losses(model)
     assert both["val_loss"] == whole["val_answer_loss"] != whole["val_loss"] == both["val_all_loss"]
     assert both["train_loss"] == whole["train_answer_loss"] and both["train_all_loss"] == whole["train_loss"]
+
+
+def test_ask_swap_replaces_a_questions_own_words_but_numbers():
+    """data.ask_swap: in a question that gets made-up words, each of its own words (but one holding a digit)
+    is replaced by a made-up word with that chance; first-letter case and the closing mark are kept, facts
+    are never swapped, and at 0 every word stays."""
+    task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0"]))
+    rng = np.random.default_rng(3)
+    q = "What name did I give you?"
+    kept = [task._noisy(q, rng, 0.0) for _ in range(200)]
+    assert all(set(q.rstrip("?").split()) <= set(k.rstrip("?").split()) for k in kept)
+    for s in ("What is 4 plus 1?", q):
+        swapped = [task._noisy(s, rng, 1.0) for _ in range(200)]
+        for out in swapped:
+            words = out.rstrip("?").split()
+            assert out.endswith("?") and out[0].isupper()
+            assert {w for w in words if not any(c.isdigit() for c in w)}.isdisjoint(s.rstrip("?").split())
+            assert [w for w in words if any(c.isdigit() for c in w)] == [w for w in s.rstrip("?").split()
+                                                                        if any(c.isdigit() for c in w)]
+    half = [task._noisy(q, rng, 0.5) for _ in range(400)]
+    share = np.mean([w in half_q.rstrip("?").split() for half_q in half for w in ("name", "give", "did")])
+    assert 0.35 < share < 0.65, share
+    # in the windows: the facts (and the answers) keep their words
+    task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", "data.dense_fraction=1.0",
+                                                           "data.cue_fraction=0", "data.ask_noise=1.0",
+                                                           "data.ask_swap=1.0", "data.fact_noise=0"]))
+    text = task._fresh_text(np.random.default_rng(4), 3000)
+    lines = [line for line in text.split("\n") if line][:-1]
+    acks = [line[3:] for line in lines if line.startswith("A: ")]
+    assert len(acks) > 20
+    asks = [line[3:] for line in lines if line.startswith("Q: ")]
+    assert any(a.startswith("I ") or a.startswith("My ") for a in asks)  # facts, unswapped
+    assert sum(a.split()[0] in ("What", "Who", "Where", "How", "Do", "Which") for a in asks) < len(asks) / 2

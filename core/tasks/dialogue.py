@@ -148,7 +148,8 @@ class DialogueTask(LMTask):
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words."""
+        (data.ask_noise) get made-up words; in a question, each of its own words may be replaced by one
+        (data.ask_swap)."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
@@ -162,9 +163,10 @@ class DialogueTask(LMTask):
                     cut = int(rng.integers(len(turns)))
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
             asks = set(range(len(turns))) - facts
-            for share, which in ((self.cfg.data.fact_noise, facts), (self.cfg.data.ask_noise, asks)):
+            for share, which, swap in ((self.cfg.data.fact_noise, facts, 0.0),
+                                       (self.cfg.data.ask_noise, asks, self.cfg.data.ask_swap)):
                 if share > 0:
-                    turns = [(self._noisy(q, rng), a) if t in which and rng.random() < share else (q, a)
+                    turns = [(self._noisy(q, rng, swap), a) if t in which and rng.random() < share else (q, a)
                              for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return text[:n]
@@ -200,7 +202,7 @@ class DialogueTask(LMTask):
         fact, ask = self.CUE_FRAMES[int(rng.integers(len(self.CUE_FRAMES)))]
         return fact.replace("{c}", cue), ask.replace("{c}", cue)
 
-    def _noisy(self, question, rng):
+    def _noisy(self, question, rng, swap=0.0):
         """The question with one or two made-up words (random letters or syllables) put between its words:
         "What is my pet?" -> "What is zovi my pet?". In a question the model learns to read it by the
         words it knows, as it must for a phrasing with words it never saw ("What's my pet again?"); every
@@ -208,8 +210,14 @@ class DialogueTask(LMTask):
         no sign of a recall question, and "Who ruled Sparta?" is still not one.
         In a fact the made-up words look like the value ("I kep have a zuvq."): only the acknowledgement,
         in a frame the model knows ("A zuvq is a lovely pet."), tells which word is the value, so the model
-        learns to take it from there, as it must after a statement in a phrasing it never saw."""
+        learns to take it from there, as it must after a statement in a phrasing it never saw.
+        With swap > 0 each of the question's own words (but one holding a digit: "4 plus 1") is first
+        replaced by a made-up word with that chance: "What name did I give you?" must be read by "name",
+        not by a frame seen with another slot."""
         words = question.split(" ")
+        if swap > 0:
+            words = [self._swapped(w, rng) if not any(c.isdigit() for c in w) and rng.random() < swap else w
+                     for w in words]
         for _ in range(int(rng.integers(1, 3))):
             if self.letters and rng.random() < 0.5:
                 junk = made_up(rng, self.letters, 2, 8)
@@ -222,6 +230,15 @@ class DialogueTask(LMTask):
                 words[-1], junk = words[-1][:-1], junk + words[-1][-1]
             words.insert(at, junk)
         return " ".join(words)
+
+    def _swapped(self, word, rng):
+        """A made-up word in place of `word`, with its first-letter case and closing mark ("you?" -> "zol?")."""
+        core = word.rstrip("?.!,")
+        junk = made_up(rng, self.syllables, 1, 4) if rng.random() < 0.5 or not self.letters else \
+            made_up(rng, self.letters, 2, 8)
+        if core[:1].isupper():
+            junk = junk.capitalize()
+        return junk + word[len(core):]
 
     def evaluate(self, model, rng=None, full=False):
         """Losses, context recall and topic coherence on held-out dialogues."""
