@@ -344,6 +344,10 @@ async def test_dialogue_with_rotary_positions_trains_draws_attention_and_chats(s
                                              ("model.block_size", 128), ("train.batch_size", 4),
                                              ("train.eval_interval", 1000)))  # Dialogue: rope preset
         assert app.trainer.cfg.task == "dialogue" and app.trainer.cfg.model.pos == "rope"
+        # the preset's loss counts answer characters alone, and the plot and stats say so
+        assert app.trainer.cfg.data.answers_only
+        assert app.query_one(LossPlot).plot_title == "loss on answers"
+        assert {"loss (ans)", "val loss (ans)", "best val (ans)"} <= dict(app.query_one(StatsPanel).rows()).keys()
         attn = app.query_one(AttentionMap)
         await wait_for(pilot, lambda: attn.has_data, what="attention data")
         app.action_tab("chat")

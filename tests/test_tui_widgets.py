@@ -467,6 +467,9 @@ def test_format_stats_estimates_eta_and_marks_unknowns():
     assert rows["ETA"] == "01:35"  # 1900 steps x 50 ms
     assert rows["loss"] == "1.2346"
     assert rows["val loss"] == "—" and rows["params"] == "—" and rows["metric"] == "—"
+    ans = dict(format_stats({"loss": 0.5, "val_loss": 0.25, "best_val": 0.2, "loss_on": "answers"}))
+    assert (ans["loss (ans)"], ans["val loss (ans)"], ans["best val (ans)"]) == ("0.5000", "0.2500", "0.2000")
+    assert "loss" not in ans and "val loss" not in ans
 
 
 async def test_stats_panel_merges_partial_updates():

@@ -39,6 +39,8 @@ class TrainingControl:
         self.rate = StepRate()
         plot = self.query_one(LossPlot)
         plot.clear()
+        answers = trainer.cfg.data.answers_only  # the loss counts answer characters alone
+        plot.plot_title = "loss on answers" if answers else "loss"
         for series in ("train", "val"):
             for step, elapsed, value in trainer.history[series]:
                 plot.add_point(series, step, elapsed, value)
@@ -49,7 +51,7 @@ class TrainingControl:
         stats.clear_stats()
         stats.update_stats({"step": trainer.step_count, "max_steps": trainer.cfg.train.max_steps,
                             "params": trainer.model.num_params(), "metric_name": trainer.task.metric,
-                            "best_val": self.best_val})
+                            "best_val": self.best_val, "loss_on": "answers" if answers else None})
         self.query_one(ProgressBar).update(total=trainer.cfg.train.max_steps, progress=trainer.step_count)
         pane = self.query_one(AttentionPane)
         pane.use_task(trainer.cfg.task)

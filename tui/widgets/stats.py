@@ -62,7 +62,8 @@ def format_stats(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows from a stats dict; missing values show '—'.
 
     Keys: step, max_steps, epoch, loss, val_loss, best_val, tokens_per_s, ms_per_step (or ms),
-    eta_s (else estimated from ms_per_step and max_steps), params, grad_norm, metric_name, metric_value.
+    eta_s (else estimated from ms_per_step and max_steps), params, grad_norm, metric_name, metric_value,
+    loss_on ("answers" when the run's loss counts answer characters alone: the loss rows say so).
     """
     step, max_steps = _num(d.get("step")), _num(d.get("max_steps"))
     ms = _num(d.get("ms_per_step", d.get("ms")))
@@ -73,12 +74,13 @@ def format_stats(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     metric_name = safe_text(str(d.get("metric_name") or "metric"))[:24]
     metric = d.get("metric_value")
     metric_txt = fmt_float(metric, 4) if not isinstance(metric, str) else safe_text(metric)[:24]
+    on = " (ans)" if d.get("loss_on") == "answers" else ""
     return [
         ("step", step_txt),
         ("epoch", fmt_float(d.get("epoch"), 2)),
-        ("loss", fmt_float(d.get("loss"), 4)),
-        ("val loss", fmt_float(d.get("val_loss"), 4)),
-        ("best val", fmt_float(d.get("best_val"), 4)),
+        ("loss" + on, fmt_float(d.get("loss"), 4)),
+        ("val loss" + on, fmt_float(d.get("val_loss"), 4)),
+        ("best val" + on, fmt_float(d.get("best_val"), 4)),
         ("tokens/s", fmt_si(d.get("tokens_per_s"))),
         ("ms/step", fmt_float(ms, 1)),
         ("ETA", fmt_eta(eta)),
