@@ -77,9 +77,10 @@ class DataConfig:
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
                              # with one or two made-up words put between their words, so a question with
                              # words never seen is still read by the words it knows
-    ask_swap: float = 0.0    # dialogue: in those questions, the chance that each of their own words (but a
-                             # number) is replaced by a made-up word, so no frame is a reliable sign of the
-                             # slot asked and the words naming it are ("Zup name kel I tove you?")
+    ask_swap: float = 0.0    # dialogue: in those questions, the chance that each frame word ("what", "did",
+                             # "I", ...; never one saying what is asked) is replaced by a made-up word, so no
+                             # frame is a sign of the slot asked and the words naming it are ("Zup name kel
+                             # I tove you?")
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
