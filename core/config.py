@@ -81,6 +81,9 @@ class DataConfig:
                              # "I", ...; never one saying what is asked) is replaced by a made-up word, so no
                              # frame is a sign of the slot asked and the words naming it are ("Zup name kel
                              # I tove you?")
+    ood_madeup: float = 0.0  # dialogue: share of the made-up-value dialogues' out-of-domain questions asked
+                             # about made-up things ("Who zorb Kelavu?"), still answered don't-know: a
+                             # question naming nothing taught gets it, whatever its words
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
@@ -152,6 +155,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.dense_fraction": (0, 1, True, True),
     "data.ask_noise": (0, 1, True, True),
     "data.ask_swap": (0, 1, True, True),
+    "data.ood_madeup": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),

@@ -550,3 +550,33 @@ def test_ask_swap_replaces_a_questions_frame_words_only():
     asks = [line[3:] for line in lines if line.startswith("Q: ")]
     assert any(a.startswith("I ") or a.startswith("My ") for a in asks)  # facts, unswapped
     assert sum(a.split()[0] in ("What", "Who", "Where", "How", "Do", "Which") for a in asks) < len(asks) / 2
+
+
+def test_ood_madeup_asks_out_of_domain_questions_about_made_up_things():
+    """data.ood_madeup: that share of the made-up-value dialogues' out-of-domain questions keeps its frame
+    words and has every other word made up, still answered don't-know; other turns are untouched."""
+    from core.tasks.chat import DONT_KNOW
+    from core.tasks.dialogue import FRAME_WORDS
+
+    def asked(share):
+        task = make_task(load_config("chat", overrides=TINY + ["data.dense_fraction=0", "data.ask_noise=0",
+                                                               "data.fact_noise=0", f"data.ood_madeup={share}"]))
+        text = "\n".join(task._fresh_text(np.random.default_rng(5), 1500) for _ in range(20))
+        lines = [line for line in text.split("\n") if line][:-1]
+        pairs = [(q[3:], a[3:]) for q, a in zip(lines, lines[1:]) if q.startswith("Q: ") and a.startswith("A: ")]
+        ood = {q for turns, ann in zip(task.train_convs, task.train_slots)
+               for (q, _), k in zip(turns, ann["turns"]) if k["kind"] == "ood"}
+        corpus = {q for turns in task.train_convs for q, _ in turns}
+        return pairs, ood, corpus
+
+    pairs, ood, corpus = asked(0.0)
+    dk = [q for q, a in pairs if a == DONT_KNOW]
+    assert len(dk) > 10 and set(dk) <= ood
+    pairs, ood, corpus = asked(1.0)
+    dk = [q for q, a in pairs if a == DONT_KNOW]
+    assert len(dk) > 10 and not set(dk) & corpus
+    shapes = {tuple(w if w.rstrip("?").lower() in FRAME_WORDS else "*" for w in q.split()) for q in ood}
+    for q in dk:  # the frame words where they were; every other word made up
+        assert tuple(w if w.rstrip("?").lower() in FRAME_WORDS else "*" for w in q.split()) in shapes, q
+    others = [q for q, a in pairs if a != DONT_KNOW]
+    assert sum(q in corpus for q in others) > len(others) / 2  # facts carry made-up values; the rest as written

@@ -154,8 +154,8 @@ class DialogueTask(LMTask):
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words; in a question, each of its own words may be replaced by one
-        (data.ask_swap)."""
+        (data.ask_noise) get made-up words; in a question, each frame word may be replaced by one
+        (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup)."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
@@ -165,6 +165,10 @@ class DialogueTask(LMTask):
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
                 turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
                 facts = {s["fact_turn"] for s in self.train_slots[d].get("slots", [])}
+                if self.cfg.data.ood_madeup > 0:  # (no draw at 0: the random stream stays as before)
+                    kinds = [k.get("kind") for k in self.train_slots[d].get("turns", [])]
+                    turns = [(self._made_up_topic(q, rng), a) if t < len(kinds) and kinds[t] == "ood"
+                             and rng.random() < self.cfg.data.ood_madeup else (q, a) for t, (q, a) in enumerate(turns)]
                 if not text and rng.random() < 0.5:
                     cut = int(rng.integers(len(turns)))
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
@@ -236,6 +240,14 @@ class DialogueTask(LMTask):
                 words[-1], junk = words[-1][:-1], junk + words[-1][-1]
             words.insert(at, junk)
         return " ".join(words)
+
+    def _made_up_topic(self, question, rng):
+        """The out-of-domain question with every word but its frame words made up ("Who wrote Hamlet?" ->
+        "Who zorb Kelavu?"): still answered "I don't know that yet.", so a question that names nothing
+        the model was taught gets that answer, whatever words it uses, while one naming a slot ("pet",
+        "name") or a Q&A topic is answered."""
+        return " ".join(w if w.rstrip("?.!,").lower() in FRAME_WORDS else self._swapped(w, rng)
+                        for w in question.split(" "))
 
     def _swapped(self, word, rng):
         """A made-up word in place of `word`, with its first-letter case and closing mark ("you?" -> "zol?")."""
