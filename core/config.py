@@ -77,10 +77,9 @@ class DataConfig:
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
                              # with one or two made-up words put between their words, so a question with
                              # words never seen is still read by the words it knows
-    ask_swap: float = 0.0    # dialogue: in those questions, the chance that each frame word ("what", "did",
-                             # "I", ...; never one saying what is asked) is replaced by a made-up word, so no
-                             # frame is a sign of the slot asked and the words naming it are ("Zup name kel
-                             # I tove you?")
+    ask_swap: float = 0.0    # dialogue: in those questions, the chance that each of their own words (but a
+                             # number) is replaced by a made-up word, so no frame is a sure sign of the slot
+                             # asked, and the answer is the fact the chat holds ("Zup name kel I tove you?")
     ood_madeup: float = 0.0  # dialogue: share of the made-up-value dialogues' out-of-domain questions asked
                              # about made-up things ("Who zorb Kelavu?"), still answered don't-know: a
                              # question naming nothing taught gets it, whatever its words

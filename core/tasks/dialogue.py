@@ -15,8 +15,8 @@ from core.tasks.corpus import format_conversation
 from core.tasks.lm import LMTask, answer_positions, build_prompt, normalise
 
 CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
-# the words that frame a question and name nothing in it: data.ask_swap replaces these, never the words
-# that say what is asked ("name", "live", "plus", "capital"), so a question's answer stays predictable
+# the words that frame a question and name nothing in it: data.ood_madeup keeps these and makes up the
+# words that say what is asked ("capital", "Peru")
 FRAME_WORDS = frozenset(
     "what what's which who who's how when why is are am was were do does did can could would will you "
     "your i i'm me my the a an of to please tell say know still again it that this have has in on for "
@@ -154,7 +154,7 @@ class DialogueTask(LMTask):
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
-        (data.ask_noise) get made-up words; in a question, each frame word may be replaced by one
+        (data.ask_noise) get made-up words; in a question, each of its own words may be replaced by one
         (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup)."""
         text = ""
         while len(text) < n:
@@ -221,13 +221,14 @@ class DialogueTask(LMTask):
         In a fact the made-up words look like the value ("I kep have a zuvq."): only the acknowledgement,
         in a frame the model knows ("A zuvq is a lovely pet."), tells which word is the value, so the model
         learns to take it from there, as it must after a statement in a phrasing it never saw.
-        With swap > 0 each of the question's frame words (FRAME_WORDS: "what", "did", "I", "you", ...) is
-        first replaced by a made-up word with that chance, and the words saying what is asked are kept:
-        "What name did I give you?" must be read by "name", not by a frame seen with another slot."""
+        With swap > 0 each of the question's own words (but one holding a digit: "4 plus 1") is first
+        replaced by a made-up word with that chance: no frame is a sure sign of the slot asked ("What
+        name did I give you?"), and where the words naming it are gone too the answer is still the fact
+        the chat holds, so an unseen phrasing is answered from the facts stated, not from its words alone."""
         words = question.split(" ")
         if swap > 0:
-            words = [self._swapped(w, rng) if w.rstrip("?.!,").lower() in FRAME_WORDS and rng.random() < swap
-                     else w for w in words]
+            words = [self._swapped(w, rng) if not any(c.isdigit() for c in w) and rng.random() < swap else w
+                     for w in words]
         for _ in range(int(rng.integers(1, 3))):
             if self.letters and rng.random() < 0.5:
                 junk = made_up(rng, self.letters, 2, 8)
