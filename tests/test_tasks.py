@@ -295,7 +295,8 @@ def test_ask_and_fact_noise_put_made_up_words_into_questions_and_facts(monkeypat
     nothing changes."""
     def windows(ask, fact, dense):
         task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", f"data.dense_fraction={dense}",
-                                                               f"data.ask_noise={ask}", f"data.fact_noise={fact}"]))
+                                                               f"data.ask_noise={ask}", f"data.fact_noise={fact}",
+                                                               "data.ask_swap=0", "data.ood_madeup=0"]))
         made = []
         build = task._dense_dialogue
         monkeypatch.setattr(task, "_dense_dialogue", lambda rng: made.append(build(rng)) or made[-1])
