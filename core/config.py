@@ -72,6 +72,9 @@ class DataConfig:
     fresh_fraction: float = 0.5  # dialogue: share of training windows whose slot values are made up
     letter_words: float = 0.0    # dialogue: share of made-up values that are random letters (else
                                  # half syllable words, half words of the training text)
+    text_letters: float = 0.0    # dialogue: share of those random-letter values whose letters are drawn as
+                                 # often as they occur in the training text ("teoarn"), not uniformly
+                                 # ("qzvk"): common letters and repeats, as real words have, to copy exactly
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
@@ -151,6 +154,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.n_eval": (0, None, False, False),
     "data.fresh_fraction": (0, 1, True, True),
     "data.letter_words": (0, 1, True, True),
+    "data.text_letters": (0, 1, True, True),
     "data.dense_fraction": (0, 1, True, True),
     "data.ask_noise": (0, 1, True, True),
     "data.ask_swap": (0, 1, True, True),

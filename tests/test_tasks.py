@@ -4,7 +4,7 @@ import pytest
 from core.config import load_config
 from core.tasks import make_task
 from core.tasks.corpus import CorpusError, parse_conversations, read_text
-from core.tasks.dialogue import mentions, recall_scores
+from core.tasks.dialogue import made_up, mentions, recall_scores
 from core.tasks.lm import PromptTooLong, build_prompt, encode_conversations, normalise
 from core.tasks.qa import answer_scores
 from core.tasks.reversal import antidiagonal_mass, reversal_metrics
@@ -265,6 +265,34 @@ def test_dialogue_made_up_values_follow_the_config():
     assert sum(every.tokenizer.decode(row) not in train_text for row in x) >= 6
 
 
+def test_text_letters_draws_made_up_letters_as_often_as_the_training_text_has_them():
+    """data.text_letters: a share of the random-letter values drawn with the training text's letter
+    frequencies (common letters, repeated, as in "tortoise"); at 0 the values and the random stream are
+    those of uniform letters."""
+    def letters_of(share, seed=0, n=600):
+        task = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", f"data.text_letters={share}"]))
+        rng = np.random.default_rng(seed)
+        return task, "".join(task._word(rng) for _ in range(n))
+
+    task, common = letters_of(1.0)
+    _, uniform = letters_of(0.0)
+    assert task.letter_p.sum() == pytest.approx(1.0) and len(task.letter_p) == len(task.letters)
+    p = dict(zip(task.letters, task.letter_p))
+    assert p["e"] > 5 * p["v"] and p["q"] < 0.01  # the words' letters; "Q:" is not a word
+    top = sorted(task.letters, key=p.get)[-6:]  # the six most frequent letters of the training text
+    share = lambda text: sum(text.count(c) for c in top) / len(text)  # noqa: E731
+    assert share(common) > 0.45 and share(uniform) < 0.35  # uniform: 6 of ~25 letters, about 0.24
+    assert 3 * uniform.count("z") > common.count("z")
+    half = share(letters_of(0.5)[1])
+    assert share(uniform) < half < share(common)
+    # at 0 nothing more is drawn: the words are made_up's own uniform ones, in the same stream
+    rng, again = np.random.default_rng(0), np.random.default_rng(0)
+    zero = make_task(load_config("chat", overrides=TINY + ["data.letter_words=1.0", "data.text_letters=0"]))
+    for _ in range(50):
+        again.random()  # _word's letter_words draw
+        assert zero._word(rng) == made_up(again, zero.letters, 3, 11)
+
+
 def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
     """data.dense_fraction: the share of the made-up-value dialogues built densely (facts, then each asked
     back) rather than taken from the corpus with their values replaced."""
@@ -283,7 +311,7 @@ def test_dense_fraction_sets_the_share_of_dense_dialogues(monkeypatch):
         counts.clear()
         rng = np.random.default_rng(0)
         for _ in range(20):
-            task._fresh_window(rng, 300)
+            task._fresh_text(rng, 300)
         assert set(counts) == want, (share, counts)
         if share == 0.5:
             assert 0.25 < counts["dense"] / sum(counts.values()) < 0.75, counts
@@ -304,9 +332,8 @@ def test_ask_and_fact_noise_put_made_up_words_into_questions_and_facts(monkeypat
         pairs = []
         for _ in range(40):
             made.clear()
-            text = task.tokenizer.decode(task._fresh_window(rng, 1500))
-            rt = lambda s: task.tokenizer.decode(task.tokenizer.encode(s, unknown="unk"))  # noqa: E731, as the window has it
-            want = [((rt(q), rt(a)), "fact" if t in facts else "ask")
+            text = task._fresh_text(rng, 1500)
+            want = [((q, a), "fact" if t in facts else "ask")
                     for turns, facts in made for t, (q, a) in enumerate(turns)]
             got = [line for line in text.split("\n") if line][:-2]  # the window's last turn may be cut
             got = list(zip(got[0::2], got[1::2]))
@@ -339,7 +366,7 @@ def test_ask_and_fact_noise_put_made_up_words_into_questions_and_facts(monkeypat
     facts = {turns[s["fact_turn"]][0] for turns, ann in zip(task.train_convs, task.train_slots)
              for s in ann.get("slots", [])}
     others = {q for turns in task.train_convs for q, _ in turns} - facts
-    text = "\n".join(task.tokenizer.decode(task._fresh_window(np.random.default_rng(2), 800)) for _ in range(30))
+    text = "\n".join(task._fresh_text(np.random.default_rng(2), 800) for _ in range(30))
     qs = [line[3:] for line in text.split("\n")[:-2] if line.startswith("Q: ")]
     assert len(qs) > 60 and not any(q in others for q in qs)
     assert sum("plus" in q or "minus" in q for q in qs) > 5
@@ -401,7 +428,7 @@ def test_made_up_values_keep_numbers_numeric():
     for _ in range(300):
         for q, a in task._dense_dialogue(rng)[0]:
             ages += re.findall(r"(\w+) years old", q + " " + a)
-    text = "".join(task.tokenizer.decode(task._fresh_window(rng, 400)) for _ in range(40))
+    text = "".join(task._fresh_text(rng, 400) for _ in range(40))
     ages += re.findall(r"(\w+) years old", text)
     ages = [v for v in ages if v != "many"]  # "How many years old am I?"
     assert len(ages) > 20 and all(v.isdigit() and lo <= int(v) <= hi for v in ages), ages[:20]

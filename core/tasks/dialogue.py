@@ -84,9 +84,10 @@ def numeric_slots(annotations):
     return spans
 
 
-def made_up(rng, parts, lo, hi):
-    """A made-up word: lo..hi-1 parts (letters or syllables) drawn at random."""
-    return "".join(parts[i] for i in rng.integers(0, len(parts), rng.integers(lo, hi)))
+def made_up(rng, parts, lo, hi, p=None):
+    """A made-up word: lo..hi-1 parts (letters or syllables) drawn at random, alike or with chances p."""
+    n = rng.integers(lo, hi)
+    return "".join(parts[i] for i in (rng.integers(0, len(parts), n) if p is None else rng.choice(len(parts), n, p=p)))
 
 
 def mentions(text, words):
@@ -111,6 +112,9 @@ class DialogueTask(LMTask):
         # made-up values: half syllable words, half real words of the training text (natural spelling)
         text = self.tokenizer.decode(self.train_ids).lower()
         self.words = sorted({w for w in re.findall(r"[a-z]{3,10}", text)})
+        in_words = "".join(re.findall(r"[a-z]{2,}", text))  # not the "Q:" / "A:" marks
+        counts = np.array([in_words.count(c) for c in self.letters], dtype=np.float64) + 1.0  # (letters,)
+        self.letter_p = counts / counts.sum()  # how often each letter occurs in the training text's words
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
         self.numeric = numeric_slots(self.train_slots or [])
 
@@ -140,14 +144,13 @@ class DialogueTask(LMTask):
 
     def _word(self, rng):
         if self.letters and rng.random() < self.cfg.data.letter_words:  # no spelling to lean on: copy
-            return made_up(rng, self.letters, 3, 11)
+            # common letters, often repeated, as in real words ("tortoise": which "o" comes next?); no
+            # draw at 0, so the random stream stays as before
+            common = self.cfg.data.text_letters > 0 and rng.random() < self.cfg.data.text_letters
+            return made_up(rng, self.letters, 3, 11, self.letter_p if common else None)
         if self.words and rng.random() < 0.5:
             return self.words[int(rng.integers(len(self.words)))]
         return made_up(rng, self.syllables, 2, 4)
-
-    def _fresh_window(self, rng, n):
-        """_fresh_text's n characters as token ids."""
-        return self.tokenizer.encode(self._fresh_text(rng, n), unknown="unk")
 
     def _fresh_text(self, rng, n):
         """n characters of dialogues with fresh slot values, starting at a turn start: a share
