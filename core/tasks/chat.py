@@ -56,11 +56,30 @@ class ChatTask(DialogueTask):
         n = len(self.val_convs) if full else min(len(self.val_convs), max(1, self.cfg.data.n_eval // 2))
         m.update(self.scores(model, self.val_convs, self.slots, n))
         m["chat_score"] = chat_score(m)
+        if full:
+            m["live_recall"] = self.live_recall(model, self.val_convs, self.slots, n)
         if full and self.test_convs is not None and self.test_slots is not None:
             held = self.scores(model, self.test_convs, self.test_slots, len(self.test_convs))
             held["chat_score"] = chat_score(held)
+            held["live_recall"] = self.live_recall(model, self.test_convs, self.test_slots, len(self.test_convs))
             m["heldout_family"] = held
         return m
+
+    def live_recall(self, model, convs, records, n):
+        """Context recall in a chat as a person has it: each earlier answer in the prompt is the model's own
+        reply, not the corpus' (`scores` gives it the corpus' answers), so a fact acknowledged as another
+        slot ("I'm called Bruno." -> "Bruno is a nice name for a sister.") is recalled as that slot, as in
+        the Chat tab. Every turn is answered: a full evaluation's cost, not the periodic one's."""
+        hits = []
+        for d in np.linspace(0, len(convs) - 1, n).astype(int):
+            wanted = {s["turn"]: s["value"] for s in records[d]["slots"]}
+            history = []
+            for t, (q, _) in enumerate(convs[d]):
+                out = self.answer(model, history, q)
+                if t in wanted:
+                    hits.append(normalise(wanted[t]) in normalise(out))
+                history.append((q, out))
+        return mean(hits)
 
     def scores(self, model, convs, records, n):
         """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic."""

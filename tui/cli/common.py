@@ -25,13 +25,13 @@ def _figures(ev, keys):
 
 
 def format_eval(ev):
-    keys = ("accuracy", "answer_exact", "context_recall", "topic_coherence") + CHAT_KEYS + (
+    keys = ("accuracy", "answer_exact", "context_recall", "live_recall", "topic_coherence") + CHAT_KEYS + (
         "val_loss", "train_loss", "antidiagonal_best")
     text = f"eval @ step {ev['step']}: " + _figures(ev, keys)
     if len(ev.get("answer_by_level") or {}) > 1:  # a graded Q&A corpus: exact-match per level
         text += "\nby level: " + ", ".join(f"{lv} {s['exact']:.4f} ({s['n']})" for lv, s in ev["answer_by_level"].items())
     if ev.get("heldout_family"):  # the chat task's test split: phrasings, values and questions never tuned on
-        text += "\nheld-out family (test split): " + _figures(ev["heldout_family"], ("context_recall",) + CHAT_KEYS)
+        text += "\nheld-out family (test split): " + _figures(ev["heldout_family"], ("context_recall", "live_recall") + CHAT_KEYS)
     return text
 
 
