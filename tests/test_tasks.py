@@ -464,7 +464,7 @@ def test_chat_scores_of_a_perfect_and_a_know_nothing_answerer():
             return np.zeros((*idx.shape, task.tokenizer.vocab_size)), None
     task.answer = _chat_oracle(task)
     m = task.evaluate(Uniform(), full=True)
-    for key in ("context_recall", "slot_correct", "two_fact_recall", "dont_know_ood", "qa_mid_exact",
+    for key in ("context_recall", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood", "qa_mid_exact",
                 "qa_fresh_exact", "chat_score"):
         assert m[key] == 1.0 and m["heldout_family"][key] == 1.0, key
     assert m["dont_know_false"] == 0.0 and m["arith_exact_by_op"] == {"minus": 1.0, "plus": 1.0}
@@ -472,7 +472,7 @@ def test_chat_scores_of_a_perfect_and_a_know_nothing_answerer():
     task.answer = lambda model, history, question: DONT_KNOW
     m = task.scores(None, task.val_convs, task.slots, 40)
     assert m["dont_know_ood"] == 1.0 and m["dont_know_false"] == 1.0
-    assert m["context_recall"] == 0.0 and m["qa_mid_exact"] == 0.0
+    assert m["context_recall"] == 0.0 and m["qa_mid_exact"] == 0.0 and m["ack_exact"] == 0.0
 
 
 def test_chat_live_recall_answers_from_the_models_own_replies():
@@ -501,6 +501,7 @@ def test_chat_live_recall_answers_from_the_models_own_replies():
     m = task.evaluate(Uniform(), full=True)
     assert m["context_recall"] == 1.0 and m["heldout_family"]["context_recall"] == 1.0
     assert m["live_recall"] == 0.0 and m["heldout_family"]["live_recall"] == 0.0
+    assert m["ack_exact"] == 0.0 and m["heldout_family"]["ack_exact"] == 0.0  # every fact acknowledged wrongly
     assert "live_recall" not in task.evaluate(Uniform())  # the periodic evaluation leaves it out
 
 

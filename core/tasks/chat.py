@@ -84,13 +84,16 @@ class ChatTask(DialogueTask):
     def scores(self, model, convs, records, n):
         """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic."""
         other = {w for r in records for s in r["slots"] for w in s["words"]}
-        got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh")}
+        got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh", "ack")}
         by_op = {}
         for d in np.linspace(0, len(convs) - 1, n).astype(int):
             turns, rec = convs[d], records[d]
             wanted = {s["turn"]: s for s in rec["slots"]}
+            stated = {s["fact_turn"] for s in rec["slots"]}
             hits = []
             for t, ((q, ref), kind) in enumerate(zip(turns, rec["turns"])):
+                if t in stated:  # the bot's acknowledgement of a fact: the slot it read and the value it took
+                    got["ack"].append(normalise(self.answer(model, turns[:t], q)) == normalise(ref))
                 if kind["kind"] not in ASKED:
                     continue
                 out = self.answer(model, turns[:t], q)
@@ -116,7 +119,7 @@ class ChatTask(DialogueTask):
         return {"context_recall": mean(got["recall"]), "slot_correct": mean(got["slot"]),
                 "two_fact_recall": mean(got["two"]), "dont_know_ood": mean(got["dk_ood"]),
                 "dont_know_false": mean(got["dk_in"]), "qa_mid_exact": mean(got["mid"]),
-                "qa_fresh_exact": mean(got["fresh"]),
+                "qa_fresh_exact": mean(got["fresh"]), "ack_exact": mean(got["ack"]),
                 "arith_exact_by_op": {op: mean(v) for op, v in sorted(by_op.items())},
                 "recall_n": len(got["recall"]), "two_n": len(got["two"]), "ood_n": len(got["dk_ood"]),
                 "qa_mid_n": len(got["mid"]), "arith_n": {op: len(v) for op, v in sorted(by_op.items())}}

@@ -14,7 +14,7 @@ class UserError(Exception):
     pass
 
 
-CHAT_KEYS = ("chat_score", "slot_correct", "two_fact_recall", "dont_know_ood", "dont_know_false",
+CHAT_KEYS = ("chat_score", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood", "dont_know_false",
              "qa_mid_exact", "qa_fresh_exact")
 
 

@@ -26,7 +26,7 @@ METRICS = {"reversal": ("accuracy", "val_loss", "antidiagonal_best"),
                   "train_loss", "train_answer_loss"),
            "dialogue": ("context_recall", "topic_coherence", "val_loss", "val_answer_loss", "train_loss",
                         "train_answer_loss"),
-           "chat": ("chat_score", "context_recall", "slot_correct", "two_fact_recall", "dont_know_ood",
+           "chat": ("chat_score", "context_recall", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood",
                     "dont_know_false", "qa_mid_exact", "qa_fresh_exact", "val_loss", "val_answer_loss",
                     "train_loss", "train_answer_loss")}
 STOP_MESSAGE = "stopping after this step — Ctrl+C again to skip the final evaluation"
