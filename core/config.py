@@ -73,8 +73,8 @@ class DataConfig:
     letter_words: float = 0.0    # dialogue: share of made-up values that are random letters (else
                                  # half syllable words, half words of the training text)
     text_letters: float = 0.0    # dialogue: share of those random-letter values whose letters are drawn as
-                                 # often as they occur in the training text ("teoarn"), not uniformly
-                                 # ("qzvk"): common letters and repeats, as real words have, to copy exactly
+                                 # often as they occur in the training text ("tohladrpo"), not uniformly
+                                 # ("qzvkjw"): common letters and repeats, as real words have, to copy exactly
     dense_fraction: float = 0.5  # dialogue: share of the made-up-value dialogues built densely (facts, then
                                  # each asked back), the rest corpus dialogues with their values replaced
     ask_noise: float = 0.0   # dialogue: share of the made-up-value dialogues' questions (all but the facts)
