@@ -5,6 +5,7 @@ slot value. Topic coherence (a proxy): the fraction of answers whose reference m
 dialogue's topic words and whose generated answer mentions one too.
 """
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -112,9 +113,6 @@ class DialogueTask(LMTask):
         # made-up values: half syllable words, half real words of the training text (natural spelling)
         text = self.tokenizer.decode(self.train_ids).lower()
         self.words = sorted({w for w in re.findall(r"[a-z]{3,10}", text)})
-        in_words = "".join(re.findall(r"[a-z]{2,}", text))  # not the "Q:" / "A:" marks
-        counts = np.array([in_words.count(c) for c in self.letters], dtype=np.float64) + 1.0  # (letters,)
-        self.letter_p = counts / counts.sum()  # how often each letter occurs in the training text's words
         self.library = slot_library(self.train_convs, self.train_slots) if self.train_slots else None
         self.numeric = numeric_slots(self.train_slots or [])
 
@@ -133,6 +131,15 @@ class DialogueTask(LMTask):
             if self.cfg.data.answers_only:
                 y[b, ~answer_positions(text)[1:]] = -1
         return x, y, mask
+
+    @functools.cached_property
+    def letter_p(self):
+        """(letters,) how often each letter occurs in the training text's words (data.text_letters); counted
+        on first use, so a task without that setting pays nothing at start-up."""
+        text = self.tokenizer.decode(self.train_ids).lower()
+        in_words = "".join(re.findall(r"[a-z]{2,}", text))  # not the "Q:" / "A:" marks
+        counts = np.array([in_words.count(c) for c in self.letters], dtype=np.float64) + 1.0
+        return counts / counts.sum()
 
     def _value(self, rng, slot):
         """A made-up value for `slot`: a number in the corpus' range where the slot holds numbers (an
