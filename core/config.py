@@ -91,10 +91,6 @@ class DataConfig:
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
-    ack_noise: float = 0.0   # dialogue: share of the dense dialogues' facts (stated in the corpus' words, not
-                             # around a made-up word) acknowledged as another slot, that reply not learnt, and
-                             # still asked back and answered with the fact: recall read from the statement too,
-                             # as after a statement the model itself acknowledged wrongly
     answers_only: bool = False  # qa, dialogue, chat: training loss on answer characters alone; questions and
                                 # the facts they state are read, never predicted (the dialogue and chat
                                 # presets set it)
@@ -165,7 +161,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.ood_madeup": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
-    "data.ack_noise": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

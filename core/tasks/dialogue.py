@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.tasks.corpus import format_turn
+from core.tasks.corpus import format_conversation
 from core.tasks.lm import LMTask, answer_positions, build_prompt, normalise
 
 CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
@@ -125,14 +125,11 @@ class DialogueTask(LMTask):
         if split != "train" or not self.train_slots or not self.syllables:
             return x, y, mask
         for b in range(int(round(batch_size * self.cfg.data.fresh_fraction))):
-            muted = []
-            text = self._fresh_text(rng, x.shape[1] + 1, muted)
+            text = self._fresh_text(rng, x.shape[1] + 1)
             w = self.tokenizer.encode(text, unknown="unk")  # (T+1,)
             x[b], y[b] = w[:-1], w[1:]
-            learn = answer_positions(text) if self.cfg.data.answers_only else np.ones(len(text), dtype=bool)
-            for start, end in muted:  # wrong acknowledgements (data.ack_noise) are read, never learnt
-                learn[start:end] = False
-            y[b, ~learn[1:]] = -1
+            if self.cfg.data.answers_only:
+                y[b, ~answer_positions(text)[1:]] = -1
         return x, y, mask
 
     @functools.cached_property
@@ -162,19 +159,17 @@ class DialogueTask(LMTask):
             return self.words[int(rng.integers(len(self.words)))]
         return made_up(rng, self.syllables, 2, 4)
 
-    def _fresh_text(self, rng, n, muted=None):
+    def _fresh_text(self, rng, n):
         """n characters of dialogues with fresh slot values, starting at a turn start: a share
         (data.dense_fraction) are dense ones built from the corpus' own fact and recall turns (two or
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
         (data.ask_noise) get made-up words; in a question, each of its own words may be replaced by one
-        (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup).
-        A list `muted` gets the (start, end) character spans of the answers not to learn (data.ack_noise)."""
+        (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup)."""
         text = ""
         while len(text) < n:
-            wrong = set()
             if self.library and rng.random() < self.cfg.data.dense_fraction:
-                turns, facts = self._dense_dialogue(rng, wrong)
+                turns, facts = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
@@ -193,20 +188,10 @@ class DialogueTask(LMTask):
                 if share > 0:
                     turns = [(self._noisy(q, rng, swap), a) if t in which and rng.random() < share else (q, a)
                              for t, (q, a) in enumerate(turns)]
-            text += "\n" if text else ""
-            for t, (q, a) in enumerate(turns):
-                if t in wrong and muted is not None and len(text) + len(format_turn(q)) < n:
-                    muted.append((len(text) + len(format_turn(q)), min(n, len(text) + len(format_turn(q, a)))))
-                text += format_turn(q, a)
+            text += ("\n" if text else "") + format_conversation(turns)
         return text[:n]
 
-    def _dense_dialogue(self, rng, wrong=None):
-        """Two or three facts with made-up values, maybe a filler turn after each, then every fact asked
-        back in shuffled order: (turns, fact turn indices). A share of the facts stated in the corpus'
-        words (data.ack_noise) are acknowledged as another slot, sometimes around another word of the
-        statement ("I'm a nurse." -> "Nice to meet you, Nurse."), as a model acknowledges a statement it
-        misread; their indices go into the set `wrong` (not learnt), and the question about the fact is
-        still answered with it, so recall is read from the statement as well as from the reply."""
+    def _dense_dialogue(self, rng):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
@@ -215,34 +200,14 @@ class DialogueTask(LMTask):
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
-            ack = None
             if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
                 q, rq = self._cue_pair(rng)
-            elif self.cfg.data.ack_noise > 0 and rng.random() < self.cfg.data.ack_noise:
-                ack = self._wrong_ack(rng, slot, word, put(q))
-                if ack is not None and wrong is not None:
-                    wrong.add(len(turns))
             facts.add(len(turns))
-            turns.append((put(q), ack or put(a)))
+            turns.append((put(q), put(a)))
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
         return turns + [asks[i] for i in rng.permutation(len(asks))], facts
-
-    def _wrong_ack(self, rng, slot, word, statement):
-        """Another slot's acknowledgement of `word` (None where no other slot holds the same kind of value:
-        an age is a number); half the time of another word of the statement instead ("Nice to meet you,
-        Home." for "Home for me is Kyoto.")."""
-        pairs, _ = self.library
-        others = sorted(s for s in pairs if s != slot and (s in self.numeric) == (slot in self.numeric))
-        if not others:
-            return None
-        acks = pairs[others[int(rng.integers(len(others)))]]
-        ack = acks[int(rng.integers(len(acks)))][1]
-        words = [w for w in re.findall(r"[A-Za-z]+", statement) if w.lower() != word.lower() and len(w) > 1]
-        if words and rng.random() < 0.5:
-            word = words[int(rng.integers(len(words)))].lower()
-        return ack.replace("\0", word).replace("\1", word.capitalize())
 
     # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
     CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
