@@ -62,9 +62,10 @@ def next_logits(model, ids, state, use_cache=True):
 
 
 def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0, rng=None,
-             use_cache=True, cancel=None, with_logits=False):
+             use_cache=True, cancel=None, with_logits=False, banned=()):
     """Yield up to max_new_tokens new ids, one per step (with_logits: (id, logits (V,)) pairs, the
-    logits it was drawn from); stops early when cancel() is true."""
+    logits it was drawn from, `banned` ids included); stops early when cancel() is true. Ids in
+    `banned` are never drawn."""
     if not len(ids):
         raise ValueError("generation needs at least one token of context")
     ids = [int(i) for i in ids]
@@ -74,7 +75,11 @@ def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
         if cancel is not None and cancel():
             return
         logits = next_logits(model, ids, state, use_cache)
-        tok = pick_token(logits, temperature, top_k, top_p, rng)
+        allowed = logits
+        if banned:
+            allowed = np.array(logits, dtype=np.float64)  # (V,)
+            allowed[list(banned)] = -np.inf
+        tok = pick_token(allowed, temperature, top_k, top_p, rng)
         ids.append(tok)
         yield (tok, logits) if with_logits else tok
 
@@ -85,13 +90,16 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
 
     topk=K > 0 yields (char, [(candidate char, probability), ...K]) instead: the K likeliest next
     characters under the model's raw softmax (temperature 1, before any top-k / top-p filtering).
+    <unk> is never written: it stands for a character outside the vocabulary, not one to reply with
+    (a young model would otherwise print it as "\ufffd").
     """
     ids = tokenizer.encode(prompt, unknown=unknown)
     rng = np.random.default_rng(seed)
     hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
     text, sent, cands = "", 0, []
     for tok, logits in generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel, with_logits=True):
+                                top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel, with_logits=True,
+                                banned=(tokenizer.UNK_ID,) if tokenizer.vocab_size > 1 else ()):
         ch = tokenizer.decode([tok])  # one character per id
         text += ch
         if topk > 0:

@@ -79,6 +79,25 @@ def test_stream_text_stops_at_stop_string_and_can_be_cancelled():
     assert out == "bbb"
 
 
+def test_replies_never_write_unk_even_where_the_model_favours_it():
+    """<unk> (id 0) stands for a character outside the vocabulary: a reply never holds it, greedy or
+    sampled, though its logits (shown as candidates) still do; generate() itself bans only what it is told."""
+    tok = CharTokenizer.from_text("ab\nxyz")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=12, n_layer=2, n_head=2, n_embd=16)
+    m = Transformer(cfg, rng=np.random.default_rng(0))
+    m.params["wte.w"][tok.UNK_ID] += 5 * m.params["ln_f.w"]  # the model's favourite next id: <unk>
+    m.params["ln_f.b"][...] = 1.0
+    ids = tok.encode("a")
+    assert next(generate(m, ids, max_new_tokens=1, temperature=0)) == tok.UNK_ID
+    for temperature in (0, 0.8, 2.0):
+        out = "".join(stream_text(m, tok, "a", stop=(), max_new_tokens=40, temperature=temperature, seed=1))
+        assert len(out) == 40 and tok.UNK_TEXT not in out, (temperature, out)
+    _, cands = next(iter(stream_text(m, tok, "a", stop=(), max_new_tokens=1, temperature=0, topk=3)))
+    assert cands[0][0] == tok.UNK_TEXT  # the model's own distribution, shown as it is
+    drawn = list(generate(m, ids, max_new_tokens=30, temperature=1.0, rng=np.random.default_rng(0), banned=(1, 2)))
+    assert drawn and not {1, 2} & set(drawn)
+
+
 def test_empty_prompt_is_an_error():
     with pytest.raises(ValueError):
         next(generate(model(), [], max_new_tokens=1))
