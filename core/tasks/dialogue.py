@@ -100,6 +100,7 @@ class DialogueTask(LMTask):
     name = "dialogue"
     metric = "context_recall"
     default_dir = "dialogue"
+    unknown_answer = None  # the answer to a question about what the chat never stated (data.cue_unknown)
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -212,9 +213,6 @@ class DialogueTask(LMTask):
             stated = {w.lower() for q, _ in turns for w in re.findall(r"[A-Za-z]+", q)}
             asks.append((self._cue_pair(rng, avoid=stated)[1], self.unknown_answer))
         return turns + [asks[i] for i in rng.permutation(len(asks))], facts
-
-    # the answer to a question about something the chat never stated (data.cue_unknown); None: not asked
-    unknown_answer = None
 
     # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
     CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
