@@ -91,9 +91,6 @@ class DataConfig:
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
-    cue_unknown: float = 0.0  # chat: share of the dense dialogues also asked about a made-up word no fact of
-                              # theirs used ("What is my zuvo?"), answered "I don't know that yet.": a question
-                              # matching nothing the chat holds is not answered with one of its facts
     answers_only: bool = False  # qa, dialogue, chat: training loss on answer characters alone; questions and
                                 # the facts they state are read, never predicted (the dialogue and chat
                                 # presets set it)
@@ -164,7 +161,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.ood_madeup": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
-    "data.cue_unknown": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

@@ -411,31 +411,6 @@ def test_cue_fraction_states_and_asks_facts_around_one_made_up_word():
         assert want[0] <= cued / total <= want[1], (share, cued, total)
 
 
-def test_cue_unknown_asks_about_a_made_up_word_the_chat_never_stated():
-    """data.cue_unknown (chat): that share of the dense dialogues also asks, among the questions after the
-    facts, about a made-up word no fact of theirs used, answered "I don't know that yet."; the dialogue
-    task, which has no such answer, never asks it."""
-    import re
-    from core.tasks.chat import DONT_KNOW
-    frames = [re.escape(ask).replace(re.escape("{c}"), "([a-z]+)") for _, ask in make_task(
-        load_config("chat", overrides=TINY)).CUE_FRAMES]
-    for task_name, share, want in (("chat", 0.0, (0, 0)), ("chat", 1.0, (1, 1)), ("chat", 0.5, (0.35, 0.65)),
-                                   ("dialogue", 1.0, (0, 0))):
-        task = make_task(load_config(task_name, overrides=TINY + [f"data.cue_unknown={share}", "data.cue_fraction=0.5"]))
-        rng = np.random.default_rng(0)
-        asked = 0
-        for _ in range(200):
-            turns, facts = task._dense_dialogue(rng)
-            unknown = [(t, m.group(1)) for t, (q, a) in enumerate(turns) if a == DONT_KNOW
-                       for m in [next((m for f in frames for m in [re.fullmatch(f, q)] if m), None)] if m]
-            assert len(unknown) <= 1
-            if unknown:
-                t, word = unknown[0]
-                assert t > max(facts) and not any(re.search(rf"\b{word}\b", turns[f][0]) for f in facts), (word, turns)  # never stated
-            asked += len(unknown)
-        assert want[0] <= asked / 200 <= want[1], (task_name, share, asked)
-
-
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
     years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are

@@ -38,7 +38,6 @@ class ChatTask(DialogueTask):
     name = "chat"
     metric = "chat_score"
     default_dir = "chat"
-    unknown_answer = DONT_KNOW
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -100,7 +100,6 @@ class DialogueTask(LMTask):
     name = "dialogue"
     metric = "context_recall"
     default_dir = "dialogue"
-    unknown_answer = None  # the answer to a question about what the chat never stated (data.cue_unknown)
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -208,24 +207,18 @@ class DialogueTask(LMTask):
             asks.append((put(rq), put(ra)))
             if fillers and rng.random() < 0.3:
                 turns.append(fillers[int(rng.integers(len(fillers)))])
-        if self.unknown_answer and self.cfg.data.cue_unknown > 0 and rng.random() < self.cfg.data.cue_unknown:
-            # (no draw at 0: the random stream stays as before)
-            stated = {w.lower() for q, _ in turns for w in re.findall(r"[A-Za-z]+", q)}
-            asks.append((self._cue_pair(rng, avoid=stated)[1], self.unknown_answer))
         return turns + [asks[i] for i in rng.permutation(len(asks))], facts
 
     # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
     CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
                   ("\1 is my {c}.", "Which is my {c}?"), ("I {c} \0 every day.", "What do I {c} every day?"))
 
-    def _cue_pair(self, rng, avoid=()):
+    def _cue_pair(self, rng):
         """A fact and its question around one made-up word ("My zuvo is \0." / "What is my zuvo?"): the
         question names no slot, so the answer's slot can only be read from the acknowledgement after the
         fact whose words the question repeats, as for a phrasing never seen ("I'm based in Kyoto." ...
         "Where am I based?")."""
         cue = made_up(rng, self.syllables, 2, 4)
-        while cue in avoid:  # a word the chat already holds (nothing to avoid: no more draws, the stream as before)
-            cue = made_up(rng, self.syllables, 2, 4)
         fact, ask = self.CUE_FRAMES[int(rng.integers(len(self.CUE_FRAMES)))]
         return fact.replace("{c}", cue), ask.replace("{c}", cue)
 
