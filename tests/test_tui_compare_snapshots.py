@@ -44,6 +44,14 @@ async def show_compare(pilot):
         await pilot.pause(0.05)
         if len(plot.overlay) == 2:
             break
+    # the compare table's layout may resize the plot after the overlay arrives (slowly on a loaded
+    # machine): wait for its size to hold, so the curves are drawn at the width the snapshot shows
+    size = None
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if plot.size == size:
+            break
+        size = plot.size
     plot.redraw()
     await pilot.pause()
 
