@@ -88,9 +88,6 @@ class DataConfig:
                              # question naming nothing taught gets it, whatever its words
     fact_noise: float = 0.0  # dialogue: the same for the facts they state, so the value is found by the
                              # acknowledgement after it (a frame the model knows), not by the fact's phrasing
-    fact_swap: float = 0.0   # dialogue: in those facts, the chance that each of their words (but the value or
-                             # a number) is replaced by a made-up word, so a statement is read by the words it
-                             # keeps, and an unseen phrasing of it by the words it shares ("My kel is Zora.")
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
@@ -163,7 +160,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.ask_swap": (0, 1, True, True),
     "data.ood_madeup": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
-    "data.fact_swap": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),

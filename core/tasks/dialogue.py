@@ -168,14 +168,12 @@ class DialogueTask(LMTask):
         (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup)."""
         text = ""
         while len(text) < n:
-            values = []  # the made-up values, which a fact keeps whatever its other words (data.fact_swap)
             if self.library and rng.random() < self.cfg.data.dense_fraction:
-                turns, facts = self._dense_dialogue(rng, values)
+                turns, facts = self._dense_dialogue(rng)
             else:
                 d = int(rng.integers(len(self.train_convs)))
                 slot_of = {s["value"]: s["slot"] for s in self.train_slots[d].get("slots", [])}
-                fresh = lambda v: values.append(self._value(rng, slot_of[v])) or values[-1]  # noqa: E731
-                turns = substitute(self.train_convs[d], list(slot_of), fresh)
+                turns = substitute(self.train_convs[d], list(slot_of), lambda v: self._value(rng, slot_of[v]))
                 facts = {s["fact_turn"] for s in self.train_slots[d].get("slots", [])}
                 if self.cfg.data.ood_madeup > 0:  # (no draw at 0: the random stream stays as before)
                     kinds = [k.get("kind") for k in self.train_slots[d].get("turns", [])]
@@ -185,24 +183,21 @@ class DialogueTask(LMTask):
                     cut = int(rng.integers(len(turns)))
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
             asks = set(range(len(turns))) - facts
-            for share, which, swap in ((self.cfg.data.fact_noise, facts, self.cfg.data.fact_swap),
+            for share, which, swap in ((self.cfg.data.fact_noise, facts, 0.0),
                                        (self.cfg.data.ask_noise, asks, self.cfg.data.ask_swap)):
                 if share > 0:
-                    turns = [(self._noisy(q, rng, swap, values), a) if t in which and rng.random() < share
-                             else (q, a) for t, (q, a) in enumerate(turns)]
+                    turns = [(self._noisy(q, rng, swap), a) if t in which and rng.random() < share else (q, a)
+                             for t, (q, a) in enumerate(turns)]
             text += ("\n" if text else "") + format_conversation(turns)
         return text[:n]
 
-    def _dense_dialogue(self, rng, values):
-        """Two or three facts of fresh values (appended to `values`), small talk between, then each asked
-        back in shuffled order: (turns, the indices of the fact turns)."""
+    def _dense_dialogue(self, rng):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
         turns, asks, facts = [], [], set()
         for slot in chosen:
             word = self._value(rng, slot)
-            values.append(word)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
@@ -227,7 +222,7 @@ class DialogueTask(LMTask):
         fact, ask = self.CUE_FRAMES[int(rng.integers(len(self.CUE_FRAMES)))]
         return fact.replace("{c}", cue), ask.replace("{c}", cue)
 
-    def _noisy(self, question, rng, swap=0.0, keep=()):
+    def _noisy(self, question, rng, swap=0.0):
         """The question with one or two made-up words (random letters or syllables) put between its words:
         "What is my pet?" -> "What is zovi my pet?". In a question the model learns to read it by the
         words it knows, as it must for a phrasing with words it never saw ("What's my pet again?"); every
@@ -239,15 +234,11 @@ class DialogueTask(LMTask):
         With swap > 0 each of the question's own words (but one holding a digit: "4 plus 1") is first
         replaced by a made-up word with that chance: no frame is a sure sign of the slot asked ("What
         name did I give you?"), and where the words naming it are gone too the answer is still the fact
-        the chat holds, so an unseen phrasing is answered from the facts stated, not from its words alone.
-        In a fact (data.fact_swap) a word holding one of the values `keep` is never replaced: "My name is
-        Zora." -> "My kel is Zora.", acknowledged as before, so a statement is read by the words it keeps
-        ("I'm called Zora.")."""
+        the chat holds, so an unseen phrasing is answered from the facts stated, not from its words alone."""
         words = question.split(" ")
         if swap > 0:
-            kept = [v.lower() for v in keep]
-            words = [self._swapped(w, rng) if not any(c.isdigit() for c in w)
-                     and not any(v in w.lower() for v in kept) and rng.random() < swap else w for w in words]
+            words = [self._swapped(w, rng) if not any(c.isdigit() for c in w) and rng.random() < swap else w
+                     for w in words]
         for _ in range(int(rng.integers(1, 3))):
             if self.letters and rng.random() < 0.5:
                 junk = made_up(rng, self.letters, 2, 8)
