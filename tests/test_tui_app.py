@@ -219,8 +219,21 @@ async def test_chat_while_training_uses_snapshots(saves):
         await chat.pane.input.action_submit()
         await wait_for(pilot, lambda: chat.history, what="a reply while training")
         assert app.training, str(app.query_one("#train-status").render())  # training went on meanwhile
+        # the label says what the weights it samples are doing
+        label = lambda: str(chat.query_one("#chat-source").render())  # noqa: E731
+        assert "(training; snapshots of its weights)" in label()
+        app.action_pause()
+        await wait_for(pilot, lambda: "paused at step" in label(), what="the paused label")
+        app.action_start()
+        await wait_for(pilot, lambda: "(training;" in label(), what="the training label again")
         app.action_stop()
         await wait_for(pilot, lambda: not app.training, what="stop")
+        await wait_for(pilot, lambda: "not training: stopped at step" in label(), what="the stopped label")
+        # a save loaded to chat keeps its own label, though it has the run's name
+        app.load_for_chat(app.run_name, "last")
+        await wait_for(pilot, lambda: "(last, step" in label(), what="the save's label")
+        app.relabel_chat("paused at step 1; its weights at that step")
+        assert "(last, step" in label()
 
 
 async def test_escape_stops_a_streaming_reply(tiny_qa, monkeypatch):

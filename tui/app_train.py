@@ -68,15 +68,24 @@ class TrainingControl:
         if trainer.cfg.task != "reversal":
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
-                f"chatting with {run_name} (training; snapshots of its weights)", trainer.cfg.task,
-                lambda: {"save": run_name, "tag": "live (training)", "step": trainer.step_count}))
+                self.chat_label("training; snapshots of its weights"), trainer.cfg.task,
+                lambda: {"save": run_name, "tag": "live (training)", "step": trainer.step_count}, live=True))
 
+
+    def chat_label(self, state: str) -> str:
+        return f"chatting with {self.run_name} ({state})"
+
+    def relabel_chat(self, state: str) -> None:
+        """The Chat tab says what the weights it samples are doing (training, paused, stopped)."""
+        if self.trainer is not None and self.trainer.cfg.task != "reversal":
+            self.query_one(ChatView).relabel(self.run_name, self.chat_label(state))
 
     # -- training control
     def action_start(self, step_once: bool = False) -> None:
         if self.training:
             if self.trainer.is_paused:
                 self.trainer.resume()
+                self.relabel_chat("training; snapshots of its weights")
                 self.status("training")
             else:
                 self.notify("already training; p pauses, S stops", severity="warning")
@@ -136,6 +145,7 @@ class TrainingControl:
         self.pump.probe_live = pane.custom
         self.pump.step_once = step_once
         self.status("training" if not step_once else "single step")
+        self.relabel_chat("training; snapshots of its weights")
         if self.query_one(TabbedContent).active in ("setup", "saves"):
             self.action_tab("train")
         self.train_worker = self._train(self.pump)
@@ -249,12 +259,14 @@ class TrainingControl:
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
+        self.relabel_chat(f"paused at step {message.step}; its weights at that step")
         self.show_plan()
 
     def on_train_done(self, message: msg.TrainDone) -> None:
         ev = message.event
         saved = f"; saved '{message.saved}'" if message.saved else ""
         self.done_text = f"{ev['reason']} at step {ev['steps']}{saved}"
+        self.relabel_chat(f"not training: {ev['reason']} at step {ev['steps']}; its weights at that step")
         self.status(self.done_text)  # what s does next is added once the worker has ended
         self.query_one(SavesPane).action_refresh()
 

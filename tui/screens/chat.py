@@ -6,6 +6,7 @@ core.tasks.lm.chat_prompt as the task trained on it (a dialogue's turns; a Q&A q
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +45,7 @@ class ChatSource:
     label: str
     task: str = "dialogue"  # which context the model was trained on (core.tasks.lm.chat_prompt)
     info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
+    live: bool = False  # the weights of the run training in this app (its label follows its state)
 
 
 class ChatView(Horizontal):
@@ -87,6 +89,12 @@ class ChatView(Horizontal):
             alone = " — each question is asked on its own, as it trained" if source.task in SINGLE_PAIR_TASKS else ""
             label = safe_text(source.label + alone)
         self.query_one("#chat-source", Static).update(label)
+
+    def relabel(self, run_name: str, label: str) -> None:
+        """A new label for the source, if it is still the live weights of `run_name` (its training paused,
+        resumed or ended); a save loaded to chat keeps its own."""
+        if self.source is not None and self.source.live and self.source.run_name == run_name:
+            self.set_source(dataclasses.replace(self.source, label=label))
 
     def settings(self) -> dict:
         """The sampling settings, validated like the config (raises ConfigError)."""
