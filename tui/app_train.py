@@ -27,6 +27,8 @@ from tui.worker import EventPump, GuardedTrainer, describe, train_job
 
 SPEED_LIMITS = (None, 1, 5, 20)  # training steps a second the user can pick (None: unlimited)
 
+TRAINING_LABEL = "training; snapshots of its weights"  # the Chat tab's label while the run trains
+
 LOAD_ERRORS = (SaveError, ConfigError, CorpusError, ValueError, OSError)
 
 
@@ -68,9 +70,8 @@ class TrainingControl:
         if trainer.cfg.task != "reversal":
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
-                self.chat_label("training; snapshots of its weights"), trainer.cfg.task,
+                self.chat_label(TRAINING_LABEL), trainer.cfg.task,
                 lambda: {"save": run_name, "tag": "live (training)", "step": trainer.step_count}, live=True))
-
 
     def chat_label(self, state: str) -> str:
         return f"chatting with {self.run_name} ({state})"
@@ -85,7 +86,7 @@ class TrainingControl:
         if self.training:
             if self.trainer.is_paused:
                 self.trainer.resume()
-                self.relabel_chat("training; snapshots of its weights")
+                self.relabel_chat(TRAINING_LABEL)
                 self.status("training")
             else:
                 self.notify("already training; p pauses, S stops", severity="warning")
@@ -145,7 +146,7 @@ class TrainingControl:
         self.pump.probe_live = pane.custom
         self.pump.step_once = step_once
         self.status("training" if not step_once else "single step")
-        self.relabel_chat("training; snapshots of its weights")
+        self.relabel_chat(TRAINING_LABEL)
         if self.query_one(TabbedContent).active in ("setup", "saves"):
             self.action_tab("train")
         self.train_worker = self._train(self.pump)

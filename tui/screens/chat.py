@@ -6,9 +6,8 @@ core.tasks.lm.chat_prompt as the task trained on it (a dialogue's turns; a Q&A q
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from textual import work
@@ -94,7 +93,7 @@ class ChatView(Horizontal):
         """A new label for the source, if it is still the live weights of `run_name` (its training paused,
         resumed or ended); a save loaded to chat keeps its own."""
         if self.source is not None and self.source.live and self.source.run_name == run_name:
-            self.set_source(dataclasses.replace(self.source, label=label))
+            self.set_source(replace(self.source, label=label))
 
     def settings(self) -> dict:
         """The sampling settings, validated like the config (raises ConfigError)."""
