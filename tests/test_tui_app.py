@@ -232,7 +232,7 @@ async def test_chat_while_training_uses_snapshots(saves):
         # a save loaded to chat keeps its own label, though it has the run's name
         app.load_for_chat(app.run_name, "last")
         await wait_for(pilot, lambda: "(last, step" in label(), what="the save's label")
-        app.relabel_chat("paused at step 1; its weights at that step")
+        app.relabel_chat("paused at step 1")
         assert "(last, step" in label()
 
 

@@ -260,14 +260,14 @@ class TrainingControl:
 
     def on_train_paused(self, message: msg.TrainPaused) -> None:
         self.status(f"paused at step {message.step} — p resumes, n steps")
-        self.relabel_chat(f"paused at step {message.step}; its weights at that step")
+        self.relabel_chat(f"paused at step {message.step}")
         self.show_plan()
 
     def on_train_done(self, message: msg.TrainDone) -> None:
         ev = message.event
         saved = f"; saved '{message.saved}'" if message.saved else ""
         self.done_text = f"{ev['reason']} at step {ev['steps']}{saved}"
-        self.relabel_chat(f"not training: {ev['reason']} at step {ev['steps']}; its weights at that step")
+        self.relabel_chat(f"not training: {ev['reason']} at step {ev['steps']}")
         self.status(self.done_text)  # what s does next is added once the worker has ended
         self.query_one(SavesPane).action_refresh()
 
