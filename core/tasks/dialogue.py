@@ -195,13 +195,17 @@ class DialogueTask(LMTask):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
-        turns, asks, facts = [], [], set()
+        turns, asks, facts, blind = [], [], set(), False
         for slot in chosen:
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
                 q, rq = self._cue_pair(rng)
+            elif not blind and self.cfg.data.blind_fraction > 0 and rng.random() < self.cfg.data.blind_fraction:
+                blind = True  # (one a dialogue: two values without a slot could not be told apart)
+                q, _ = self._cue_pair(rng)
+                a = self.BLIND_ACK.replace("\0", "\1" if "\1" in ra else "\0")
             facts.add(len(turns))
             turns.append((put(q), put(a)))
             asks.append((put(rq), put(ra)))
@@ -212,6 +216,10 @@ class DialogueTask(LMTask):
     # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
     CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
                   ("\1 is my {c}.", "Which is my {c}?"), ("I {c} \0 every day.", "What do I {c} every day?"))
+
+    # the acknowledgement of a statement whose slot cannot be read (data.blind_fraction); the value keeps the
+    # case the slot's answer gives it ("Got it, Kwame." / "Got it, origami.")
+    BLIND_ACK = "Got it, \0."
 
     def _cue_pair(self, rng):
         """A fact and its question around one made-up word ("My zuvo is \0." / "What is my zuvo?"): the
