@@ -222,6 +222,7 @@ async def test_chat_while_training_uses_snapshots(saves):
         # the label says what the weights it samples are doing
         label = lambda: str(chat.query_one("#chat-source").render())  # noqa: E731
         assert "(training; snapshots of its weights)" in label()
+        assert "- tag: live (training; snapshots of its weights)" in chat.export_header()
         app.action_pause()
         await wait_for(pilot, lambda: "paused at step" in label(), what="the paused label")
         app.action_start()
@@ -229,6 +230,7 @@ async def test_chat_while_training_uses_snapshots(saves):
         app.action_stop()
         await wait_for(pilot, lambda: not app.training, what="stop")
         await wait_for(pilot, lambda: "not training: stopped at step" in label(), what="the stopped label")
+        assert "- tag: live (not training: stopped at step" in chat.export_header()  # an export says so too
         # a save loaded to chat keeps its own label, though it has the run's name
         app.load_for_chat(app.run_name, "last")
         await wait_for(pilot, lambda: "(last, step" in label(), what="the save's label")

@@ -67,17 +67,20 @@ class TrainingControl:
         else:
             pane.reset_timeline(source="recording", metric=trainer.task.metric)
         self.apply_speed_limit()
+        self.live_state = TRAINING_LABEL  # what the live run's weights are doing, for the Chat tab and its exports
         if trainer.cfg.task != "reversal":
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
                 self.chat_label(TRAINING_LABEL), trainer.cfg.task,
-                lambda: {"save": run_name, "tag": "live (training)", "step": trainer.step_count}, live=True))
+                lambda: {"save": run_name, "tag": f"live ({self.live_state})", "step": trainer.step_count},
+                live=True))
 
     def chat_label(self, state: str) -> str:
         return f"chatting with {self.run_name} ({state})"
 
     def relabel_chat(self, state: str) -> None:
         """The Chat tab says what the weights it samples are doing (training, paused, stopped)."""
+        self.live_state = state
         if self.trainer is not None and self.trainer.cfg.task != "reversal":
             self.query_one(ChatView).relabel(self.run_name, self.chat_label(state))
 
