@@ -91,14 +91,6 @@ class DataConfig:
     cue_fraction: float = 0.0  # dialogue: share of the dense dialogues' facts stated and asked around one
                                # made-up word ("My zuvo is X." / "What is my zuvo?"): the slot is read from
                                # the acknowledgement of the fact whose words the question repeats
-    blind_fraction: float = 0.0  # dialogue: share of the other dense facts (at most one a dialogue) stated around
-                                 # one made-up word and acknowledged without naming a slot ("My zuvo is X." ->
-                                 # "Got it, X."), then asked by the slot's own question: a statement the model
-                                 # cannot read is not acknowledged as a guessed slot, and a question naming the
-                                 # slot takes the value left without one
-    contractions: float = 0.0  # dialogue: share of the made-up-value windows' user turns written with the
-                               # contractions people type ("What's my name?", "I'm 43."), which the corpus'
-                               # training text never uses; never into the shape of a held-out turn
     answers_only: bool = False  # qa, dialogue, chat: training loss on answer characters alone; questions and
                                 # the facts they state are read, never predicted (the dialogue and chat
                                 # presets set it)
@@ -169,8 +161,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.ood_madeup": (0, 1, True, True),
     "data.fact_noise": (0, 1, True, True),
     "data.cue_fraction": (0, 1, True, True),
-    "data.blind_fraction": (0, 1, True, True),
-    "data.contractions": (0, 1, True, True),
     "sample.temperature": (0, None, True, False),
     "sample.top_k": (0, None, True, False),
     "sample.top_p": (0, 1, False, True),

@@ -411,65 +411,6 @@ def test_cue_fraction_states_and_asks_facts_around_one_made_up_word():
         assert want[0] <= cued / total <= want[1], (share, cued, total)
 
 
-def test_blind_fraction_acknowledges_without_a_slot_and_asks_by_the_slot():
-    """data.blind_fraction: a share of the dense facts (never more than one a dialogue) is stated around a
-    made-up word and acknowledged without naming a slot ("Got it, X."); the question asked back about it
-    is the slot's own, answered in the slot's own words with that value."""
-    import re
-    for share in (0.0, 1.0):
-        task = make_task(load_config("chat", overrides=TINY + [f"data.blind_fraction={share}", "data.cue_fraction=0"]))
-        pairs, _ = task.library
-        rng = np.random.default_rng(0)
-        blind = dialogues = 0
-        for _ in range(200):
-            turns, facts = task._dense_dialogue(rng)
-            acks = [(t, m.group(1)) for t in sorted(facts) for m in [re.fullmatch(r"Got it, (\w+)\.", turns[t][1])] if m]
-            assert not any(a.startswith("Got it") for i, (_, a) in enumerate(turns) if i not in facts)
-            if share == 0.0:
-                assert not acks
-                continue
-            assert len(acks) == 1, turns  # one a dialogue, and with share 1 in every one
-            (t, value), (q, _) = acks[0], turns[acks[0][0]]
-            assert value.lower() in q.lower() and any(  # stated in a frame around a made-up word
-                re.fullmatch(f.replace("{c}", "[a-z]+").replace("\0", "\\w+").replace("\1", "\\w+").replace(".", "\\."), q)
-                for f, _ in task.CUE_FRAMES), q
-            # asked back once, by a question of the slot's own, answered with the slot's answer and the value
-            asked = [(rq, ra) for i, (rq, ra) in enumerate(turns) if i not in facts and value.lower() in ra.lower()]
-            assert len(asked) == 1, turns
-            rq, ra = asked[0]
-            cut = lambda s: re.sub(rf"\b{re.escape(value)}\b",  # noqa: E731  (as slot_library cuts it)
-                                   lambda m: "\1" if m.group(0)[0].isupper() else "\0", s, flags=re.I)
-            assert any((x[2], x[3]) == (rq, cut(ra)) for v in pairs.values() for x in v), (rq, ra)
-            assert value in ra  # the value's case in the acknowledgement as the slot's answer has it ("Kwame")
-            blind += 1
-            dialogues += 1
-        assert share == 0.0 or blind == dialogues == 200
-
-
-def test_contractions_write_user_turns_as_people_type_them_never_as_held_out_ones():
-    """data.contractions: a share of the made-up-value windows' user turns gets the contractions people type
-    ("What's my pet?", "I'm fond of X."), never at a clause's end ("what my name is."), never into the shape
-    of a held-out turn ("I'm 43 years old." is val's; "I am 43 years old." stays), and at 0 none at all."""
-    from core.tasks.dialogue import contract
-    assert contract("What is my name?") == "What's my name?" and contract("I am 43.") == "I'm 43."
-    assert contract("By the way, I am a nurse.") == "By the way, I'm a nurse."
-    assert contract("Tell me what my name is.") == "Tell me what my name is."
-    off = ["data.ask_noise=0", "data.fact_noise=0", "data.cue_fraction=0", "data.ood_madeup=0"]
-    for share in (0.0, 1.0):
-        task = make_task(load_config("chat", overrides=TINY + off + [f"data.contractions={share}"]))
-        assert task._contracted("I am 43 years old.") == "I am 43 years old."  # val has "I'm \0 years old."
-        assert task._contracted("I am 43.") == "I'm 43."
-        text = task._fresh_text(np.random.default_rng(0), 60_000)
-        users = [line[3:] for line in text.split("\n") if line.startswith("Q: ")]
-        short = [u for u in users if "'s " in u.replace("brother's", "").replace("sister's", "") or "I'm " in u]
-        assert not any(p.fullmatch(u) for u in users for p in task.held_out_shapes)
-        if share == 0.0:
-            assert len(short) <= 2, short  # (the corpus' one "What's")
-        else:
-            assert len(short) > 0.2 * len(users), (len(short), len(users))
-            assert all(contract(u) == u or any(p.fullmatch(contract(u)) for p in task.held_out_shapes) for u in users)
-
-
 def test_made_up_values_keep_numbers_numeric():
     """An age stays a number in the windows with made-up values ("I am 43 years old", never "I am zuvq
     years old"), of as many digits as the corpus' ages, so ages outside the corpus' own range are

@@ -85,23 +85,6 @@ def numeric_slots(annotations):
     return spans
 
 
-# the contractions people type ("What's my name?", "I'm called Bruno."): data.contractions writes a share of
-# the made-up-value windows' user turns with them; the corpus' training text has none (they mark its held-out
-# phrasings), so without them a model reads "What's" as a word it never saw
-CONTRACTIONS = [(re.compile(rf"\b{a}\b(?= \w)", re.IGNORECASE), b) for a, b in (  # (never at a clause's end:
-    ("what is", "what's"), ("who is", "who's"), ("where is", "where's"), ("how is", "how's"),  # "what my name is.")
-    ("that is", "that's"), ("it is", "it's"), ("name is", "name's"), ("i am", "I'm"), ("i have just", "I've just"),
-    ("i will", "I'll"), ("you are", "you're"), ("do not", "don't"), ("did not", "didn't"), ("can not", "can't"))]
-
-
-def contract(text):
-    """The text with every contraction of CONTRACTIONS made, a capital first letter kept ("What is my name?"
-    -> "What's my name?", "I am 43." -> "I'm 43.")."""
-    for pat, short in CONTRACTIONS:
-        text = pat.sub(lambda m, short=short: short[0].upper() + short[1:] if m.group(0)[0].isupper() else short, text)
-    return text
-
-
 def made_up(rng, parts, lo, hi, p=None):
     """A made-up word: lo..hi-1 parts (letters or syllables) drawn at random, alike or with chances p."""
     n = rng.integers(lo, hi)
@@ -182,8 +165,7 @@ class DialogueTask(LMTask):
         three facts, then every one asked back, in shuffled order), the rest corpus dialogues with
         their values replaced. A share of their facts (data.fact_noise) and of their other questions
         (data.ask_noise) get made-up words; in a question, each of its own words may be replaced by one
-        (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup); a
-        share of the user's turns is written with contractions (data.contractions)."""
+        (data.ask_swap); an out-of-domain question may be asked about made-up things (data.ood_madeup)."""
         text = ""
         while len(text) < n:
             if self.library and rng.random() < self.cfg.data.dense_fraction:
@@ -200,9 +182,6 @@ class DialogueTask(LMTask):
                 if not text and rng.random() < 0.5:
                     cut = int(rng.integers(len(turns)))
                     turns, facts = turns[cut:], {t - cut for t in facts if t >= cut}
-            if self.cfg.data.contractions > 0:  # (no draw at 0: the random stream stays as before)
-                turns = [(self._contracted(q), a) if rng.random() < self.cfg.data.contractions else (q, a)
-                         for q, a in turns]
             asks = set(range(len(turns))) - facts
             for share, which, swap in ((self.cfg.data.fact_noise, facts, 0.0),
                                        (self.cfg.data.ask_noise, asks, self.cfg.data.ask_swap)):
@@ -212,43 +191,17 @@ class DialogueTask(LMTask):
             text += ("\n" if text else "") + format_conversation(turns)
         return text[:n]
 
-    def _contracted(self, turn):
-        """contract(turn), unless that is the shape of a held-out turn (val or the held-out family: "I'm \0
-        years old." from "I am \0 years old."), which training never shows; then the turn as it was."""
-        short = contract(turn)
-        return turn if short != turn and any(p.fullmatch(short) for p in self.held_out_shapes) else short
-
-    @functools.cached_property
-    def held_out_shapes(self):
-        """Patterns of the held-out turns that hold a contraction, each slot value a wildcard word."""
-        shapes = set()
-        for convs, records in ((self.val_convs, self.slots), (getattr(self, "test_convs", None),
-                                                              getattr(self, "test_slots", None))):
-            for turns, rec in zip(convs or [], records or []):
-                values = [s["value"] for s in rec.get("slots", [])]
-                for q, _ in turns:
-                    if "'" in q:
-                        shape = re.escape(q)
-                        for v in values:
-                            shape = re.sub(rf"\b{re.escape(re.escape(v))}\b", r"[\\w'-]+", shape, flags=re.IGNORECASE)
-                        shapes.add(shape)
-        return [re.compile(x) for x in sorted(shapes)]
-
     def _dense_dialogue(self, rng):
         pairs, fillers = self.library
         names = sorted(pairs)
         chosen = [names[i] for i in rng.permutation(len(names))[:int(rng.integers(2, 4))]]
-        turns, asks, facts, blind = [], [], set(), False
+        turns, asks, facts = [], [], set()
         for slot in chosen:
             word = self._value(rng, slot)
             put = lambda t, w=word: t.replace("\0", w).replace("\1", w.capitalize())  # noqa: E731
             q, a, rq, ra = pairs[slot][int(rng.integers(len(pairs[slot])))]
             if self.cfg.data.cue_fraction > 0 and rng.random() < self.cfg.data.cue_fraction:
                 q, rq = self._cue_pair(rng)
-            elif not blind and self.cfg.data.blind_fraction > 0 and rng.random() < self.cfg.data.blind_fraction:
-                blind = True  # (one a dialogue: two values without a slot could not be told apart)
-                q, _ = self._cue_pair(rng)
-                a = self.BLIND_ACK.replace("\0", "\1" if "\1" in ra else "\0")
             facts.add(len(turns))
             turns.append((put(q), put(a)))
             asks.append((put(rq), put(ra)))
@@ -259,10 +212,6 @@ class DialogueTask(LMTask):
     # (fact, question) frames around a made-up word {c}; "\0" is the value, "\1" the value capitalised
     CUE_FRAMES = (("I {c} \0.", "What do I {c}?"), ("My {c} is \0.", "What is my {c}?"),
                   ("\1 is my {c}.", "Which is my {c}?"), ("I {c} \0 every day.", "What do I {c} every day?"))
-
-    # the acknowledgement of a statement whose slot cannot be read (data.blind_fraction); the value keeps the
-    # case the slot's answer gives it ("Got it, Kwame." / "Got it, origami.")
-    BLIND_ACK = "Got it, \0."
 
     def _cue_pair(self, rng):
         """A fact and its question around one made-up word ("My zuvo is \0." / "What is my zuvo?"): the
