@@ -405,6 +405,44 @@ async def test_lossplot_log_scale_draws_a_solved_task_whose_loss_reaches_zero():
         assert sum(c in text for c in "⠁⠂⠄⡀⠈⠐⠠⢀⣀⣿") > 0  # a curve is drawn
 
 
+async def test_lossplot_y_ticks_are_round_numbers_linear_and_log():
+    """The y axis is labelled with round numbers: evenly spaced 1, 2, 2.5 or 5 times a power of ten, and on
+    a log plot the powers of ten, none far above the highest loss (not 3.86 / 3.22 / 2.58, or 19.8292)."""
+    import re
+    plot = LossPlot(refresh_interval=60.0)
+    app = OneWidgetApp(plot)
+
+    def labels():
+        return [m.group(1) for line in plot.render().plain.splitlines()
+                for m in [re.match(r"\s*([-0-9.e+]+)┤", line)] if m]
+    async with app.run_test(size=SIZE) as pilot:
+        for i in range(400):
+            plot.add_point("train", i, float(i), 3.86 * math.exp(-i / 30) + 1e-4)
+        plot.redraw()
+        await pilot.pause()
+        ys = [float(x) for x in labels()]
+        assert len(ys) >= 3, labels()
+        step = ys[0] - ys[1]
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        assert any(math.isclose(mantissa, m) for m in (1, 2, 2.5, 5)), ys
+        assert all(math.isclose(a - b, step) for a, b in zip(ys, ys[1:])), ys
+        assert all(math.isclose(y / step, round(y / step), abs_tol=1e-6) for y in ys), ys
+        plot.log_y = True
+        plot.redraw()
+        await pilot.pause()
+        ys = [float(x) for x in labels()]
+        assert len(ys) >= 3 and all(math.isclose(math.log10(y), round(math.log10(y))) for y in ys), labels()
+        assert max(ys) <= 10 and min(ys) >= 1e-5, ys  # the curve runs 3.86 .. 1e-4
+        plot.clear()  # a narrow range on a log plot (less than a power of ten): still round numbers
+        for i in range(400):
+            plot.add_point("train", i, float(i), 0.3 + 0.2 * math.exp(-i / 50))
+        plot.redraw()
+        await pilot.pause()
+        ys = [float(x) for x in labels()]
+        assert len(ys) >= 2 and all(len(f"{y:.10g}".replace("0.", "").replace(".", "").strip("0")) <= 2
+                                    for y in ys), labels()
+
+
 async def test_lossplot_keys():
     plot = LossPlot(refresh_interval=60.0)
     app = OneWidgetApp(plot)

@@ -239,7 +239,10 @@ class LossPlot(PlotextPlot, can_focus=True):
                 if later is None or later - x > 0.15 * x_max:  # labels of close marks would overprint
                     plt.text(label, x, self._mark_y(x), color="red")
         plt.yscale("log" if self.log_y and self._lines else "linear")  # plotext fails on an empty log plot
-        plt.ylim(*self._ylim())
+        bottom, top = self._ylim()
+        plt.ylim(bottom, top)
+        yticks = self._yticks(bottom, top)
+        plt.yticks(yticks, [f"{t + 0.0:g}" for t in yticks])  # (+ 0.0: never "-0")
         xs_all = [x for line in self._lines for x in line[0]]
         if xs_all:
             ticks = nice_ticks(min(xs_all), max(xs_all), integer=self.x_axis == "step" or max(xs_all) >= 10)
@@ -314,6 +317,25 @@ class LossPlot(PlotextPlot, can_focus=True):
         top = hi + span * need / max(1, rows - need)
         bottom = lo - span * 0.02
         return (max(0.0, bottom) if lo >= 0 and not self.log_y else bottom), top  # a loss axis never shows -0.07
+
+    def _yticks(self, bottom: float | None, top: float | None) -> list[float]:
+        """Round y ticks inside the axis (bottom, top; log10 of the loss on a log plot): 0, 0.5, 1, ...;
+        on a log plot the powers of ten (1, 0.1, 0.01), over a narrow range 1, 2 and 5 of each, so no
+        label reads 2.5417 or 19.8292."""
+        if bottom is None or top is None or not top > bottom:
+            return []
+        most = max(2, min(8, (max(4, (self.size.height or 20) - 5)) // 2))  # a tick every other row at most
+        if not self.log_y:
+            return [t for t in nice_ticks(bottom, top, n=min(most, 6), integer=False) if bottom <= t <= top]
+        first, last = math.ceil(bottom - 1e-9), math.floor(top + 1e-9)
+        if last - first >= 2:
+            decades = list(range(first, last + 1))
+            return [10.0 ** k for k in decades[::math.ceil(len(decades) / most)]]
+        ticks = [m * 10.0 ** k for k in range(first - 1, last + 1) for m in (1, 2, 5)
+                 if bottom <= math.log10(m * 10.0 ** k) <= top]
+        if len(ticks) >= 2:
+            return ticks
+        return [t for t in nice_ticks(10 ** bottom, 10 ** top, n=4, integer=False) if t > 0]
 
     def _tick(self) -> None:
         if self._dirty:
