@@ -525,6 +525,28 @@ async def test_stats_panel_merges_partial_updates():
         assert dict(panel.rows())["loss"] == "—"
 
 
+async def test_stats_panel_rows_never_wrap_in_a_narrow_panel():
+    """At 80 columns the panel is ~25 characters wide: "step  215 / 6,000" beside the long "best val (ans)"
+    label moves its value left instead of wrapping onto a second row (which pushed every row down)."""
+    panel = StatsPanel()
+    app = OneWidgetApp(panel)
+    async with app.run_test(size=SIZE) as pilot:
+        panel.styles.width = 27  # 25 inside its padding
+        panel.update_stats({"step": 215, "max_steps": 6000, "loss": 1.02, "best_val": None, "params": 820_000,
+                            "loss_on": "answers", "ms_per_step": 253.2, "metric_name": "chat_score"})
+        await pilot.pause()
+        rows = panel.rows()
+        assert panel.region.height == len(rows), (panel.region.height, len(rows))
+        lines = panel.content.plain.split("\n")
+        assert any(line.startswith("step") and line.endswith("215 / 6,000") for line in lines), lines
+        assert max(len(line) for line in lines) <= 25
+        label_w = max(len(label) for label, _ in rows)  # the other rows keep their value column
+        assert lines[rows.index(next(r for r in rows if r[0] == "params"))].index("0.82M") == label_w + 2
+        panel.styles.width = 60  # wide again: the step row's value back in the column
+        await pilot.pause()
+        assert panel.content.plain.split("\n")[0].index("215") == label_w + 2
+
+
 # ---- chat -----------------------------------------------------------------------------------
 
 

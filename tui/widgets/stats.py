@@ -103,6 +103,7 @@ class StatsPanel(Static):
 
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         self.stats: dict[str, Any] = {}
+        self.room = 0  # the width inside the padding, known once laid out (0: no limit)
         super().__init__(self._render_text(), name=name, id=id, classes=classes)
 
     def update_stats(self, d: Mapping[str, Any]) -> None:
@@ -118,6 +119,10 @@ class StatsPanel(Static):
         """The (label, value) rows as currently shown."""
         return format_stats(self.stats)
 
+    def on_resize(self, event) -> None:
+        self.room = self.content_size.width
+        self.update(self._render_text(), layout=False)
+
     def _render_text(self) -> Text:
         rows = self.rows()
         label_w = max(len(label) for label, _ in rows)
@@ -125,6 +130,11 @@ class StatsPanel(Static):
         for i, (label, value) in enumerate(rows):
             if i:
                 text.append("\n")
-            text.append(f"{label:<{label_w}}  ", style="dim")
+            # values start in one column; a row too long for a narrow panel ("step  215 / 6,000" at 80
+            # columns) moves its value left instead of wrapping onto the next row
+            gap = label_w - len(label) + 2
+            if self.room and len(label) + gap + len(value) > self.room:
+                gap = max(1, self.room - len(label) - len(value))
+            text.append(label + " " * gap, style="dim")
             text.append(value, style="bold" if value != UNKNOWN else "dim")
         return text
