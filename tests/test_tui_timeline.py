@@ -110,6 +110,11 @@ async def test_score_chart_highlights_the_selected_head_and_draws_the_metric():
         assert chart.value("antidiagonal", 0, 0, len(STEPS) - 1) == pytest.approx(1.0, abs=1e-3)
         text = "\n".join(chart.render_line(y).text for y in range(chart.size.height))
         assert "anti-diagonal score, accuracy" in text
+        # round ticks: whole steps on x, 0 / 0.5 / 1 on y (not 120.5 or 0.67)
+        import re
+        xs = [int(t) for t in re.findall(r"\d+", text.splitlines()[-2])]
+        assert len(xs) >= 2 and len({b - a for a, b in zip(xs, xs[1:])}) == 1, text
+        assert {"0┤", "0.5┤", "1┤"} <= {m.group(0) for m in re.finditer(r"[\d.]+┤", text)}, text
         chart.selected = (0, 1)
         await pilot.pause()
         text = "\n".join(chart.render_line(y).text for y in range(chart.size.height))

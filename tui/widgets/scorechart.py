@@ -14,6 +14,8 @@ import numpy as np
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
+from tui.widgets.lossplot import nice_ticks, tick_label
+
 DIM = (95, 95, 120)
 SELECTED = "cyan"
 METRIC = "orange"
@@ -98,6 +100,10 @@ class HeadScoreChart(PlotextPlot):
         if self.cursor_step is not None:
             plt.vline(float(self.cursor_step), CURSOR)
         plt.ylim(0, 1)
+        yticks = [0, 0.25, 0.5, 0.75, 1] if (self.size.height or 0) >= 14 else [0, 0.5, 1]
+        plt.yticks(yticks, [f"{t:g}" for t in yticks])
+        xticks = nice_ticks(float(self.steps.min()), float(self.steps.max()))  # steps: 0, 100, 200 (not 120.5)
+        plt.xticks(xticks, [tick_label(t, "step") for t in xticks])
         plt.xlabel("step")
         # no legend box (it would cover the start of the curves): the explanation line names the colours
         plt.title(f"{name} score" + (f", {self.metric_name}" if metric else ""))
