@@ -276,9 +276,11 @@ def free_name(base: str, saves_dir: str | Path | None = None) -> str:
     return name
 
 
-def write_into_run(name: str, filename: str, text: str, saves_dir: str | Path | None = None) -> Path:
+def write_into_run(name: str, filename: str, text: str, saves_dir: str | Path | None = None,
+                   numbered: bool = False) -> Path:
     """Write a new file (e.g. a chat transcript) into an existing run; never through a link, never
-    re-creating a deleted run, never replacing a file."""
+    re-creating a deleted run, never replacing a file. numbered: where the name is taken, the first free
+    of NAME-2.EXT, NAME-3.EXT, ... (two exports within one second)."""
     d = run_dir(name, saves_dir)
     checkpoint._check_name(filename, "file name")
     if d.is_symlink():
@@ -286,11 +288,16 @@ def write_into_run(name: str, filename: str, text: str, saves_dir: str | Path | 
     if not d.is_dir():
         raise SaveError(f"saves/{name} does not exist (deleted, or nothing saved yet); save the run first (w)")
     checkpoint._refuse_symlinks(d.parent, d)
-    path = d / filename
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except FileExistsError:
-        raise SaveError(f"{path} already exists; nothing was written") from None
+    stem, dot, ext = filename.rpartition(".") if "." in filename else (filename, "", "")
+    for n in range(1, 100 if numbered else 2):
+        path = d / (filename if n == 1 else f"{stem}-{n}{dot}{ext}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise SaveError(f"{d / filename} already exists; nothing was written")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     return path

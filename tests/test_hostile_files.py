@@ -198,6 +198,12 @@ def test_no_symlink_is_followed_inside_a_tag_or_by_export(good, tmp_path):
         write_into_run("deleted", "chat-1.md", "hi")
     assert not any(elsewhere.iterdir()) and not (good.parent / "deleted").exists()
     assert write_into_run("good", "chat-1.md", "hi").read_text() == "hi"
+    # never replacing a file: refused, or with numbered=True the next free name (two exports in a second)
+    with pytest.raises(SaveError, match="already exists"):
+        write_into_run("good", "chat-1.md", "again")
+    assert write_into_run("good", "chat-1.md", "two", numbered=True).name == "chat-1-2.md"
+    assert write_into_run("good", "chat-1.md", "three", numbered=True).name == "chat-1-3.md"
+    assert (good / "chat-1.md").read_text() == "hi" and (good / "chat-1-2.md").read_text() == "two"
 
 
 def test_a_utf8_bom_at_the_start_of_a_corpus_is_stripped(tmp_path):

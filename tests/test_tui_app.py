@@ -168,7 +168,7 @@ async def start_training(app, pilot, task_index, settings):
     await wait_for(pilot, lambda: app.query_one(StatsPanel).stats.get("step", 0) > 2, what="training")
 
 
-async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
+async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves, monkeypatch):
     app = AttnLab()
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("5")
@@ -179,6 +179,16 @@ async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
         app.query_one("#sample-max_new_tokens", Input).value = "30"
         assert app.query_one("#tabs").active == "chat"
         assert app.focused is chat.pane.input
+        # replies start greedy, as `attnlab eval` answers: this tiny model's likeliest first character ends
+        # the answer, and the pane says so instead of showing nothing
+        temperature = app.query_one("#sample-temperature", Input)
+        assert float(temperature.value) == 0
+        await pilot.press(*"hi", "enter")
+        await wait_for(pilot, lambda: chat.history, what="a greedy reply")
+        turn = list(chat.pane.query("ChatTurn"))[-1]
+        assert chat.history[0][1] == "" and "empty reply" in turn.note, (chat.history, turn.note)
+        await pilot.press("ctrl+l")
+        temperature.value = "0.8"
         await pilot.press(*"what is a cat?", "enter")
         await wait_for(pilot, lambda: chat.history, what="a reply")
         roles = [r for r, _ in chat.pane.transcript()]
@@ -194,6 +204,15 @@ async def test_chat_with_a_loaded_save_streams_a_reply(tiny_qa, saves):
         await pilot.pause()
         assert "context" in chat.pane.transcript()[-1][1]
         replies = [t for r, t in chat.pane.transcript() if r == "model"]
+        # at temperature 0 ctrl+r would give the same reply, so it says so and keeps the reply
+        temperature.value = "0"
+        notes = []
+        monkeypatch.setattr(app, "notify", lambda text, **kw: notes.append(text))
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert any("temperature 0 always gives the same reply" in n for n in notes), notes
+        assert [t for r, t in chat.pane.transcript() if r == "model"] == replies and not chat.pane.busy
+        temperature.value = "0.8"
         await pilot.press("ctrl+r")  # regenerate the last reply: it replaces the old one
         await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.pane.busy, what="regenerated")
         after = [t for r, t in chat.pane.transcript() if r == "model"]

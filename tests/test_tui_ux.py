@@ -335,7 +335,11 @@ async def test_exported_transcript_records_save_step_and_sampling(saves):
         chat.action_export()
         text = next((saves / "tq").glob("chat-*.md")).read_text()
         assert "- save: tq" in text and "- tag: best" in text and "- step: 1" in text
-        assert "temperature 0.8" in text and "top_k" in text and "seed 0" in text
+        assert "temperature 0.0 (greedy)" in text and "top_k" in text and "seed 0" in text
+        app.query_one("#sample-temperature").value = "0.8"
+        chat.action_export()
+        await pilot.pause()
+        assert any("temperature 0.8, top_k" in p.read_text() for p in (saves / "tq").glob("chat-*.md"))
 
 
 # -- compare runs
