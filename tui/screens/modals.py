@@ -13,7 +13,7 @@ TABS = ("setup", "train", "attention", "chat", "saves")
 
 INTRO = ("attnlab trains a tiny transformer in this terminal. Pick a task in Setup, press s, and watch the "
          "Attention tab: on the reversal task the map turns into an anti-diagonal as each position learns to "
-         "look at its mirror. Q&A and dialogue models can be chatted with while they train.")
+         "look at its mirror. Q&A, dialogue and chat models can be chatted with while they train.")
 
 
 # the views of the model's insides, each with its one-line explanation (tui/widgets/explain.py)
