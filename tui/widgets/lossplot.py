@@ -312,11 +312,15 @@ class LossPlot(PlotextPlot, can_focus=True):
             ys = [math.log10(max(y, LOG_FLOOR)) for y in ys]
         lo, hi = min(ys), max(ys)
         span = (hi - lo) or max(abs(hi), 1.0)
-        rows = max(4, (self.size.height or 20) - 5)  # title, x ticks, x label and the frame take the rest
+        rows = self._plot_rows()
         need = labelled + 1
         top = hi + span * need / max(1, rows - need)
         bottom = lo - span * 0.02
         return (max(0.0, bottom) if lo >= 0 and not self.log_y else bottom), top  # a loss axis never shows -0.07
+
+    def _plot_rows(self) -> int:
+        """Rows of the plotting area: the title, x ticks, x label and the frame take the rest."""
+        return max(4, (self.size.height or 20) - 5)
 
     def _yticks(self, bottom: float | None, top: float | None) -> list[float]:
         """Round y ticks inside the axis (bottom, top; log10 of the loss on a log plot): 0, 0.5, 1, ...;
@@ -324,7 +328,7 @@ class LossPlot(PlotextPlot, can_focus=True):
         label reads 2.5417 or 19.8292."""
         if bottom is None or top is None or not top > bottom:
             return []
-        most = max(2, min(8, (max(4, (self.size.height or 20) - 5)) // 2))  # a tick every other row at most
+        most = max(2, min(8, self._plot_rows() // 2))  # a tick every other row at most
         if not self.log_y:
             return [t for t in nice_ticks(bottom, top, n=min(most, 6), integer=False) if bottom <= t <= top]
         first, last = math.ceil(bottom - 1e-9), math.floor(top + 1e-9)
