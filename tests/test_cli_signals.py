@@ -106,8 +106,10 @@ STARTER = ("import runpy, signal, sys, threading, time\n"
 def test_ctrl_c_while_starting_gives_no_traceback(saves):
     """Ctrl+C in the first 0.2 s after the interpreter is up (while attnlab imports) ends quietly."""
     delays = [0.01, 0.05, 0.1, 0.15, 0.2]
-    for delay in delays:
-        p = subprocess.Popen([sys.executable, "-c", STARTER, "train", "reversal", "--save", "r",
+    for i, delay in enumerate(delays):
+        # a save name of its own: a child quick enough to start training saves `last` when stopped (rc 130 too),
+        # and the same name would then be refused to the next child ("saves/r exists", rc 2)
+        p = subprocess.Popen([sys.executable, "-c", STARTER, "train", "reversal", "--save", f"r{i}",
                               "--steps", "100000"], cwd=REPO, env=child_env(saves),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert p.stdout.readline() == b"up\n"
