@@ -64,6 +64,11 @@ async def test_reversal_trains_live_and_reaches_95_percent(saves):
         attn = app.query_one(AttentionMap)
         await wait_for(pilot, lambda: attn.has_data, what="attention data")
         assert attn.shape[-2:] == (6, 6)
+        # the Chat tab says why this model does not chat, not "no model yet"
+        chat = app.query_one(ChatView)
+        assert chat.source is None
+        assert "the reversal model does not chat; train a Q&A, dialogue or chat model" in str(
+            chat.query_one("#chat-source").render())
         await pilot.press("S")
         await wait_for(pilot, lambda: not app.training, what="the worker to stop")
         await pilot.pause(0.1)

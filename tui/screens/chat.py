@@ -31,6 +31,8 @@ from tui.worker import chat_job
 
 SETTINGS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"),
             ("max_new_tokens", "max length"), ("seed", "seed"))
+NO_MODEL = "no model yet"
+HOW_TO_CHAT = "train a Q&A, dialogue or chat model, or load one of their saves (Saves tab)"
 # Replies start greedy (the likeliest character each time), as `attnlab eval` answers: sampled at the config's
 # 0.8, recall in a chat of the model's own replies fell from 51.9 to 42.2% and 46.8 to 38.3% (two chat saves).
 # A temperature above 0 samples; ctrl+r then draws another reply.
@@ -72,7 +74,7 @@ class ChatView(Horizontal):
             yield Explain("nextchar", id="nextchar-explain")
             yield NextCharView(id="next-char")
         with Vertical(id="chat-side"):
-            yield Static("no model yet", id="chat-source")
+            yield Static(NO_MODEL, id="chat-source")
             defaults = load_config("qa").sample
             with Horizontal(id="sample-settings"):
                 for key, title in SETTINGS:
@@ -88,11 +90,16 @@ class ChatView(Horizontal):
 
     def set_source(self, source: ChatSource | None) -> None:
         self.source = source
-        label = "no model yet"
+        label = NO_MODEL
         if source:
             alone = " — each question is asked on its own, as it trained" if source.task in SINGLE_PAIR_TASKS else ""
             label = safe_text(source.label + alone)
         self.query_one("#chat-source", Static).update(label)
+
+    def live_run_cannot_chat(self, task: str) -> None:
+        """A run of a task that does not chat (reversal) started: say so, unless a loaded save is chatting."""
+        if self.source is None:
+            self.query_one("#chat-source", Static).update(f"the {task} model does not chat; {HOW_TO_CHAT}")
 
     def relabel(self, run_name: str, label: str) -> None:
         """A new label for the source, if it is still the live weights of `run_name` (its training paused,
@@ -128,7 +135,7 @@ class ChatView(Horizontal):
             pane.add_system("a reply is still streaming; press Esc to stop it first")
             return
         if self.source is None:
-            pane.add_system("no model to chat with: train a Q&A or dialogue model, or load a save (Saves tab)")
+            pane.add_system(f"no model to chat with: {HOW_TO_CHAT}")
             return
         unknown = self.source.tokenizer.unknown_chars(question)
         if unknown:
