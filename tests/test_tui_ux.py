@@ -266,6 +266,14 @@ async def test_sampling_settings_and_source_are_visible_at_80x24():
         for wid in ("#chat-source", "#sample-temperature", "#sample-seed"):
             w = app.query_one(wid)
             assert w.region.area > 0 and app.screen.region.contains_region(w.region), wid
+        # a label longer than a row wraps onto a second one, not cut ("... or load")
+        chat = app.query_one(ChatView)
+        chat.live_run_cannot_chat("reversal")
+        await pilot.pause()
+        source = app.query_one("#chat-source")
+        seed = app.query_one("#sample-seed")
+        assert source.region.height == 2 and seed.region.y >= source.region.bottom
+        assert app.screen.region.contains_region(seed.region)
 
 
 async def test_reversal_setup_has_no_corpus_field():
