@@ -268,12 +268,24 @@ async def test_sampling_settings_and_source_are_visible_at_80x24():
             assert w.region.area > 0 and app.screen.region.contains_region(w.region), wid
         # a label longer than a row wraps onto a second one, not cut ("... or load")
         chat = app.query_one(ChatView)
-        chat.live_run_cannot_chat("reversal")
+        chat.cannot_chat("reversal")
         await pilot.pause()
         source = app.query_one("#chat-source")
         seed = app.query_one("#sample-seed")
         assert source.region.height == 2 and seed.region.y >= source.region.bottom
         assert app.screen.region.contains_region(seed.region)
+
+
+async def test_a_loaded_reversal_save_says_it_does_not_chat(saves):
+    Trainer(load_config("reversal", overrides=["train.max_steps=5"])).save("rev", "last")
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.load_for_chat("rev", "last")
+        await wait_for(pilot, lambda: tab(app) == "attention", what="the attention replay")
+        chat = app.query_one(ChatView)
+        assert chat.source is None
+        assert str(chat.query_one("#chat-source").render()).startswith("the reversal model does not chat; train a Q&A")
 
 
 async def test_reversal_setup_has_no_corpus_field():

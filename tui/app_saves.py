@@ -32,6 +32,7 @@ class SavedRuns:
         self.query_one(AttentionPane).use_task(cfg.task)  # its probe and its explanation
         if cfg.task == "reversal":
             self.notify("a reversal model does not chat; replaying its attention instead", severity="warning")
+            self.query_one(ChatView).cannot_chat(cfg.task)
             pane = self.query_one(AttentionPane)
             labels, maps = probe_model(model, tok, pane.probe_text or "PYTHON", cfg.model.block_size)
             self.loaded = (model, tok, cfg)

@@ -69,7 +69,7 @@ class TrainingControl:
         self.apply_speed_limit()
         self.live_state = TRAINING_LABEL  # what the live run's weights are doing, for the Chat tab and its exports
         if trainer.cfg.task == "reversal":
-            self.query_one(ChatView).live_run_cannot_chat(trainer.cfg.task)
+            self.query_one(ChatView).cannot_chat(trainer.cfg.task)
         else:
             self.query_one(ChatView).set_source(ChatSource(
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,

@@ -96,8 +96,9 @@ class ChatView(Horizontal):
             label = safe_text(source.label + alone)
         self.query_one("#chat-source", Static).update(label)
 
-    def live_run_cannot_chat(self, task: str) -> None:
-        """A run of a task that does not chat (reversal) started: say so, unless a loaded save is chatting."""
+    def cannot_chat(self, task: str) -> None:
+        """A model of a task that does not chat (reversal) was started or loaded: say so, unless a model that
+        chats is still the source."""
         if self.source is None:
             self.query_one("#chat-source", Static).update(f"the {task} model does not chat; {HOW_TO_CHAT}")
 
