@@ -638,3 +638,11 @@ def test_ood_madeup_asks_out_of_domain_questions_about_made_up_things():
         assert any(fits(got, shape) for shape in shapes), q
     others = [q for q, a in pairs if a != DONT_KNOW]
     assert sum(q in corpus for q in others) > len(others) / 2  # facts carry made-up values; the rest as written
+
+
+def test_every_task_is_classed_as_chatting_or_not():
+    """The Chat tab and `attnlab chat` ask `chats(task)`; a new task must be placed on one side."""
+    from core.config import TASKS
+    from core.tasks import CHAT_TASKS, chats
+    assert set(CHAT_TASKS) | {"reversal"} == set(TASKS)
+    assert not chats("reversal") and all(chats(t) for t in ("qa", "dialogue", "chat"))

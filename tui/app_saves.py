@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from textual import work
 
+from core.tasks import chats
 from core.trainer import load_model
 from tui.app_train import LOAD_ERRORS
 from tui.screens.attention import AttentionPane
@@ -30,8 +31,8 @@ class SavedRuns:
 
     def _show_loaded(self, name, tag, model, tok, cfg, meta) -> None:
         self.query_one(AttentionPane).use_task(cfg.task)  # its probe and its explanation
-        if cfg.task == "reversal":
-            self.notify("a reversal model does not chat; replaying its attention instead", severity="warning")
+        if not chats(cfg.task):
+            self.notify(f"a {cfg.task} model does not chat; replaying its attention instead", severity="warning")
             self.query_one(ChatView).cannot_chat(cfg.task)
             pane = self.query_one(AttentionPane)
             labels, maps = probe_model(model, tok, pane.probe_text or "PYTHON", cfg.model.block_size)

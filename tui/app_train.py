@@ -14,6 +14,7 @@ from textual.worker import get_current_worker
 from core.checkpoint import SaveError
 from core.config import ConfigError
 from core.progress import StepRate
+from core.tasks import chats
 from core.tasks.corpus import CorpusError
 from core.text import safe_text
 from tui import messages as msg
@@ -68,7 +69,7 @@ class TrainingControl:
             pane.reset_timeline(source="recording", metric=trainer.task.metric)
         self.apply_speed_limit()
         self.live_state = TRAINING_LABEL  # what the live run's weights are doing, for the Chat tab and its exports
-        if trainer.cfg.task == "reversal":
+        if not chats(trainer.cfg.task):
             self.query_one(ChatView).cannot_chat(trainer.cfg.task)
         else:
             self.query_one(ChatView).set_source(ChatSource(
@@ -83,7 +84,7 @@ class TrainingControl:
     def relabel_chat(self, state: str) -> None:
         """The Chat tab says what the weights it samples are doing (training, paused, stopped)."""
         self.live_state = state
-        if self.trainer is not None and self.trainer.cfg.task != "reversal":
+        if self.trainer is not None and chats(self.trainer.cfg.task):
             self.query_one(ChatView).relabel(self.run_name, self.chat_label(state))
 
     # -- training control

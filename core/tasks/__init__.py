@@ -1,5 +1,12 @@
 """The four tasks: reversal (attention proof), qa, dialogue, chat. `make_task(cfg)` builds one."""
 
+CHAT_TASKS = ("qa", "dialogue", "chat")  # language models a person can talk to; reversal only reverses
+
+
+def chats(task: str) -> bool:
+    """Whether a model of this task answers messages (the Chat tab, `attnlab chat`)."""
+    return task in CHAT_TASKS
+
 
 def make_task(cfg):
     """The task named by cfg.task, with its data loaded and its tokenizer built."""
