@@ -2,6 +2,7 @@
 
 import sys
 
+from core.tasks import chats
 from core.tasks.lm import PromptTooLong, chat_prompt
 from core.text import safe_label, safe_text
 from core.trainer import load_model
@@ -112,8 +113,8 @@ def cmd_chat(args):
     from core.sample import stream_text
     check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
-    if cfg.task == "reversal":
-        raise UserError(f"{args.name} is a reversal model: it reverses letters and does not chat; "
+    if not chats(cfg.task):
+        raise UserError(f"{args.name} is a {cfg.task} model and does not chat; "
                         f"try `attnlab sample {args.name} --prompt PYTHON`")
     opts = sampling(args, cfg)
     history = []
