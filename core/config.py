@@ -59,6 +59,8 @@ class TrainConfig:
     threads: int = 1
     max_seconds: float = 0.0  # 0 = no limit
     patience: int = 0        # evals without val improvement before early stop; 0 = off
+    ema: float = 0.0         # evaluate, show and save a running average of the weights with this decay
+                             # (e.g. 0.999: about the last 1,000 steps); 0 = off, the weights as trained
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.threads": (0, None, False, False),
     "train.max_seconds": (0, None, True, False),
     "train.patience": (0, None, True, False),
+    "train.ema": (0, 1, True, False),
     "data.val_fraction": (0, 1, True, False),
     "data.seq_len": (0, None, False, False),
     "data.n_train": (0, None, True, False),

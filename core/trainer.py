@@ -56,6 +56,11 @@ class Trainer:
         t = self.cfg.train
         self.opt = AdamW(self.model, t.beta1, t.beta2, weight_decay=t.weight_decay)
         self.rng = np.random.default_rng(seed + 1)  # batches and dropout
+        # train.ema: a running average of the weights (float64), what evaluations, snapshots, chat and
+        # saves see; the optimizer steps the model's own weights (saved beside it, for resuming)
+        self.ema = self.model.flat.astype(np.float64) if t.ema else None  # (P,)
+        self._averaged = None  # a model holding the average, made on first use
+        self._averaged_stale = True
         self.step_count = 0
         self.tokens_seen = 0
         self.elapsed_s = 0.0  # training time, carried across saves
@@ -148,6 +153,8 @@ class Trainer:
             raise TrainingDiverged(msg, weights_ok=what != "loss")
         self.opt.step(lr)
         self.step_count += 1
+        if self.ema is not None:
+            self._update_ema(t.ema)
         ms = (time.perf_counter() - t0) * 1000
         self.elapsed_s += ms / 1000
         n_tok = int(x.size)
@@ -156,6 +163,25 @@ class Trainer:
         return {"event": "step", "step": self.step_count, "loss": float(loss), "lr": lr, "grad_norm": norm,
                 "tokens": n_tok, "ms": ms, "tokens_per_s": n_tok / max(ms / 1000, 1e-9),
                 "elapsed_s": self.elapsed_s, "max_steps": t.max_steps, "epoch": self.epoch()}
+
+    def _update_ema(self, decay):
+        """ema <- d * ema + (1 - d) * weights; d starts low, so the first steps' weights fade quickly."""
+        d = min(decay, (1 + self.step_count) / (10 + self.step_count))
+        self.ema *= d
+        self.ema += (1 - d) * self.model.flat.astype(np.float64)
+        self._averaged_stale = True
+
+    def averaged(self):
+        """The model that evaluations, snapshots, chat and saves use: the weights' running average with
+        train.ema, else the trained model itself."""
+        if self.ema is None:
+            return self.model
+        if self._averaged is None:
+            self._averaged = self.model.snapshot()
+        if self._averaged_stale:
+            self._averaged.flat[:] = self.ema
+            self._averaged_stale = False
+        return self._averaged
 
     def metric_value(self, metrics):
         """What 'best' is judged by: the task metric (higher is better), ties broken by lower val loss."""
@@ -170,11 +196,12 @@ class Trainer:
         """
         t0 = time.perf_counter()
         carry = self._eval_probe_batch()
+        model = self.averaged()
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
             if carry is None:
-                metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full)
+                metrics = self.task.evaluate(model, np.random.default_rng(0), full=full)
             else:
-                metrics = self.task.evaluate(self.model, np.random.default_rng(0), full=full,
+                metrics = self.task.evaluate(model, np.random.default_rng(0), full=full,
                                              extra=carry[:1], keep=len(carry) - 1)
                 out = metrics.pop("extra")
                 self._eval_capture = (self.step_count, self.timeline.capture_from(self.task, out["logits"], out["maps"]))
@@ -207,9 +234,10 @@ class Trainer:
     def attention_probe(self, text=None):
         """Attention maps (n_layer, nh, T, T) of the model on the task's probe input (or `text`)."""
         ids, labels = self.task.probe(text)
-        self.model.forward(ids)
+        model = self.averaged()
+        model.forward(ids)
         return {"event": "attention", "step": self.step_count, "labels": labels,
-                "maps": self.model.attention_maps()[:, 0].copy()}
+                "maps": model.attention_maps()[:, 0].copy()}
 
     def record(self, step_ev=None, eval_ev=None):
         """Add a timeline snapshot of the model now; returns the "snapshot" event (None when the
@@ -218,7 +246,7 @@ class Trainer:
         captured = self._eval_capture[1] if self._eval_capture and self._eval_capture[0] == self.step_count else None
         self._eval_capture = None
         added = self.timeline.record(
-            self.model, self.task, step=self.step_count, elapsed_s=self.elapsed_s,
+            self.averaged(), self.task, step=self.step_count, elapsed_s=self.elapsed_s,
             loss=step_ev["loss"] if step_ev else None, val_loss=ev.get("val_loss"),
             metric=self.task.metric if eval_ev else None, metric_value=ev.get(self.task.metric), captured=captured)
         if added is None:
@@ -324,8 +352,12 @@ class Trainer:
         v_views = flat_views(self.opt.v, self.model.shapes)
         for k in self.model.shapes:
             opt["m/" + k], opt["v/" + k] = m_views[k], v_views[k]
+        if self.ema is not None:  # the weights saved are the average; these resume the run exactly
+            ema_views = flat_views(self.ema, self.model.shapes)
+            for k in self.model.shapes:
+                opt["raw/" + k], opt["ema/" + k] = self.model.params[k], ema_views[k]
         extra = self.timeline.to_files() if self.timeline is not None else None
-        return checkpoint.save_checkpoint(name, tag, self.model.params, opt, self.state_meta(),
+        return checkpoint.save_checkpoint(name, tag, self.averaged().params, opt, self.state_meta(),
                                           config_to_dict(self.cfg), saves_dir, extra_files=extra)
 
     @classmethod
@@ -356,10 +388,16 @@ class Trainer:
         if saved_tok.chars != tr.task.tokenizer.chars:
             raise checkpoint.SaveError(f"{ck.path}: the save's tokenizer does not match the corpus in use; "
                                        "train with the corpus the run was made with")
+        raw = {k[4:]: a for k, a in ck.opt_state.items() if k.startswith("raw/")}
         try:
-            tr.model.load_params(ck.params)
+            tr.model.load_params(raw or ck.params)  # a save with train.ema holds the trained weights apart
         except ValueError as e:
             raise checkpoint.SaveError(f"{ck.path}: {e}") from None
+        if tr.ema is not None:  # the average goes on; a save made without one starts it from its weights
+            held = ck.opt_state if raw else {}
+            tr.ema = np.concatenate([held.get("ema/" + k, ck.params[k]).ravel() for k in tr.model.shapes])
+            tr.ema = tr.ema.astype(np.float64)  # (P,)
+            tr._averaged_stale = True
         m = np.concatenate([ck.opt_state["m/" + k].ravel() for k in tr.model.shapes])
         v = np.concatenate([ck.opt_state["v/" + k].ravel() for k in tr.model.shapes])
         tr.opt.load_state_dict({"m": m, "v": v, "t": ck.opt_state["t"]})

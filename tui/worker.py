@@ -41,7 +41,7 @@ class GuardedTrainer(Trainer):
     def snapshot(self):
         """An independent copy of the model taken between optimizer steps."""
         with self.weights_lock:
-            return self.model.snapshot()
+            return self.averaged().snapshot()
 
 
 def describe(exc: BaseException) -> str:

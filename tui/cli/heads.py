@@ -37,11 +37,12 @@ def cmd_heads(args):
             heads = parse_heads(args.ablate, cfg.n_layer, cfg.n_head)
         except ValueError as e:
             raise UserError(f"--ablate {safe_text(args.ablate)!r}: {e}") from None
-    scores = head_scores(tr.model, make_probes(tr.task))
+    model = tr.averaged()  # the weights the save holds (their running average with train.ema)
+    scores = head_scores(model, make_probes(tr.task))
     if heads:
-        ev = evaluate_ablation(tr.task, tr.model, heads, args.mode, full=args.full)
+        ev = evaluate_ablation(tr.task, model, heads, args.mode, full=args.full)
     else:
-        base = tr.task.evaluate(tr.model, np.random.default_rng(0), full=args.full)
+        base = tr.task.evaluate(model, np.random.default_rng(0), full=args.full)
         ev = {"base": base, "ablated": None, "heads": [], "mode": args.mode, "metric": tr.task.metric}
     if args.json:
         print(json.dumps(jsonable({"name": args.name, "tag": args.tag, "step": tr.step_count,

@@ -55,7 +55,7 @@ def eval_history(tr, as_json):
         raise UserError(f"--history measures Q&A chat; this is a {tr.cfg.task} save")
     out = {}
     for how in ("chat", "joined", "separated"):
-        out[how] = tr.task.history_exact(tr.model, how=how)
+        out[how] = tr.task.history_exact(tr.averaged(), how=how)
         if not as_json:
             shown = ", ".join(f"{k} turns {v * 100:.1f}%" for k, v in out[how].items())
             print(f"answer exact-match, prompt {how:9}: {shown}", flush=True)
