@@ -98,3 +98,22 @@ async def test_no_file_is_read_on_the_ui_thread(saves, monkeypatch):
         await wait_for(pilot, lambda: app.loaded is not None, what="loaded for chat")
     kinds = {k for k, _ in readers}
     assert kinds == {"load", "build"} and not any(on_ui for _, on_ui in readers), readers
+
+
+async def test_the_saves_table_fits_80_columns_and_widens_again(saves):
+    """Default names are 24 characters: at 80 columns the best metric and the date take their short forms."""
+    for name in ("reversal-20261202-144612", "dialogue-20261202-150001"):
+        assert main(["train", "reversal", "--save", name, "--steps", "3", *TINY]) == 0
+    app = AttnLab()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.action_tab("saves")
+        pane = app.query_one("#saves-pane")
+        await wait_for(pilot, lambda: pane.runs, what="saves list")
+        table = pane.query_one("#runs-table")
+        await pilot.pause()
+        assert table.virtual_size.width <= table.size.width
+        row = table.get_row_at(0)
+        assert "(val" not in row[4] and row[5].count("-") == 1  # "0.812", "12-02 14:46"
+        await pilot.resize_terminal(120, 40)
+        await wait_for(pilot, lambda: "(val" in table.get_row_at(0)[4], what="long forms")
+        assert table.get_row_at(0)[5].count("-") == 2 and table.virtual_size.width <= table.size.width

@@ -17,14 +17,23 @@ from tui.screens.modals import ConfirmScreen
 from core.text import safe_text
 
 
-def fmt_best(best) -> str:
-    """best_metric is [metric, -val_loss] (or None)."""
+COMPACT_BELOW = 100  # columns: a narrower screen gets the short forms below, so the table fits 80 columns
+
+
+def fmt_best(best, compact=False) -> str:
+    """best_metric is [metric, -val_loss] (or None); compact: the metric alone."""
     if isinstance(best, (list, tuple)) and len(best) == 2:
         try:
-            return f"{float(best[0]):.3f} (val {-float(best[1]):.3f})"
+            return f"{float(best[0]):.3f}" + ("" if compact else f" (val {-float(best[1]):.3f})")
         except (TypeError, ValueError):
             pass
     return "—"
+
+
+def fmt_date(created, compact=False) -> str:
+    if not created:
+        return "—"
+    return time.strftime("%m-%d %H:%M" if compact else "%Y-%m-%d %H:%M", time.localtime(created))
 
 
 class SavesPane(Vertical):
@@ -50,6 +59,7 @@ class SavesPane(Vertical):
         self.runs = []
         self.tag_choice: dict[str, str] = {}  # run name -> the tag the user picked with t
         self.marked: list[str] = []  # runs marked with m for comparing, in marking order
+        self.compact = None  # the short forms are shown (set by the first listing)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="saves-controls"):
@@ -61,8 +71,11 @@ class SavesPane(Vertical):
         yield Static("", id="saves-status")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("✓", "name", "task", "step", "best metric", "date", "tags")
         self.action_refresh()
+
+    def on_resize(self) -> None:
+        if self.compact is not None and (self.app.size.width < COMPACT_BELOW) != self.compact:
+            self._show_runs(self.runs, None)  # the same runs, in the forms that fit
 
     def action_refresh(self) -> None:
         """Re-list the runs; reading every meta.json happens in a thread, never on the UI thread."""
@@ -83,16 +96,18 @@ class SavesPane(Vertical):
     def _show_runs(self, runs, error) -> None:
         table = self.query_one(DataTable)
         row = table.cursor_row
-        table.clear()
+        self.compact = compact = self.app.size.width < COMPACT_BELOW
+        table.clear(columns=True)  # columns keep the width of their widest cell ever: new ones fit these rows
+        table.add_columns("✓", "name", "task", "step", "best" if compact else "best metric", "date", "tags")
         self.runs = runs
         if error is not None:
             self.query_one("#saves-status", Static).update(f"⚠ {safe_text(str(error))}")
             return
         for r in self.runs:
-            date = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created)) if r.created else "—"
             task = r.task or ("broken" if r.error else "—")
-            table.add_row("✓" if r.name in self.marked else " ", safe_text(r.name), safe_text(str(task)), "—" if r.step is None else str(r.step),
-                          fmt_best(r.best_metric), date, ",".join(r.tags or []), key=r.name)
+            table.add_row("✓" if r.name in self.marked else " ", safe_text(r.name), safe_text(str(task)),
+                          "—" if r.step is None else str(r.step), fmt_best(r.best_metric, compact),
+                          fmt_date(r.created, compact), ",".join(r.tags or []), key=r.name)
         self.marked = [n for n in self.marked if any(r.name == n for r in self.runs)]
         if self.runs and row:
             table.move_cursor(row=min(row, len(self.runs) - 1))
