@@ -117,3 +117,5 @@ async def test_the_saves_table_fits_80_columns_and_widens_again(saves):
         await pilot.resize_terminal(120, 40)
         await wait_for(pilot, lambda: "(val" in table.get_row_at(0)[4], what="long forms")
         assert table.get_row_at(0)[5].count("-") == 2 and table.virtual_size.width <= table.size.width
+        for i, column in enumerate(table.ordered_columns):  # every cell shown whole
+            assert column.get_render_width(table) - 2 >= max(len(table.get_row_at(r)[i]) for r in range(2))

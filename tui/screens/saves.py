@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from rich.cells import cell_len
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -97,17 +98,22 @@ class SavesPane(Vertical):
         table = self.query_one(DataTable)
         row = table.cursor_row
         self.compact = compact = self.app.size.width < COMPACT_BELOW
-        table.clear(columns=True)  # columns keep the width of their widest cell ever: new ones fit these rows
-        table.add_columns("✓", "name", "task", "step", "best" if compact else "best metric", "date", "tags")
-        self.runs = runs
+        self.runs = [] if error is not None else runs
+        rows = [["✓" if r.name in self.marked else " ", safe_text(r.name),
+                 safe_text(str(r.task or ("broken" if r.error else "—"))), "—" if r.step is None else str(r.step),
+                 fmt_best(r.best_metric, compact), fmt_date(r.created, compact), ",".join(r.tags or [])]
+                for r in self.runs]
+        labels = ["✓", "name", "task", "step", "best" if compact else "best metric", "date", "tags"]
+        # widths set from these cells: measured later (the table's own way), a table shown as the screen
+        # resizes kept rows drawn at the old widths
+        table.clear(columns=True)
+        for i, label in enumerate(labels):
+            table.add_column(label, width=max(cell_len(c) for c in [label, *(cells[i] for cells in rows)]))
         if error is not None:
             self.query_one("#saves-status", Static).update(f"⚠ {safe_text(str(error))}")
             return
-        for r in self.runs:
-            task = r.task or ("broken" if r.error else "—")
-            table.add_row("✓" if r.name in self.marked else " ", safe_text(r.name), safe_text(str(task)),
-                          "—" if r.step is None else str(r.step), fmt_best(r.best_metric, compact),
-                          fmt_date(r.created, compact), ",".join(r.tags or []), key=r.name)
+        for r, cells in zip(self.runs, rows):
+            table.add_row(*cells, key=r.name)
         self.marked = [n for n in self.marked if any(r.name == n for r in self.runs)]
         if self.runs and row:
             table.move_cursor(row=min(row, len(self.runs) - 1))
