@@ -60,7 +60,8 @@ class TrainConfig:
     max_seconds: float = 0.0  # 0 = no limit
     patience: int = 0        # evals without val improvement before early stop; 0 = off
     ema: float = 0.0         # evaluate, show and save a running average of the weights with this decay
-                             # (e.g. 0.999: about the last 1,000 steps); 0 = off, the weights as trained
+                             # (at most; early on it is (1 + step) / (10 + step), about the last ninth of
+                             # the steps so far); 0 = off, the weights as trained
 
 
 @dataclass(frozen=True)
