@@ -88,3 +88,16 @@ def test_switching_ema_on_or_off_at_resume(tmp_path):
 def test_an_ema_outside_0_to_1_is_refused(value):
     with pytest.raises(ConfigError, match="train.ema"):
         load_config("qa", overrides=[f"train.ema={value}"])
+
+
+def test_the_average_never_changes_the_training_itself():
+    """Same seed with and without train.ema: the same losses and trained weights, evaluations in between."""
+    runs = [Trainer(load_config("qa", overrides=[*TINY, f"train.ema={d}"])) for d in (0, 0.9)]
+    losses = [[], []]
+    for i in range(6):
+        for tr, out in zip(runs, losses):
+            out.append(tr.step()["loss"])
+            if i % 3 == 2:
+                tr.evaluate()
+    assert losses[0] == losses[1]
+    np.testing.assert_array_equal(runs[0].model.flat, runs[1].model.flat)
