@@ -508,6 +508,8 @@ def test_format_stats_estimates_eta_and_marks_unknowns():
     ans = dict(format_stats({"loss": 0.5, "val_loss": 0.25, "best_val": 0.2, "loss_on": "answers"}))
     assert (ans["loss (ans)"], ans["val loss (ans)"], ans["best val (ans)"]) == ("0.5000", "0.2500", "0.2000")
     assert "loss" not in ans and "val loss" not in ans
+    assert "weights" not in rows  # a row only for runs that evaluate the weights' running average
+    assert dict(format_stats({"weights_avg": 0.999}))["weights"] == "avg 0.999"
 
 
 async def test_stats_panel_merges_partial_updates():

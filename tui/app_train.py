@@ -54,7 +54,8 @@ class TrainingControl:
         stats.clear_stats()
         stats.update_stats({"step": trainer.step_count, "max_steps": trainer.cfg.train.max_steps,
                             "params": trainer.model.num_params(), "metric_name": trainer.task.metric,
-                            "best_val": self.best_val, "loss_on": "answers" if answers else None})
+                            "best_val": self.best_val, "loss_on": "answers" if answers else None,
+                            "weights_avg": trainer.cfg.train.ema or None})
         self.query_one(ProgressBar).update(total=trainer.cfg.train.max_steps, progress=trainer.step_count)
         pane = self.query_one(AttentionPane)
         pane.use_task(trainer.cfg.task)
