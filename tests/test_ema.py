@@ -31,7 +31,7 @@ def test_the_average_follows_its_definition_and_is_what_evaluation_sees():
     assert avg is not tr.model and np.array_equal(avg.flat, tr.ema.astype(np.float32))
     assert not np.array_equal(avg.flat, tr.model.flat)  # the decay is low enough for them to differ
     got = tr.evaluate()
-    want = tr.task.evaluate(avg.snapshot(), np.random.default_rng(0))
+    want = tr.task.evaluate(avg, np.random.default_rng(0))  # the same model object: the same float path
     assert got["val_loss"] == want["val_loss"] and got["answer_exact"] == want["answer_exact"]
     probe = tr.attention_probe()["maps"]
     avg.forward(tr.task.probe(None)[0])
