@@ -536,7 +536,10 @@ async def test_stats_panel_rows_never_wrap_in_a_narrow_panel():
         panel.styles.width = 27  # 25 inside its padding
         panel.update_stats({"step": 215, "max_steps": 6000, "loss": 1.02, "best_val": None, "params": 820_000,
                             "loss_on": "answers", "ms_per_step": 253.2, "metric_name": "chat_score"})
-        await pilot.pause()
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if panel.room == panel.content_size.width == 25:
+                break
         rows = panel.rows()
         assert panel.region.height == len(rows), (panel.region.height, len(rows))
         lines = panel.content.plain.split("\n")
@@ -545,7 +548,10 @@ async def test_stats_panel_rows_never_wrap_in_a_narrow_panel():
         label_w = max(len(label) for label, _ in rows)  # the other rows keep their value column
         assert lines[rows.index(next(r for r in rows if r[0] == "params"))].index("0.82M") == label_w + 2
         panel.styles.width = 60  # wide again: the step row's value back in the column
-        await pilot.pause()
+        for _ in range(100):  # the resize lands after a few refreshes on a loaded machine
+            await pilot.pause(0.02)
+            if panel.room == panel.content_size.width == 58:
+                break
         assert panel.content.plain.split("\n")[0].index("215") == label_w + 2
 
 
