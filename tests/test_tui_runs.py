@@ -3,6 +3,7 @@ a run locked by another process is refused with its pid, and SIGTERM/SIGHUP save
 
 import os
 import signal
+import threading
 
 import pytest
 from textual.widgets import Input
@@ -11,6 +12,7 @@ from core.runs import list_runs
 from tests.test_runs import TINY, hold_lock, tree
 from tests.test_tui_app import SIZE, record_notes, wait_for
 from tui.app import AttnLab
+from tui.screens import saves as saves_screen
 from tui.cli import main
 from tui.widgets import StatsPanel
 
@@ -119,3 +121,24 @@ async def test_the_saves_table_fits_80_columns_and_widens_again(saves):
         assert table.get_row_at(0)[5].count("-") == 2 and table.virtual_size.width <= table.size.width
         for i, column in enumerate(table.ordered_columns):  # every cell shown whole
             assert column.get_render_width(table) - 2 >= max(len(table.get_row_at(r)[i]) for r in range(2))
+
+
+async def test_quitting_while_the_saves_list_is_read_raises_nothing(saves, monkeypatch):
+    """The listing worker finishes after the app began to quit (CI caught its callback finding no table)."""
+    (saves / "x").mkdir(parents=True)  # not empty: the list is read in a worker
+    release = threading.Event()
+
+    def slow_list_runs():
+        release.wait(10)
+        return []
+    monkeypatch.setattr(saves_screen, "list_runs", slow_list_runs)
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        pane = app.query_one("#saves-pane")
+        await pane.query_one("#runs-table").remove()  # as at quit: the children go before the pane
+        release.set()
+        await wait_for(pilot, lambda: not any(w.is_running for w in app.workers), what="the listing worker")
+        await pilot.pause(0.2)
+        assert app.is_running and pane.runs == []
+    # run_test re-raises a worker's or a handler's failure on leaving: none came

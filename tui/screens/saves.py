@@ -9,6 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Button, DataTable, Static
 
@@ -47,6 +48,13 @@ class SavesPane(Vertical):
         Binding("m", "mark", "Mark"),
         Binding("v", "compare", "Compare marked"),
     ]
+
+    class RunsListed(Message):
+        """The listing worker read saves/ (runs, or the error that stopped it)."""
+
+        def __init__(self, runs, error) -> None:
+            super().__init__()
+            self.runs, self.error = runs, error
 
     class Compare(Message):
         """Show these runs side by side on the Train tab."""
@@ -92,10 +100,17 @@ class SavesPane(Vertical):
             runs, error = list_runs(), None
         except (SaveError, OSError) as e:
             runs, error = [], e
-        self.app.call_from_thread(self._show_runs, runs, error)
+        self.post_message(self.RunsListed(runs, error))  # dropped if the pane is gone (the app quit meanwhile)
+
+    def on_saves_pane_runs_listed(self, message: RunsListed) -> None:
+        message.stop()
+        self._show_runs(message.runs, message.error)
 
     def _show_runs(self, runs, error) -> None:
-        table = self.query_one(DataTable)
+        try:
+            table = self.query_one(DataTable)
+        except NoMatches:  # the app is quitting: its widgets go first, and a listing may finish meanwhile
+            return
         row = table.cursor_row
         self.compact = compact = self.app.size.width < COMPACT_BELOW
         self.runs = [] if error is not None else runs
