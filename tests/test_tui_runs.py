@@ -142,3 +142,50 @@ async def test_quitting_while_the_saves_list_is_read_raises_nothing(saves, monke
         await pilot.pause(0.2)
         assert app.is_running and pane.runs == []
     # run_test re-raises a worker's or a handler's failure on leaving: none came
+
+
+async def test_quitting_while_a_run_starts_starts_nothing(saves, monkeypatch):
+    """q while the corpus is read: the trainer built after it is dropped, never trained nor saved."""
+    import tui.app_train
+    release = threading.Event()
+    build = tui.app_train.GuardedTrainer.__init__
+
+    def slow_build(self, *args, **kwargs):
+        release.wait(10)
+        build(self, *args, **kwargs)
+    monkeypatch.setattr(tui.app_train.GuardedTrainer, "__init__", slow_build)
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one("#run-name", Input).value = "late"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: app.starting, what="starting")
+        await pilot.press("q")
+        release.set()
+    assert app.train_worker is None and app.trainer is None
+    assert list_runs() == [] and not (saves / "late" / "last").exists()
+
+
+async def test_a_save_read_as_the_app_quits_is_dropped_never_a_crash(saves, monkeypatch):
+    """The load worker finishes after the app's panes are gone (as at quit): nothing runs, nothing raises."""
+    from tui import app_saves
+    assert main(["train", "reversal", "--save", "r", "--steps", "3", *TINY]) == 0
+    release = threading.Event()
+    load = app_saves.load_model
+
+    def slow_load(*args, **kwargs):
+        release.wait(10)
+        return load(*args, **kwargs)
+    monkeypatch.setattr(app_saves, "load_model", slow_load)
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.query_one("#saves-pane").runs, what="saves list")
+        await pilot.press("c")
+        await wait_for(pilot, lambda: any(w.is_running and w.group == "load" for w in app.workers), what="load")
+        await app.query_one("#attention-pane").remove()  # as at quit: the panes go before the app
+        release.set()
+        await wait_for(pilot, lambda: not any(w.group == "load" and w.is_running for w in app.workers),
+                       what="the load worker")
+        await pilot.pause(0.2)
+        assert app.is_running and app.loaded is None
+    # run_test re-raises a worker's or a handler's failure on leaving: none came

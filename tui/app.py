@@ -72,6 +72,7 @@ class AttnLab(TrainingControl, SavedRuns, App):
         self.speed_limit: float | None = None  # steps a second; None = unlimited
         self.guard = RunGuard()  # the lock on the run this app writes
         self.starting = False  # a trainer is being built in a thread (the corpus is read there)
+        self.quitting = False  # set as the app exits: what a worker finishes after that is dropped
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -93,6 +94,16 @@ class AttnLab(TrainingControl, SavedRuns, App):
     @property
     def training(self) -> bool:
         return self.train_worker is not None and not self.train_worker.is_finished
+
+    def from_worker(self, callback, *args) -> None:
+        """Hand a thread worker's result to the UI thread (thread-safe; the worker does not wait).
+        Dropped once the app quits: its widgets may be gone, and a run built or loaded meanwhile
+        must not start training in an app that is closing."""
+        self.call_later(self._unless_quitting, callback, *args)
+
+    def _unless_quitting(self, callback, *args) -> None:
+        if not self.quitting and self.query(AttentionPane):
+            callback(*args)
 
     def error(self, text: str) -> None:
         self.notify(safe_text(text), severity="error", timeout=10)
@@ -163,6 +174,7 @@ class AttnLab(TrainingControl, SavedRuns, App):
     async def action_quit(self) -> None:
         """Stop training (waiting at most a second), save 'last', and exit."""
         if await self.stop_and_save():
+            self.quitting = True
             self.exit()
 
     async def stop_and_save(self) -> bool:

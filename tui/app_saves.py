@@ -26,8 +26,8 @@ class SavedRuns:
         try:
             loaded = load_model(name, tag)
         except LOAD_ERRORS as e:
-            return self.call_from_thread(self.error, f"cannot load {name}: {describe(e)}")
-        self.call_from_thread(self._show_loaded, name, tag, *loaded)
+            return self.from_worker(self.error, f"cannot load {name}: {describe(e)}")
+        self.from_worker(self._show_loaded, name, tag, *loaded)
 
     def _show_loaded(self, name, tag, model, tok, cfg, meta) -> None:
         self.query_one(AttentionPane).use_task(cfg.task)  # its probe and its explanation
@@ -66,8 +66,8 @@ class SavedRuns:
                     self.guard.take(self.run_name)
                 except LOAD_ERRORS:
                     pass
-            return self.call_from_thread(self.error, f"cannot resume {name}: {describe(e)}")
-        self.call_from_thread(self._adopt_resumed, tr, name)
+            return self.from_worker(self.error, f"cannot resume {name}: {describe(e)}")
+        self.from_worker(self._adopt_resumed, tr, name)
 
     def _adopt_resumed(self, tr: GuardedTrainer, name: str) -> None:
         if self.training:

@@ -129,9 +129,9 @@ class TrainingControl:
         try:
             tr = GuardedTrainer(cfg)
         except LOAD_ERRORS as e:
-            self.call_from_thread(self._build_failed, f"cannot start: {describe(e)}")
+            self.from_worker(self._build_failed, f"cannot start: {describe(e)}")
             return
-        self.call_from_thread(self._adopt_new, tr, name, note, step_once)
+        self.from_worker(self._adopt_new, tr, name, note, step_once)
 
     def _build_failed(self, text: str) -> None:
         self.starting = False
@@ -225,10 +225,13 @@ class TrainingControl:
     def _save(self, trainer: GuardedTrainer, name: str) -> None:
         try:
             trainer.save(name, "last")  # waits for the current step (weights lock)
-            self.call_from_thread(self.notify, f"saved {name} at step {trainer.step_count}")
-            self.call_from_thread(self.query_one(SavesPane).action_refresh)
+            self.from_worker(self._saved, name, trainer.step_count)
         except (SaveError, OSError) as e:
             self.post_message(msg.WorkerFailed("save", describe(e)))
+
+    def _saved(self, name: str, step: int) -> None:
+        self.notify(f"saved {name} at step {step}")
+        self.query_one(SavesPane).action_refresh()
 
     # -- worker messages
     def on_train_steps(self, message: msg.TrainSteps) -> None:
