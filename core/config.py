@@ -110,6 +110,9 @@ class SampleConfig:
     top_p: float = 1.0
     max_new_tokens: int = 200
     seed: int = 0
+    unsure_below: float = 0.0  # reply "I don't know that yet." when the model's likeliest character at one of
+                               # its reply's first 4 is less likely than this (0 = off): a question it was
+                               # never taught is begun as a guess (core.sample.Unsure)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sample.top_p": (0, 1, False, True),
     "sample.max_new_tokens": (0, None, False, False),
     "sample.seed": (0, None, True, False),
+    "sample.unsure_below": (0, 1, True, False),
 }
 
 

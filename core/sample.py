@@ -6,9 +6,31 @@ the weights the cache folded for decoding are kept for the whole generation). Th
 path uses the same rule, so both see exactly the same context and give the same logits.
 """
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from core.interp import topk_probs
+
+UNSURE_CHARS = 4  # a reply's opening (" You", " I d", " Thu"): where the model picks what kind of answer to give
+
+
+@dataclass
+class Unsure:
+    """Reply `reply` instead when the model is unsure how to begin: its likeliest character at one of the
+    reply's first `chars` positions is less likely than `below` (sample.unsure_below). A question it was
+    never taught is often begun as a guess between frames it knows ("Who wrote the Odyssey?" -> " S" 17%:
+    "September comes after Odyssey."), one it knows with a sure first letter. After a reply, `used` says
+    whether it was replaced, `opening` holds the characters the model began with and `top` the lowest of
+    their probabilities (`cands`: their top candidates, when the stream gave them)."""
+
+    below: float
+    reply: str
+    chars: int = UNSURE_CHARS
+    used: bool = False
+    opening: str = ""
+    top: float = 1.0
+    cands: list = field(default_factory=list)
 
 
 def window_keep(block_size):
@@ -85,14 +107,19 @@ def generate(model, ids, *, max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
 
 
 def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, temperature=0.8,
-                top_k=0, top_p=1.0, seed=None, use_cache=True, cancel=None, unknown="error", topk=0):
+                top_k=0, top_p=1.0, seed=None, use_cache=True, cancel=None, unknown="error", topk=0, unsure=None):
     """Yield the reply one character at a time; a stop string ends it and is not yielded.
 
     topk=K > 0 yields (char, [(candidate char, probability), ...K]) instead: the K likeliest next
     characters under the model's raw softmax (temperature 1, before any top-k / top-p filtering).
     <unk> is never written: it stands for a character outside the vocabulary, not one to reply with
     (a young model would otherwise print it as "\ufffd").
+    unsure (an Unsure, below > 0): the reply's opening is held back until it is known whether the model
+    was sure enough of it; if not, unsure.reply is yielded instead (its characters with no candidates).
     """
+    deciding = unsure is not None and unsure.below > 0
+    if deciding:
+        unsure.used, unsure.opening, unsure.top, unsure.cands = False, "", 1.0, []
     ids = tokenizer.encode(prompt, unknown=unknown)
     rng = np.random.default_rng(seed)
     hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
@@ -105,11 +132,37 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
         if topk > 0:
             cands += [[(tokenizer.decode([i]), p) for i, p in topk_probs(logits, topk)]] * len(ch)
         hit = min((text.find(s) for s in stop if s and s in text), default=-1)
+        if deciding:
+            unsure.top = min(unsure.top, topk_probs(logits, 1)[0][1])
+            if hit < 0 and len(text) < unsure.chars:
+                continue  # the opening is still being written: nothing is shown yet
+            deciding = False
+            if _replaced(unsure, text if hit < 0 else text[:hit], cands):
+                yield from _instead(unsure, topk)
+                return
         end = len(text) - hold if hit < 0 else hit
         while sent < end:
             yield (text[sent], cands[sent]) if topk > 0 else text[sent]
             sent += 1
         if hit >= 0:
             return
+    stopped = cancel is not None and cancel()
+    if deciding and not stopped and _replaced(unsure, text, cands):  # the reply ended inside its opening
+        yield from _instead(unsure, topk)
+        return
     for i in range(sent, len(text)):
         yield (text[i], cands[i]) if topk > 0 else text[i]
+
+
+def _instead(unsure, topk):
+    """unsure.reply's characters, after the spaces the model began with (" I don't know that yet.")."""
+    lead = unsure.opening[:len(unsure.opening) - len(unsure.opening.lstrip())]
+    return (((c, []) if topk > 0 else c) for c in lead + unsure.reply)
+
+
+def _replaced(unsure, text, cands):
+    """Decide on the opening `text` (unsure.top already its lowest top-1 probability): True to reply
+    unsure.reply instead."""
+    unsure.opening, unsure.cands = text[:unsure.chars], cands[:unsure.chars]
+    unsure.used = unsure.top < unsure.below
+    return unsure.used

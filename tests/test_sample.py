@@ -178,3 +178,83 @@ def test_the_float32_bound_catches_a_decoding_error():
     ref64, bound = logit_bound(m, ids[:5])
     with pytest.raises(AssertionError, match="exceeds the float32 bound"):
         assert_float32_close(m.decode_one(ids[4], kv), ref64, bound, "decoding")
+
+
+class Scripted:
+    """A stand-in model that writes `reply`, the likeliest character at each step with probability
+    sure[i] (the rest spread over the other characters): the replies' confidence is set exactly."""
+
+    def __init__(self, tok, prompt_len, reply, sure):
+        self.tok, self.prompt_len, self.reply, self.sure = tok, prompt_len, reply, sure
+        self.cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, causal=False)
+        self.head_version = 0
+
+    def forward(self, window):  # (1, T) -> (logits (1, T, V), None): only the last row is read
+        i = window.shape[1] - self.prompt_len
+        p = np.full(self.tok.vocab_size, (1 - self.sure[i]) / (self.tok.vocab_size - 2))
+        p[self.tok.UNK_ID] = 0.0
+        p[self.tok.encode(self.reply[i])[0]] = self.sure[i]
+        logits = np.log(np.maximum(p, 1e-30))
+        return np.tile(logits, (1, window.shape[1], 1)), None
+
+
+def scripted(reply, sure):
+    from core.tasks.lm import DONT_KNOW
+    tok = CharTokenizer.from_text("Q: x\nA:" + reply + DONT_KNOW + "Ok")
+    return Scripted(tok, len("Q: x\nA:"), reply, sure), tok, "Q: x\nA:"
+
+
+def unsure_at(below):
+    from core.sample import Unsure
+    from core.tasks.lm import DONT_KNOW
+    return Unsure(below, DONT_KNOW)
+
+
+def test_a_reply_begun_unsurely_is_replaced_by_dont_know():
+    m, tok, prompt = scripted(" September comes after May.\n", [1.0, 0.17, 0.8, 0.9] + [0.99] * 24)
+    u = unsure_at(0.3)
+    out = "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u))
+    assert out == " I don't know that yet."  # the space the model began with is kept
+    assert u.used and u.opening == " Sep"
+    assert u.top == pytest.approx(0.17, rel=1e-9)
+    # below its lowest probability the model's own reply stands, as it does with no Unsure at all
+    plain = "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk"))
+    assert plain == " September comes after May."
+    u = unsure_at(0.17 * 0.99)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == plain
+    assert not u.used and u.opening == " Sep"
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=unsure_at(0.0))) == plain
+
+
+def test_only_the_opening_is_judged():
+    # a doubt after the first four characters (the value being copied, say) never replaces the reply
+    m, tok, prompt = scripted(" Your name is Bruno.\n", [1.0, 0.95, 0.9, 0.9, 0.9, 0.05] + [0.99] * 20)
+    u = unsure_at(0.5)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == " Your name is Bruno."
+    assert not u.used and u.top == pytest.approx(0.9)
+
+
+def test_a_reply_shorter_than_its_opening_is_judged_too():
+    for sure, want in ((0.2, " I don't know that yet."), (0.8, " Ok")):
+        m, tok, prompt = scripted(" Ok\n", [1.0, sure, 0.9, 0.9])
+        u = unsure_at(0.5)
+        assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == want
+        assert u.used == (sure < 0.5) and u.opening == " Ok"
+
+
+def test_an_unsure_stream_with_candidates_keeps_the_opening_for_the_view():
+    m, tok, prompt = scripted(" September.\n", [1.0, 0.17, 0.8, 0.9] + [0.99] * 8)
+    u = unsure_at(0.3)
+    items = list(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", topk=3, unsure=u))
+    assert "".join(c for c, _ in items) == " I don't know that yet." and all(c == [] for _, c in items)
+    assert len(u.cands) == len(u.opening) == 4
+    assert u.cands[1][0] == ("S", pytest.approx(0.17))  # what the model began with, and how sure it was
+
+
+def test_sampling_judges_the_models_likeliest_character_not_the_one_drawn():
+    m, tok, prompt = scripted(" September.\n", [1.0, 0.17, 0.8, 0.9] + [0.99] * 8)
+    for seed in range(5):  # whichever character a draw picks at 17%, the model's best was only 17% sure
+        u = unsure_at(0.3)
+        out = "".join(stream_text(m, tok, prompt, temperature=1.0, seed=seed, max_new_tokens=20, unknown="unk",
+                                  unsure=u))
+        assert out == " I don't know that yet." and u.top == pytest.approx(0.17)

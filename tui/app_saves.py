@@ -45,7 +45,8 @@ class SavedRuns:
         self.loaded = (model, tok, cfg)
         self.query_one(ChatView).set_source(ChatSource(
             model.snapshot, tok, cfg.model.block_size, name, f"chatting with {name} ({tag}, step {meta.get('step')})",
-            cfg.task, lambda: {"save": name, "tag": tag, "step": meta.get("step")}))
+            cfg.task, lambda: {"save": name, "tag": tag, "step": meta.get("step")},
+            unsure_below=cfg.sample.unsure_below))
         self.action_tab("chat")
 
     def resume_run(self, name: str, tag: str) -> None:

@@ -73,11 +73,14 @@ class ChatChunk(Message):
 class ChatDone(Message):
     """The reply ended; `note` says why when it was not the model's own end of line."""
 
-    def __init__(self, reply: str, note: str | None = None, candidates: list | None = None) -> None:
+    def __init__(self, reply: str, note: str | None = None, candidates: list | None = None,
+                 shown: str | None = None) -> None:
         super().__init__()
         self.reply = reply
         self.note = note
-        self.candidates = candidates  # per reply character: [(char, prob), ...] top 5, when known
+        self.candidates = candidates  # per character of `shown`: [(char, prob), ...] top 5, when known
+        self.shown = reply if shown is None else shown  # the characters those belong to (a replaced reply:
+                                                        # the opening the model began with)
 
 
 class TimelineSnapshots(Message):

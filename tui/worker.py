@@ -176,13 +176,14 @@ def train_job(pump, max_steps=None):
     pump.post(TrainDone(done, saved))
 
 
-def chat_job(get_model, tokenizer, prompt, settings, post, cancelled):
-    """Stream one reply; chunks are batched every ~50 ms. get_model() returns the weights to sample."""
+def chat_job(get_model, tokenizer, prompt, settings, post, cancelled, unsure=None):
+    """Stream one reply; chunks are batched every ~50 ms. get_model() returns the weights to sample.
+    unsure (core.sample.Unsure): a reply the model is unsure how to begin is replaced, and the note says so."""
     try:
         model = get_model()
         reply, buf, last, cands = [], [], time.monotonic(), []
         for ch, top in stream_text(model, tokenizer, prompt, stop=("\n",), cancel=cancelled, unknown="drop",
-                                   topk=TOPK, **settings):
+                                   topk=TOPK, unsure=unsure, **settings):
             reply.append(ch)
             cands.append(top)
             buf.append(ch)
@@ -191,10 +192,20 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled):
                 buf, last = [], time.monotonic()
         if buf:
             post(ChatChunk("".join(buf)))
+        if unsure is not None and unsure.used:  # the next-character view shows what the model began with
+            post(ChatDone("".join(reply), unsure_note(unsure), unsure.cands, shown=unsure.opening))
+            return
         note = "stopped" if cancelled() else ("max length" if len(reply) >= settings["max_new_tokens"] else None)
         post(ChatDone("".join(reply), note, cands))
     except Exception as e:
         post(WorkerFailed("chat", describe(e)))
+
+
+def unsure_note(unsure):
+    """Why a reply was replaced: the model's own opening and how sure of it it was."""
+    began = unsure.opening.strip() or unsure.opening
+    return (f"unsure: it began {began!r} at {unsure.top:.0%}, under the model's {unsure.below:.0%} "
+            f"(sample.unsure_below); the next-character view shows its opening")
 
 
 def probe_model(model, tokenizer, text, block_size):

@@ -9,9 +9,7 @@ import numpy as np
 
 from core.tasks.corpus import load_conversations
 from core.tasks.dialogue import DialogueTask, read_slots
-from core.tasks.lm import CORPORA, normalise
-
-DONT_KNOW = "I don't know that yet."
+from core.tasks.lm import CORPORA, DONT_KNOW, normalise
 ASKED = ("recall", "qa", "arith", "ood")  # the turn kinds whose answers are generated and scored
 
 

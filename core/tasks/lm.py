@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.sample import stream_text
+from core.sample import Unsure, stream_text
 from core.tasks.corpus import CorpusError, format_turn, iter_conversations, load_conversations
 from core.tokenizer import CharTokenizer
 
 CORPORA = Path(__file__).resolve().parent.parent.parent / "corpora"
+DONT_KNOW = "I don't know that yet."  # the corpora's answer to what they do not teach (corpora/generate.py)
 
 
 def id_dtype(vocab_size):
@@ -279,7 +280,12 @@ class LMTask:
         """The model's greedy answer to `question` after the turns in `history`."""
         prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
         return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
-                                   temperature=0.0, unknown="unk")).strip()
+                                   temperature=0.0, unknown="unk", unsure=self.unsure())).strip()
+
+    def unsure(self):
+        """What replaces a reply the model is unsure how to begin (sample.unsure_below), or None."""
+        below = self.cfg.sample.unsure_below
+        return Unsure(below, DONT_KNOW) if below > 0 else None
 
 
 class PromptTooLong(ValueError):

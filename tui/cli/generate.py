@@ -24,9 +24,13 @@ def register(sub):
         s.add_argument("--top-p", type=float)
         s.add_argument("--max-new", type=int)
         s.add_argument("--seed", type=int)
+        if name == "chat":
+            s.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
         s.set_defaults(func=func)
 
 
+UNSURE_HELP = ("reply \"I don't know that yet.\" when the model's likeliest character at one of its reply's first "
+               "4 is less likely than P (0 = off; default: the save's sample.unsure_below)")
 MIN_TEMPERATURE = 0.01  # below this (but above 0, which is greedy) logits / T overflow float32
 MAX_NEW = 100_000
 
@@ -45,6 +49,20 @@ def check_sampling(args):
         raise UserError(f"--max-new {args.max_new}: use a count from 1 to {MAX_NEW}")
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise UserError(f"--seed {args.seed}: use a whole number from 0 to 2**63-1, e.g. 1")
+    check_unsure(getattr(args, "unsure_below", None))
+
+
+def check_unsure(p):
+    if p is not None and not 0 <= p < 1:  # NaN fails both
+        raise UserError(f"--unsure-below {p}: use a probability in [0, 1), e.g. 0.3 (0 = off)")
+
+
+def unsure_for(args, cfg):
+    """The Unsure that replaces an unsure start (the flag, else the save's setting), or None when off."""
+    from core.sample import Unsure
+    from core.tasks.lm import DONT_KNOW
+    below = cfg.sample.unsure_below if args.unsure_below is None else args.unsure_below
+    return Unsure(below, DONT_KNOW) if below > 0 else None
 
 
 def sampling(args, cfg):
@@ -117,6 +135,7 @@ def cmd_chat(args):
         raise UserError(f"{args.name} is a {cfg.task} model and does not chat; "
                         f"try `attnlab sample {args.name} --prompt PYTHON`")
     opts = sampling(args, cfg)
+    unsure = unsure_for(args, cfg)
     history = []
     print("attnlab chat: type a message; /reset starts over, /quit (or Ctrl+D) leaves.")
     while True:
@@ -144,7 +163,7 @@ def cmd_chat(args):
         sys.stdout.write("bot> ")
         reply = ""
         try:
-            for ch in stream_text(model, tok, prompt, stop=("\n",), **opts):
+            for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=unsure, **opts):
                 reply += ch
                 sys.stdout.write(safe_text(ch))
                 sys.stdout.flush()

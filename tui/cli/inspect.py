@@ -4,10 +4,12 @@ import json
 import time
 
 from core.checkpoint import list_runs
+from core.config import apply_overrides
 from core.metrics_log import log_path
 from core.text import safe_text
 from core.trainer import Trainer
 from tui.cli.common import UserError, format_eval, jsonable
+from tui.cli.generate import UNSURE_HELP, check_unsure
 
 
 def register(sub):
@@ -15,6 +17,7 @@ def register(sub):
     e.add_argument("name")
     e.add_argument("--tag", default="best", help="best or last (default best)")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
     e.add_argument("--history", action="store_true",
                    help="Q&A: held-out exact-match after 0, 4 and 8 earlier chat turns (as chat sends them, "
                         "and with the turns in the prompt)")
@@ -25,7 +28,10 @@ def register(sub):
 
 
 def cmd_eval(args):
-    tr = Trainer.from_save(args.name, tag=args.tag)
+    check_unsure(args.unsure_below)
+    over = None if args.unsure_below is None else \
+        (lambda c: apply_overrides(c, {"sample.unsure_below": args.unsure_below}))
+    tr = Trainer.from_save(args.name, tag=args.tag, overrides=over)
     if args.history:
         return eval_history(tr, args.json)
     ev = tr.evaluate(full=True)

@@ -20,7 +20,8 @@ from textual.worker import get_current_worker
 from core.checkpoint import SaveError
 from core.runs import write_into_run
 from core.config import ConfigError, load_config
-from core.tasks.lm import SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt
+from core.sample import Unsure
+from core.tasks.lm import DONT_KNOW, SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from tui.widgets.explain import Explain
@@ -51,6 +52,7 @@ class ChatSource:
     task: str = "dialogue"  # which context the model was trained on (core.tasks.lm.chat_prompt)
     info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
     live: bool = False  # the weights of the run training in this app (its label follows its state)
+    unsure_below: float = 0.0  # the model's sample.unsure_below: an unsure start is replaced by don't-know
 
 
 class ChatView(Horizontal):
@@ -155,8 +157,9 @@ class ChatView(Horizontal):
     @work(thread=True, exclusive=True, group="chat")
     def _stream(self, source: ChatSource, prompt: str, settings: dict) -> None:
         worker = get_current_worker()
+        unsure = Unsure(source.unsure_below, DONT_KNOW) if source.unsure_below > 0 else None
         chat_job(source.get_model, source.tokenizer, prompt, settings, self.post_message,
-                 lambda: worker.is_cancelled)
+                 lambda: worker.is_cancelled, unsure)
 
     def on_chat_chunk(self, message: ChatChunk) -> None:
         self.pane.append_reply(message.text)
@@ -167,7 +170,7 @@ class ChatView(Horizontal):
             note = "empty reply: the model wrote no word; train longer, or raise the temperature"
         self.pane.end_reply(note)
         if message.candidates is not None:
-            self.query_one(NextCharView).set_data(list(message.reply), message.candidates)
+            self.query_one(NextCharView).set_data(list(message.shown), message.candidates)
         if self.question is not None:
             self.history.append((self.question, message.reply.strip()))
         self.question = None
@@ -237,5 +240,6 @@ class ChatView(Horizontal):
                  f"- save: {info.get('save', self.source.run_name if self.source else '—')}",
                  f"- tag: {info.get('tag', '—')}", f"- step: {info.get('step', '—')}",
                  f"- sampling: {shown}" + (f" (regenerated {self.regens}x)" if self.regens else ""),
+                 *([f"- unsure below: {self.source.unsure_below}"] if self.source and self.source.unsure_below else []),
                  f"- exported: {time.strftime('%Y-%m-%d %H:%M:%S')}", "", ""]
         return safe_text("\n".join(lines), keep_newlines=True)

@@ -1,0 +1,77 @@
+"""sample.unsure_below: a reply the model is unsure how to begin becomes "I don't know that yet.", in
+`attnlab eval`, `attnlab chat` and the Chat tab (core.sample.Unsure; the stream itself: test_sample.py)."""
+
+import json
+
+import pytest
+
+from core.config import ConfigError, load_config
+from core.tasks.lm import DONT_KNOW
+from core.trainer import Trainer
+from tests.test_sample import scripted
+from tests.test_tui_app import wait_for
+from tui.app import AttnLab
+from tui.cli import main
+from tui.screens.chat import ChatSource, ChatView
+from tui.widgets.nextchar import NextCharView
+
+TINY = ["model.n_layer=1", "model.n_embd=32", "model.n_head=2", "model.block_size=64"]
+
+
+def test_the_setting_is_a_probability_and_off_by_default():
+    assert load_config("qa").sample.unsure_below == 0.0
+    for bad in ("1", "-0.1", "nan"):
+        with pytest.raises(ConfigError, match="sample.unsure_below"):
+            load_config("chat", overrides=[f"sample.unsure_below={bad}"])
+
+
+def test_a_task_answers_dont_know_when_unsure_and_its_own_guess_when_not():
+    tr = Trainer(load_config("qa", overrides=TINY + ["sample.unsure_below=0.99"]))  # untrained: never 99% sure
+    assert tr.task.answer(tr.model, [], "What is 2 plus 2?") == DONT_KNOW
+    tr = Trainer(load_config("qa", overrides=TINY))
+    assert tr.task.answer(tr.model, [], "What is 2 plus 2?") != DONT_KNOW
+
+
+def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
+    Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
+    assert main(["eval", "c", "--tag", "last", "--json", "--unsure-below", "0.99"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    # an untrained model is never that sure: every question gets don't-know, out of domain and in it
+    assert ev["dont_know_ood"] == 1.0 and ev["dont_know_false"] == 1.0
+    assert ev["heldout_family"]["dont_know_ood"] == 1.0
+    assert main(["eval", "c", "--tag", "last", "--unsure-below", "1"]) == 2
+    assert "--unsure-below 1.0: use a probability in [0, 1)" in capsys.readouterr().err
+
+
+def test_chat_in_the_terminal_says_dont_know_when_unsure(capsys, saves, monkeypatch):
+    Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
+    assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30",
+                 "--unsure-below", "0.99"]) == 0
+    out = capsys.readouterr().out
+    assert out.split("bot>", 1)[1].split("\n")[0].strip() == DONT_KNOW
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
+    assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30"]) == 0
+    assert DONT_KNOW not in capsys.readouterr().out  # the save's own setting: off
+
+
+async def test_the_chat_tab_replaces_an_unsure_start_and_shows_the_opening():
+    model, tok, _ = scripted(" September comes after May.\n", [1.0, 0.17, 0.8, 0.9] + [0.99] * 24)
+    app = AttnLab()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        chat = app.query_one(ChatView)
+        chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue", unsure_below=0.3))
+        chat.ask("x")  # the prompt "Q: x\nA:", as the stand-in model expects
+        await wait_for(pilot, lambda: chat.history, what="a reply")
+        assert chat.history == [("x", DONT_KNOW)]
+        turn = chat.pane.query("ChatTurn").last()
+        assert turn.text == f" {DONT_KNOW}" and "unsure: it began 'Sep' at 17%" in turn.note
+        view = app.query_one(NextCharView)
+        assert view.chars == list(" Sep") and view.candidates[1][0] == ("S", pytest.approx(0.17))
+        # the same model with the setting off answers as it began
+        chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue"))
+        chat.action_new_chat()
+        chat.ask("x")
+        await wait_for(pilot, lambda: chat.history, what="a second reply")
+        assert chat.history == [("x", "September comes after May.")]
