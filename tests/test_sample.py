@@ -200,8 +200,8 @@ class Scripted:
 
 def scripted(reply, sure):
     from core.tasks.lm import DONT_KNOW
-    tok = CharTokenizer.from_text("Q: x\nA:" + reply + DONT_KNOW + "Ok")
-    return Scripted(tok, len("Q: x\nA:"), reply, sure), tok, "Q: x\nA:"
+    tok = CharTokenizer.from_text("Q: x?\nA:" + reply + DONT_KNOW + "Ok")
+    return Scripted(tok, len("Q: x?\nA:"), reply, sure), tok, "Q: x?\nA:"
 
 
 def unsure_at(below):

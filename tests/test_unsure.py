@@ -6,7 +6,7 @@ import json
 import pytest
 
 from core.config import ConfigError, load_config
-from core.tasks.lm import DONT_KNOW
+from core.tasks.lm import DONT_KNOW, unsure_for
 from core.trainer import Trainer
 from tests.test_sample import scripted
 from tests.test_tui_app import wait_for
@@ -25,9 +25,16 @@ def test_the_setting_is_a_probability_and_off_by_default():
             load_config("chat", overrides=[f"sample.unsure_below={bad}"])
 
 
+def test_only_a_question_can_be_answered_dont_know():
+    assert unsure_for("Who wrote Hamlet? ", 0.3).below == 0.3
+    assert unsure_for("Who wrote Hamlet?", 0.0) is None  # off
+    assert unsure_for("I'm called Bruno.", 0.3) is None  # a statement is acknowledged, however unsurely
+
+
 def test_a_task_answers_dont_know_when_unsure_and_its_own_guess_when_not():
     tr = Trainer(load_config("qa", overrides=TINY + ["sample.unsure_below=0.99"]))  # untrained: never 99% sure
     assert tr.task.answer(tr.model, [], "What is 2 plus 2?") == DONT_KNOW
+    assert tr.task.answer(tr.model, [], "I am called Bruno.") != DONT_KNOW
     tr = Trainer(load_config("qa", overrides=TINY))
     assert tr.task.answer(tr.model, [], "What is 2 plus 2?") != DONT_KNOW
 
@@ -37,7 +44,8 @@ def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
     assert main(["eval", "c", "--tag", "last", "--json", "--unsure-below", "0.99"]) == 0
     ev = json.loads(capsys.readouterr().out)
     # an untrained model is never that sure: every question gets don't-know, out of domain and in it
-    assert ev["dont_know_ood"] == 1.0 and ev["dont_know_false"] == 1.0
+    # (in domain but for the requests that end without "?": "Remind me of my favourite food.")
+    assert ev["dont_know_ood"] == 1.0 and ev["dont_know_false"] > 0.9
     assert ev["heldout_family"]["dont_know_ood"] == 1.0
     assert main(["eval", "c", "--tag", "last", "--unsure-below", "1"]) == 2
     assert "--unsure-below 1.0: use a probability in [0, 1)" in capsys.readouterr().err
@@ -55,6 +63,11 @@ def test_chat_in_the_terminal_says_dont_know_when_unsure(capsys, saves, monkeypa
     assert DONT_KNOW not in capsys.readouterr().out  # the save's own setting: off
 
 
+def test_the_dont_know_reply_is_the_corpora_own():
+    from tests.test_corpora import _load_generator
+    assert _load_generator().DONT_KNOW == DONT_KNOW
+
+
 async def test_the_chat_tab_replaces_an_unsure_start_and_shows_the_opening():
     model, tok, _ = scripted(" September comes after May.\n", [1.0, 0.17, 0.8, 0.9] + [0.99] * 24)
     app = AttnLab()
@@ -62,9 +75,9 @@ async def test_the_chat_tab_replaces_an_unsure_start_and_shows_the_opening():
         await pilot.pause()
         chat = app.query_one(ChatView)
         chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue", unsure_below=0.3))
-        chat.ask("x")  # the prompt "Q: x\nA:", as the stand-in model expects
+        chat.ask("x?")  # the prompt "Q: x?\nA:", as the stand-in model expects
         await wait_for(pilot, lambda: chat.history, what="a reply")
-        assert chat.history == [("x", DONT_KNOW)]
+        assert chat.history == [("x?", DONT_KNOW)]
         turn = chat.pane.query("ChatTurn").last()
         assert turn.text == f" {DONT_KNOW}" and "unsure: it began 'Sep' at 17%" in turn.note
         view = app.query_one(NextCharView)
@@ -72,6 +85,6 @@ async def test_the_chat_tab_replaces_an_unsure_start_and_shows_the_opening():
         # the same model with the setting off answers as it began
         chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue"))
         chat.action_new_chat()
-        chat.ask("x")
+        chat.ask("x?")
         await wait_for(pilot, lambda: chat.history, what="a second reply")
-        assert chat.history == [("x", "September comes after May.")]
+        assert chat.history == [("x?", "September comes after May.")]

@@ -280,12 +280,15 @@ class LMTask:
         """The model's greedy answer to `question` after the turns in `history`."""
         prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
         return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
-                                   temperature=0.0, unknown="unk", unsure=self.unsure())).strip()
+                                   temperature=0.0, unknown="unk",
+                                   unsure=unsure_for(question, self.cfg.sample.unsure_below))).strip()
 
-    def unsure(self):
-        """What replaces a reply the model is unsure how to begin (sample.unsure_below), or None."""
-        below = self.cfg.sample.unsure_below
-        return Unsure(below, DONT_KNOW) if below > 0 else None
+
+def unsure_for(message, below):
+    """What replaces a reply to `message` the model is unsure how to begin (sample.unsure_below), or None.
+    Only a question (ending in "?") is answered "I don't know that yet."; a statement ("I'm called Bruno.")
+    is acknowledged however the model begins it."""
+    return Unsure(below, DONT_KNOW) if below > 0 and message.rstrip().endswith("?") else None
 
 
 class PromptTooLong(ValueError):

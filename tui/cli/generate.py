@@ -3,7 +3,7 @@
 import sys
 
 from core.tasks import chats
-from core.tasks.lm import PromptTooLong, chat_prompt
+from core.tasks.lm import PromptTooLong, chat_prompt, unsure_for
 from core.text import safe_label, safe_text
 from core.trainer import load_model
 from tui.cli.common import UserError
@@ -57,12 +57,7 @@ def check_unsure(p):
         raise UserError(f"--unsure-below {p}: use a probability in [0, 1), e.g. 0.3 (0 = off)")
 
 
-def unsure_for(args, cfg):
-    """The Unsure that replaces an unsure start (the flag, else the save's setting), or None when off."""
-    from core.sample import Unsure
-    from core.tasks.lm import DONT_KNOW
-    below = cfg.sample.unsure_below if args.unsure_below is None else args.unsure_below
-    return Unsure(below, DONT_KNOW) if below > 0 else None
+
 
 
 def sampling(args, cfg):
@@ -135,7 +130,7 @@ def cmd_chat(args):
         raise UserError(f"{args.name} is a {cfg.task} model and does not chat; "
                         f"try `attnlab sample {args.name} --prompt PYTHON`")
     opts = sampling(args, cfg)
-    unsure = unsure_for(args, cfg)
+    unsure = cfg.sample.unsure_below if args.unsure_below is None else args.unsure_below
     history = []
     print("attnlab chat: type a message; /reset starts over, /quit (or Ctrl+D) leaves.")
     while True:
@@ -163,7 +158,7 @@ def cmd_chat(args):
         sys.stdout.write("bot> ")
         reply = ""
         try:
-            for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=unsure, **opts):
+            for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=unsure_for(msg, unsure), **opts):
                 reply += ch
                 sys.stdout.write(safe_text(ch))
                 sys.stdout.flush()

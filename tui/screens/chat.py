@@ -20,8 +20,7 @@ from textual.worker import get_current_worker
 from core.checkpoint import SaveError
 from core.runs import write_into_run
 from core.config import ConfigError, load_config
-from core.sample import Unsure
-from core.tasks.lm import DONT_KNOW, SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt
+from core.tasks.lm import SINGLE_PAIR_TASKS, PromptTooLong, chat_prompt, unsure_for
 from tui.messages import ChatChunk, ChatDone, WorkerFailed
 from tui.widgets import ChatPane
 from tui.widgets.explain import Explain
@@ -152,12 +151,11 @@ class ChatView(Horizontal):
             return
         self.question = question
         pane.begin_reply()
-        self._stream(self.source, prompt, settings)
+        self._stream(self.source, prompt, settings, unsure_for(question, self.source.unsure_below))
 
     @work(thread=True, exclusive=True, group="chat")
-    def _stream(self, source: ChatSource, prompt: str, settings: dict) -> None:
+    def _stream(self, source: ChatSource, prompt: str, settings: dict, unsure) -> None:
         worker = get_current_worker()
-        unsure = Unsure(source.unsure_below, DONT_KNOW) if source.unsure_below > 0 else None
         chat_job(source.get_model, source.tokenizer, prompt, settings, self.post_message,
                  lambda: worker.is_cancelled, unsure)
 
