@@ -79,9 +79,10 @@ async def test_the_chat_tab_replaces_an_unsure_start_and_shows_the_opening():
         await wait_for(pilot, lambda: chat.history, what="a reply")
         assert chat.history == [("x?", DONT_KNOW)]
         turn = chat.pane.query("ChatTurn").last()
-        assert turn.text == f" {DONT_KNOW}" and "unsure: it began 'Sep' at 17%" in turn.note
+        assert turn.text == f" {DONT_KNOW}" and "unsure how to answer: its likeliest start 'Sep' was 17% sure" in turn.note
         view = app.query_one(NextCharView)
         assert view.chars == list(" Sep") and view.candidates[1][0] == ("S", pytest.approx(0.17))
+        assert view.cursor == 1  # on the character it was least sure of
         # the same model with the setting off answers as it began
         chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue"))
         chat.action_new_chat()

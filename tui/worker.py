@@ -204,8 +204,8 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled, unsure=Non
 def unsure_note(unsure):
     """Why a reply was replaced: the model's own opening and how sure of it it was."""
     began = unsure.opening.strip() or unsure.opening
-    return (f"unsure: it began {began!r} at {unsure.top:.0%}, under the model's {unsure.below:.0%} "
-            f"(sample.unsure_below); the next-character view shows its opening")
+    return (f"unsure how to answer: its likeliest start {began!r} was {unsure.top:.0%} sure at worst, under "
+            f"sample.unsure_below {unsure.below:.0%}; the next-character view shows it")
 
 
 def probe_model(model, tokenizer, text, block_size):

@@ -168,7 +168,10 @@ class ChatView(Horizontal):
             note = "empty reply: the model wrote no word; train longer, or raise the temperature"
         self.pane.end_reply(note)
         if message.candidates is not None:
-            self.query_one(NextCharView).set_data(list(message.shown), message.candidates)
+            view = self.query_one(NextCharView)
+            view.set_data(list(message.shown), message.candidates)
+            if message.shown != message.reply and message.candidates:  # a replaced reply: its least sure character
+                view.cursor = min(range(len(message.candidates)), key=lambda i: message.candidates[i][0][1])
         if self.question is not None:
             self.history.append((self.question, message.reply.strip()))
         self.question = None
