@@ -164,5 +164,6 @@ def _replaced(unsure, text, cands):
     """Decide on the opening `text` (unsure.top already its lowest top-1 probability): True to reply
     unsure.reply instead."""
     unsure.opening, unsure.cands = text[:unsure.chars], cands[:unsure.chars]
-    unsure.used = unsure.top < unsure.below
+    # a model already beginning unsure.reply ("I d") goes on in its own words
+    unsure.used = unsure.top < unsure.below and not unsure.reply.startswith(text[:unsure.chars].lstrip())
     return unsure.used

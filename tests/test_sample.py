@@ -226,6 +226,14 @@ def test_a_reply_begun_unsurely_is_replaced_by_dont_know():
     assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=unsure_at(0.0))) == plain
 
 
+def test_a_model_already_saying_dont_know_is_left_to_say_it():
+    from core.tasks.lm import DONT_KNOW
+    m, tok, prompt = scripted(f" {DONT_KNOW}\n", [1.0, 0.2, 0.9, 0.9] + [0.99] * 30)
+    u = unsure_at(0.5)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == f" {DONT_KNOW}"
+    assert not u.used and u.top == pytest.approx(0.2)
+
+
 def test_only_the_opening_is_judged():
     # a doubt after the first four characters (the value being copied, say) never replaces the reply
     m, tok, prompt = scripted(" Your name is Bruno.\n", [1.0, 0.95, 0.9, 0.9, 0.9, 0.05] + [0.99] * 20)
