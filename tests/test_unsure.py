@@ -53,14 +53,12 @@ def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
 
 def test_chat_in_the_terminal_says_dont_know_when_unsure(capsys, saves, monkeypatch):
     Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
-    assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30",
-                 "--unsure-below", "0.99"]) == 0
-    out = capsys.readouterr().out
-    assert out.split("bot>", 1)[1].split("\n")[0].strip() == DONT_KNOW
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
-    assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30"]) == 0
-    assert DONT_KNOW not in capsys.readouterr().out  # the save's own setting: off
+    assert load_config("chat").sample.unsure_below == 0.4  # the preset's, kept in the save
+    for flag, dont_know in (([], True), (["--unsure-below", "0"], False), (["--unsure-below", "0.99"], True)):
+        monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
+        assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30", *flag]) == 0
+        out = capsys.readouterr().out  # an untrained model is never 40% sure of a character
+        assert (out.split("bot>", 1)[1].split("\n")[0].strip() == DONT_KNOW) == dont_know, (flag, out)
 
 
 def test_the_dont_know_reply_is_the_corpora_own():
