@@ -110,9 +110,9 @@ class SampleConfig:
     top_p: float = 1.0
     max_new_tokens: int = 200
     seed: int = 0
-    unsure_below: float = 0.0  # reply "I don't know that yet." when the model's likeliest character at one of
-                               # its reply's first 4 is less likely than this (0 = off): a question it was
-                               # never taught is begun as a guess (core.sample.Unsure)
+    unsure_below: float = 0.0  # answer a question (ending in "?") "I don't know that yet." when the model's
+                               # likeliest character at one of its reply's first 4 is less likely than this
+                               # (0 = off): one it was never taught is begun as a guess (core.sample.Unsure)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ UNSURE_CHARS = 4  # a reply's opening (" You", " I d", " Thu"): where the model 
 class Unsure:
     """Reply `reply` instead when the model is unsure how to begin: its likeliest character at one of the
     reply's first `chars` positions is less likely than `below` (sample.unsure_below). A question it was
-    never taught is often begun as a guess between frames it knows ("Who wrote the Odyssey?" -> " S" 17%:
-    "September comes after Odyssey."), one it knows with a sure first letter. After a reply, `used` says
+    never taught is often begun as a guess between frames it knows ("Who composed the Four Seasons?" -> "M"
+    at 29%: "Monsday comes after September."), one it knows with a sure first letter. After a reply, `used` says
     whether it was replaced, `opening` holds the characters the model began with and `top` the lowest of
     their probabilities (`cands`: their top candidates, when the stream gave them)."""
 

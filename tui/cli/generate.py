@@ -29,8 +29,9 @@ def register(sub):
         s.set_defaults(func=func)
 
 
-UNSURE_HELP = ("reply \"I don't know that yet.\" when the model's likeliest character at one of its reply's first "
-               "4 is less likely than P (0 = off; default: the save's sample.unsure_below)")
+UNSURE_HELP = ("answer a question (a message ending in ?) \"I don't know that yet.\" when the model's likeliest "
+               "character at one of its reply's first 4 is less likely than P (0 = off; default: the save's "
+               "sample.unsure_below)")
 MIN_TEMPERATURE = 0.01  # below this (but above 0, which is greedy) logits / T overflow float32
 MAX_NEW = 100_000
 
@@ -55,8 +56,6 @@ def check_sampling(args):
 def check_unsure(p):
     if p is not None and not 0 <= p < 1:  # NaN fails both
         raise UserError(f"--unsure-below {p}: use a probability in [0, 1), e.g. 0.3 (0 = off)")
-
-
 
 
 
