@@ -46,7 +46,10 @@ def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
     # an untrained model is never that sure: every question gets don't-know, out of domain and in it
     # (in domain but for the requests that end without "?": "Remind me of my favourite food.")
     assert ev["dont_know_ood"] == 1.0 and ev["dont_know_false"] > 0.9
-    assert ev["heldout_family"]["dont_know_ood"] == 1.0
+    assert ev["heldout_family"]["dont_know_ood"] == 1.0 and ev["unsure_below"] == 0.99
+    assert main(["eval", "c", "--tag", "last"]) == 0  # the save's own 0.4, said below the figures
+    out = capsys.readouterr().out
+    assert "dont_know_ood 1.0000" in out and "began at under 40% was answered" in out
     assert main(["eval", "c", "--tag", "last", "--unsure-below", "1"]) == 2
     assert "--unsure-below 1.0: use a probability in [0, 1)" in capsys.readouterr().err
 

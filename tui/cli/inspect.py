@@ -35,7 +35,13 @@ def cmd_eval(args):
     if args.history:
         return eval_history(tr, args.json)
     ev = tr.evaluate(full=True)
+    below = tr.cfg.sample.unsure_below
+    if below > 0:  # the figures count its don't-know answers: say so, and how to see them without
+        ev["unsure_below"] = below
     print(json.dumps(jsonable(ev)) if args.json else format_eval(ev))
+    if below > 0 and not args.json:
+        print(f"a question the model began at under {below:.0%} was answered \"I don't know that yet.\" "
+              f"(sample.unsure_below; --unsure-below 0 scores without)")
     return 0
 
 
