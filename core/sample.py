@@ -32,6 +32,12 @@ class Unsure:
     top: float = 1.0
     cands: list = field(default_factory=list)
 
+    def note(self):
+        """Why the reply was replaced: the start the model was unsure of and how sure it was."""
+        began = self.opening.strip() or self.opening
+        return (f"unsure how to answer: its likeliest start {began!r} was {self.top:.0%} sure at worst, "
+                f"under sample.unsure_below {self.below:.0%}")
+
 
 def window_keep(block_size):
     """How many tokens survive when the window overflows."""

@@ -61,7 +61,9 @@ def test_chat_in_the_terminal_says_dont_know_when_unsure(capsys, saves, monkeypa
         monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
         assert main(["chat", "c", "--tag", "last", "--temperature", "0", "--max-new", "30", *flag]) == 0
         out = capsys.readouterr().out  # an untrained model is never 40% sure of a character
-        assert (out.split("bot>", 1)[1].split("\n")[0].strip() == DONT_KNOW) == dont_know, (flag, out)
+        reply = out.split("bot>", 1)[1].split("\n")[0]
+        assert (reply.split("  (")[0].strip() == DONT_KNOW) == dont_know, (flag, out)
+        assert ("(unsure how to answer: its likeliest start" in reply) == dont_know
 
 
 def test_the_dont_know_reply_is_the_corpora_own():

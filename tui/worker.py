@@ -193,19 +193,13 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled, unsure=Non
         if buf:
             post(ChatChunk("".join(buf)))
         if unsure is not None and unsure.used:  # the next-character view shows what the model began with
-            post(ChatDone("".join(reply), unsure_note(unsure), unsure.cands, shown=unsure.opening))
+            post(ChatDone("".join(reply), unsure.note() + "; the next-character view shows it", unsure.cands,
+                          shown=unsure.opening))
             return
         note = "stopped" if cancelled() else ("max length" if len(reply) >= settings["max_new_tokens"] else None)
         post(ChatDone("".join(reply), note, cands))
     except Exception as e:
         post(WorkerFailed("chat", describe(e)))
-
-
-def unsure_note(unsure):
-    """Why a reply was replaced: the model's own opening and how sure of it it was."""
-    began = unsure.opening.strip() or unsure.opening
-    return (f"unsure how to answer: its likeliest start {began!r} was {unsure.top:.0%} sure at worst, under "
-            f"sample.unsure_below {unsure.below:.0%}; the next-character view shows it")
 
 
 def probe_model(model, tokenizer, text, block_size):

@@ -155,13 +155,13 @@ def cmd_chat(args):
             print(f"(not sent: {e})")
             continue
         sys.stdout.write("bot> ")
-        reply = ""
+        reply, rule = "", unsure_for(msg, unsure)
         try:
-            for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=unsure_for(msg, unsure), **opts):
+            for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=rule, **opts):
                 reply += ch
                 sys.stdout.write(safe_text(ch))
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
-        print()
+        print(f"  ({safe_text(rule.note())})" if rule is not None and rule.used else "")
         history.append((msg, reply.strip()))
