@@ -113,6 +113,9 @@ class SampleConfig:
     unsure_below: float = 0.0  # answer a question (ending in "?") "I don't know that yet." when the model's
                                # likeliest character at one of its reply's first 4 is less likely than this
                                # (0 = off): one it was never taught is begun as a guess (core.sample.Unsure)
+    unsure_reply_below: float = 0.0  # the same when its likeliest character anywhere in the reply is less likely
+                                     # than this (0 = off; the reply is then held back until it ends): a fact
+                                     # never told is answered in a sure frame around a made-up value
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "sample.max_new_tokens": (0, None, False, False),
     "sample.seed": (0, None, True, False),
     "sample.unsure_below": (0, 1, True, False),
+    "sample.unsure_reply_below": (0, 1, True, False),
 }
 
 

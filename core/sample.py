@@ -22,19 +22,35 @@ class Unsure:
     never taught is often begun as a guess between frames it knows ("Who composed the Four Seasons?" -> "M"
     at 29%: "Monsday comes after September."), one it knows with a sure first letter. After a reply, `used` says
     whether it was replaced, `opening` holds the characters the model began with and `top` the lowest of
-    their probabilities (`cands`: their top candidates, when the stream gave them)."""
+    their probabilities (`cands`: their top candidates, when the stream gave them).
+
+    With `anywhere` > 0 (sample.unsure_reply_below) the whole reply is judged too, and held back until it
+    ends: replaced when its likeliest character anywhere is less likely than `anywhere`. Asked about a fact
+    it was never told ("What's my name?" in a fresh chat) the model begins in a frame it knows well and then
+    makes the value up ("Your name is Tsen.", its "T" 8% sure), where a value it copies from the chat is
+    near-certain. `why` is then "reply", `opening` the whole reply, `low` its lowest probability."""
 
     below: float
     reply: str
     chars: int = UNSURE_CHARS
+    anywhere: float = 0.0
     used: bool = False
+    why: str = ""
     opening: str = ""
     top: float = 1.0
+    low: float = 1.0
     cands: list = field(default_factory=list)
 
+    @property
+    def judging(self):
+        return self.below > 0 or self.anywhere > 0
+
     def note(self):
-        """Why the reply was replaced: the start the model was unsure of and how sure it was."""
+        """Why the reply was replaced: what the model was unsure of and how sure it was."""
         began = self.opening.strip() or self.opening
+        if self.why == "reply":
+            return (f"unsure of its answer: its likeliest reply {began!r} was {self.low:.0%} sure at worst, "
+                    f"under sample.unsure_reply_below {self.anywhere:.0%}")
         return (f"unsure how to answer: its likeliest start {began!r} was {self.top:.0%} sure at worst, "
                 f"under sample.unsure_below {self.below:.0%}")
 
@@ -120,12 +136,14 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
     characters under the model's raw softmax (temperature 1, before any top-k / top-p filtering).
     <unk> is never written: it stands for a character outside the vocabulary, not one to reply with
     (a young model would otherwise print it as "\ufffd").
-    unsure (an Unsure, below > 0): the reply's opening is held back until it is known whether the model
-    was sure enough of it; if not, unsure.reply is yielded instead (its characters with no candidates).
+    unsure (an Unsure, below or anywhere > 0): the reply's opening (with `anywhere`, the whole reply) is held
+    back until it is known whether the model was sure enough of it; if not, unsure.reply is yielded instead
+    (its characters with no candidates).
     """
-    deciding = unsure is not None and unsure.below > 0
+    deciding = unsure is not None and unsure.judging
+    whole = deciding and unsure.anywhere > 0
     if deciding:
-        unsure.used, unsure.opening, unsure.top, unsure.cands = False, "", 1.0, []
+        unsure.used, unsure.why, unsure.opening, unsure.top, unsure.low, unsure.cands = False, "", "", 1.0, 1.0, []
     ids = tokenizer.encode(prompt, unknown=unknown)
     rng = np.random.default_rng(seed)
     hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
@@ -139,11 +157,15 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
             cands += [[(tokenizer.decode([i]), p) for i, p in topk_probs(logits, topk)]] * len(ch)
         hit = min((text.find(s) for s in stop if s and s in text), default=-1)
         if deciding:
-            unsure.top = min(unsure.top, topk_probs(logits, 1)[0][1])
-            if hit < 0 and len(text) < unsure.chars:
-                continue  # the opening is still being written: nothing is shown yet
+            p = topk_probs(logits, 1)[0][1]
+            if len(text) - len(ch) < unsure.chars:
+                unsure.top = min(unsure.top, p)
+            if hit < 0:  # (a stop string's own characters are not the reply's)
+                unsure.low = min(unsure.low, p)
+            if hit < 0 and (whole or len(text) < unsure.chars):
+                continue  # the opening (or the whole reply) is still being written: nothing is shown yet
             deciding = False
-            if _replaced(unsure, text if hit < 0 else text[:hit], cands):
+            if _replaced(unsure, text if hit < 0 else text[:hit], cands, whole):
                 yield from _instead(unsure, topk)
                 return
         end = len(text) - hold if hit < 0 else hit
@@ -153,7 +175,7 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
         if hit >= 0:
             return
     stopped = cancel is not None and cancel()
-    if deciding and not stopped and _replaced(unsure, text, cands):  # the reply ended inside its opening
+    if deciding and not stopped and _replaced(unsure, text, cands, whole):  # the reply ended while held back
         yield from _instead(unsure, topk)
         return
     for i in range(sent, len(text)):
@@ -166,10 +188,15 @@ def _instead(unsure, topk):
     return (((c, []) if topk > 0 else c) for c in lead + unsure.reply)
 
 
-def _replaced(unsure, text, cands):
-    """Decide on the opening `text` (unsure.top already its lowest top-1 probability): True to reply
-    unsure.reply instead."""
+def _replaced(unsure, text, cands, whole=False):
+    """Decide on the reply held back, `text` (its opening, or with `whole` all of it; unsure.top and
+    unsure.low already their lowest top-1 probabilities): True to reply unsure.reply instead."""
     unsure.opening, unsure.cands = text[:unsure.chars], cands[:unsure.chars]
     # a model already beginning unsure.reply ("I d") goes on in its own words
-    unsure.used = unsure.top < unsure.below and not unsure.reply.startswith(text[:unsure.chars].lstrip())
+    if unsure.reply.startswith(text[:unsure.chars].lstrip()):
+        return False
+    if unsure.below > 0 and unsure.top < unsure.below:
+        unsure.used, unsure.why = True, "start"
+    elif whole and unsure.low < unsure.anywhere:
+        unsure.used, unsure.why, unsure.opening, unsure.cands = True, "reply", text, cands[:len(text)]
     return unsure.used

@@ -266,3 +266,53 @@ def test_sampling_judges_the_models_likeliest_character_not_the_one_drawn():
         out = "".join(stream_text(m, tok, prompt, temperature=1.0, seed=seed, max_new_tokens=20, unknown="unk",
                                   unsure=u))
         assert out == " I don't know that yet." and u.top == pytest.approx(0.17)
+
+
+def test_a_reply_unsure_anywhere_is_replaced_when_asked_to_judge_it_all():
+    # asked about a fact it was never told, the model writes a sure frame around a made-up value
+    from core.sample import Unsure
+    from core.tasks.lm import DONT_KNOW
+    sure = [1.0] + [0.99] * 13 + [0.08, 0.3, 0.4, 0.5, 0.9, 0.9]  # " Your name is " then "Tsen.", the newline
+    m, tok, prompt = scripted(" Your name is Tsen.\n", sure)
+    for anywhere, want in ((0.1, f" {DONT_KNOW}"), (0.08 * 0.99, " Your name is Tsen."), (0.0, " Your name is Tsen.")):
+        u = Unsure(0.4, DONT_KNOW, anywhere=anywhere)
+        items = list(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", topk=3, unsure=u))
+        assert "".join(c for c, _ in items) == want
+        assert u.used == (want != " Your name is Tsen.")
+        if anywhere > 0:
+            assert u.low == pytest.approx(0.08) and u.top == pytest.approx(0.99)
+    assert u.why == "" and u.opening == " You"  # off: only the opening was judged
+    u = Unsure(0.4, DONT_KNOW, anywhere=0.1)
+    list(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", topk=3, unsure=u))
+    # what it would have said, whole, for the next-character view, and the note says which rule
+    assert u.why == "reply" and u.opening == " Your name is Tsen." and len(u.cands) == len(u.opening)
+    assert u.cands[14][0] == ("T", pytest.approx(0.08))
+    assert u.note().startswith("unsure of its answer: its likeliest reply 'Your name is Tsen.' was 8% sure at worst, "
+                               "under sample.unsure_reply_below 10%")
+
+
+def test_the_opening_rule_comes_first_and_a_sure_reply_is_shown_whole():
+    from core.sample import Unsure
+    from core.tasks.lm import DONT_KNOW
+    m, tok, prompt = scripted(" September comes after May.\n", [1.0, 0.17, 0.8, 0.9] + [0.05] * 24)
+    u = Unsure(0.3, DONT_KNOW, anywhere=0.1)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == f" {DONT_KNOW}"
+    assert u.why == "start" and u.opening == " Sep" and u.note().startswith("unsure how to answer")
+    # a model already saying it does not know is left alone, however unsure of the rest
+    m, tok, prompt = scripted(f" {DONT_KNOW}\n", [1.0, 0.9, 0.9, 0.9] + [0.05] * 30)
+    u = Unsure(0.3, DONT_KNOW, anywhere=0.1)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == f" {DONT_KNOW}"
+    assert not u.used
+    # sure throughout: the same characters as with no rule, also when the reply ends without a newline
+    m, tok, prompt = scripted(" Your name is Bruno.\n", [0.9] * 21)
+    plain = "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk"))
+    u = Unsure(0.3, DONT_KNOW, anywhere=0.5)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == plain
+    u = Unsure(0.3, DONT_KNOW, anywhere=0.5)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", max_new_tokens=8, unsure=u)) == plain[:8]
+    assert not u.used and u.low == pytest.approx(0.9)
+    # the end of line is not part of the reply: however unsure the model was of ending there
+    m, tok, prompt = scripted(" Your name is Bruno.\n", [0.9] * 20 + [0.05])
+    u = Unsure(0.3, DONT_KNOW, anywhere=0.5)
+    assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == plain
+    assert not u.used and u.low == pytest.approx(0.9)

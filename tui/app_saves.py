@@ -46,7 +46,7 @@ class SavedRuns:
         self.query_one(ChatView).set_source(ChatSource(
             model.snapshot, tok, cfg.model.block_size, name, f"chatting with {name} ({tag}, step {meta.get('step')})",
             cfg.task, lambda: {"save": name, "tag": tag, "step": meta.get("step")},
-            unsure_below=cfg.sample.unsure_below))
+            unsure_below=cfg.sample.unsure_below, unsure_reply_below=cfg.sample.unsure_reply_below))
         self.action_tab("chat")
 
     def resume_run(self, name: str, tag: str) -> None:

@@ -77,7 +77,8 @@ class TrainingControl:
                 trainer.snapshot, trainer.task.tokenizer, trainer.cfg.model.block_size, run_name,
                 self.chat_label(TRAINING_LABEL), trainer.cfg.task,
                 lambda: {"save": run_name, "tag": f"live ({self.live_state})", "step": trainer.step_count},
-                live=True, unsure_below=trainer.cfg.sample.unsure_below))
+                live=True, unsure_below=trainer.cfg.sample.unsure_below,
+                unsure_reply_below=trainer.cfg.sample.unsure_reply_below))
 
     def chat_label(self, state: str) -> str:
         return f"chatting with {self.run_name} ({state})"

@@ -80,7 +80,7 @@ class ChatDone(Message):
         self.note = note
         self.candidates = candidates  # per character of `shown`: [(char, prob), ...] top 5, when known
         self.shown = reply if shown is None else shown  # the characters those belong to (a replaced reply:
-                                                        # the opening the model began with)
+                                                        # the opening the model began with, or all it wrote)
 
 
 class TimelineSnapshots(Message):

@@ -178,7 +178,8 @@ def train_job(pump, max_steps=None):
 
 def chat_job(get_model, tokenizer, prompt, settings, post, cancelled, unsure=None):
     """Stream one reply; chunks are batched every ~50 ms. get_model() returns the weights to sample.
-    unsure (core.sample.Unsure): a reply the model is unsure how to begin is replaced, and the note says so."""
+    unsure (core.sample.Unsure): a reply the model is unsure how to begin (or, with unsure.anywhere, unsure of
+    anywhere) is replaced, and the note says so."""
     try:
         model = get_model()
         reply, buf, last, cands = [], [], time.monotonic(), []
@@ -192,7 +193,7 @@ def chat_job(get_model, tokenizer, prompt, settings, post, cancelled, unsure=Non
                 buf, last = [], time.monotonic()
         if buf:
             post(ChatChunk("".join(buf)))
-        if unsure is not None and unsure.used:  # the next-character view shows what the model began with
+        if unsure is not None and unsure.used:  # the next-character view shows what the model began (or wrote)
             post(ChatDone("".join(reply), unsure.note() + "; the next-character view shows it", unsure.cands,
                           shown=unsure.opening))
             return

@@ -281,14 +281,17 @@ class LMTask:
         prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
         return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
                                    temperature=0.0, unknown="unk",
-                                   unsure=unsure_for(question, self.cfg.sample.unsure_below))).strip()
+                                   unsure=unsure_for(question, self.cfg.sample.unsure_below,
+                                                     self.cfg.sample.unsure_reply_below))).strip()
 
 
-def unsure_for(message, below):
-    """What replaces a reply to `message` the model is unsure how to begin (sample.unsure_below), or None.
-    Only a question (ending in "?") is answered "I don't know that yet."; a statement ("I'm called Bruno.")
-    is acknowledged however the model begins it."""
-    return Unsure(below, DONT_KNOW) if below > 0 and message.rstrip().endswith("?") else None
+def unsure_for(message, below, anywhere=0.0):
+    """What replaces a reply to `message` the model is unsure how to begin (sample.unsure_below) or unsure
+    of anywhere (sample.unsure_reply_below), or None. Only a question (ending in "?") is answered "I don't
+    know that yet."; a statement ("I'm called Bruno.") is acknowledged however the model begins it."""
+    if (below > 0 or anywhere > 0) and message.rstrip().endswith("?"):
+        return Unsure(below, DONT_KNOW, anywhere=anywhere)
+    return None
 
 
 class PromptTooLong(ValueError):

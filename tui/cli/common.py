@@ -15,7 +15,7 @@ class UserError(Exception):
 
 
 CHAT_KEYS = ("chat_score", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood", "dont_know_false",
-             "qa_mid_exact", "qa_fresh_exact")
+             "dont_know_unstated", "qa_mid_exact", "qa_fresh_exact")
 
 
 def _figures(ev, keys):

@@ -26,12 +26,16 @@ def register(sub):
         s.add_argument("--seed", type=int)
         if name == "chat":
             s.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
+            s.add_argument("--unsure-reply-below", type=float, metavar="P", help=UNSURE_REPLY_HELP)
         s.set_defaults(func=func)
 
 
 UNSURE_HELP = ("answer a question (a message ending in ?) \"I don't know that yet.\" when the model's likeliest "
                "character at one of its reply's first 4 is less likely than P (0 = off; default: the save's "
                "sample.unsure_below)")
+UNSURE_REPLY_HELP = ("the same when its likeliest character anywhere in the reply is less likely than P: a fact "
+                     "never told is answered around a made-up value (0 = off; default: the save's "
+                     "sample.unsure_reply_below)")
 MIN_TEMPERATURE = 0.01  # below this (but above 0, which is greedy) logits / T overflow float32
 MAX_NEW = 100_000
 
@@ -51,11 +55,12 @@ def check_sampling(args):
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise UserError(f"--seed {args.seed}: use a whole number from 0 to 2**63-1, e.g. 1")
     check_unsure(getattr(args, "unsure_below", None))
+    check_unsure(getattr(args, "unsure_reply_below", None), "--unsure-reply-below")
 
 
-def check_unsure(p):
+def check_unsure(p, flag="--unsure-below"):
     if p is not None and not 0 <= p < 1:  # NaN fails both
-        raise UserError(f"--unsure-below {p}: use a probability in [0, 1), e.g. 0.3 (0 = off)")
+        raise UserError(f"{flag} {p}: use a probability in [0, 1), e.g. 0.3 (0 = off)")
 
 
 
@@ -130,6 +135,7 @@ def cmd_chat(args):
                         f"try `attnlab sample {args.name} --prompt PYTHON`")
     opts = sampling(args, cfg)
     unsure = cfg.sample.unsure_below if args.unsure_below is None else args.unsure_below
+    anywhere = cfg.sample.unsure_reply_below if args.unsure_reply_below is None else args.unsure_reply_below
     history = []
     print("attnlab chat: type a message; /reset starts over, /quit (or Ctrl+D) leaves.")
     while True:
@@ -155,7 +161,7 @@ def cmd_chat(args):
             print(f"(not sent: {e})")
             continue
         sys.stdout.write("bot> ")
-        reply, rule = "", unsure_for(msg, unsure)
+        reply, rule = "", unsure_for(msg, unsure, anywhere)
         try:
             for ch in stream_text(model, tok, prompt, stop=("\n",), unsure=rule, **opts):
                 reply += ch

@@ -9,7 +9,7 @@ from core.metrics_log import log_path
 from core.text import safe_text
 from core.trainer import Trainer
 from tui.cli.common import UserError, format_eval, jsonable
-from tui.cli.generate import UNSURE_HELP, check_unsure
+from tui.cli.generate import UNSURE_HELP, UNSURE_REPLY_HELP, check_unsure
 
 
 def register(sub):
@@ -18,6 +18,7 @@ def register(sub):
     e.add_argument("--tag", default="best", help="best or last (default best)")
     e.add_argument("--json", action="store_true")
     e.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
+    e.add_argument("--unsure-reply-below", type=float, metavar="P", help=UNSURE_REPLY_HELP)
     e.add_argument("--history", action="store_true",
                    help="Q&A: held-out exact-match after 0, 4 and 8 earlier chat turns (as chat sends them, "
                         "and with the turns in the prompt)")
@@ -29,19 +30,26 @@ def register(sub):
 
 def cmd_eval(args):
     check_unsure(args.unsure_below)
-    over = None if args.unsure_below is None else \
-        (lambda c: apply_overrides(c, {"sample.unsure_below": args.unsure_below}))
+    check_unsure(args.unsure_reply_below, "--unsure-reply-below")
+    given = {k: v for k, v in (("sample.unsure_below", args.unsure_below),
+                               ("sample.unsure_reply_below", args.unsure_reply_below)) if v is not None}
+    over = (lambda c: apply_overrides(c, given)) if given else None
     tr = Trainer.from_save(args.name, tag=args.tag, overrides=over)
     if args.history:
         return eval_history(tr, args.json)
     ev = tr.evaluate(full=True)
-    below = tr.cfg.sample.unsure_below
+    below, anywhere = tr.cfg.sample.unsure_below, tr.cfg.sample.unsure_reply_below
     if below > 0:  # the figures count its don't-know answers: say so, and how to see them without
         ev["unsure_below"] = below
+    if anywhere > 0:
+        ev["unsure_reply_below"] = anywhere
     print(json.dumps(jsonable(ev)) if args.json else format_eval(ev))
     if below > 0 and not args.json:
         print(f"a question the model began at under {below:.0%} was answered \"I don't know that yet.\" "
               f"(sample.unsure_below; --unsure-below 0 scores without)")
+    if anywhere > 0 and not args.json:
+        print(f"a question whose reply the model was anywhere under {anywhere:.0%} sure of was answered "
+              f"\"I don't know that yet.\" (sample.unsure_reply_below; --unsure-reply-below 0 scores without)")
     return 0
 
 

@@ -27,7 +27,7 @@ METRICS = {"reversal": ("accuracy", "val_loss", "antidiagonal_best"),
            "dialogue": ("context_recall", "topic_coherence", "val_loss", "val_answer_loss", "train_loss",
                         "train_answer_loss"),
            "chat": ("chat_score", "context_recall", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood",
-                    "dont_know_false", "qa_mid_exact", "qa_fresh_exact", "val_loss", "val_answer_loss",
+                    "dont_know_false", "dont_know_unstated", "qa_mid_exact", "qa_fresh_exact", "val_loss", "val_answer_loss",
                     "train_loss", "train_answer_loss")}
 STOP_MESSAGE = "stopping after this step — Ctrl+C again to skip the final evaluation"
 

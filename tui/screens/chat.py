@@ -52,6 +52,7 @@ class ChatSource:
     info: Callable | None = None  # () -> {"save", "tag", "step"} for exported transcripts
     live: bool = False  # the weights of the run training in this app (its label follows its state)
     unsure_below: float = 0.0  # the model's sample.unsure_below: an unsure start is replaced by don't-know
+    unsure_reply_below: float = 0.0  # its sample.unsure_reply_below: so is a reply unsure anywhere (held back)
 
 
 class ChatView(Horizontal):
@@ -151,7 +152,8 @@ class ChatView(Horizontal):
             return
         self.question = question
         pane.begin_reply()
-        self._stream(self.source, prompt, settings, unsure_for(question, self.source.unsure_below))
+        self._stream(self.source, prompt, settings, unsure_for(question, self.source.unsure_below,
+                                                                self.source.unsure_reply_below))
 
     @work(thread=True, exclusive=True, group="chat")
     def _stream(self, source: ChatSource, prompt: str, settings: dict, unsure) -> None:
@@ -242,5 +244,7 @@ class ChatView(Horizontal):
                  f"- tag: {info.get('tag', '—')}", f"- step: {info.get('step', '—')}",
                  f"- sampling: {shown}" + (f" (regenerated {self.regens}x)" if self.regens else ""),
                  *([f"- unsure below: {self.source.unsure_below}"] if self.source and self.source.unsure_below else []),
+                 *([f"- unsure reply below: {self.source.unsure_reply_below}"]
+                   if self.source and self.source.unsure_reply_below else []),
                  f"- exported: {time.strftime('%Y-%m-%d %H:%M:%S')}", "", ""]
         return safe_text("\n".join(lines), keep_newlines=True)
