@@ -58,7 +58,7 @@ def run(task, overrides, targets, stop_at_target=True, progress=False):
 
 
 CHAT_KEYS = ("context_recall", "live_recall", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood", "dont_know_false",
-             "qa_mid_exact", "qa_fresh_exact", "arith_exact_by_op", "chat_score", "heldout_family")
+             "dont_know_unstated", "qa_mid_exact", "qa_fresh_exact", "arith_exact_by_op", "chat_score", "heldout_family")
 
 
 def reversal(seeds):

@@ -440,13 +440,16 @@ def test_made_up_values_keep_numbers_numeric():
 
 
 def _chat_oracle(task, wrong=None):
-    """An answer function that gives each chat turn's reference answer (or, with `wrong`, a changed one)."""
+    """An answer function that gives each chat turn's reference answer (or, with `wrong`, a changed one); in
+    a fresh chat, a recall question gets don't-know (nothing has been told)."""
+    from core.tasks.chat import DONT_KNOW
     refs, fresh = {}, {}
-    for convs in (task.val_convs, task.test_convs):
-        for turns in convs:
+    for convs, recs in ((task.val_convs, task.slots), (task.test_convs, task.test_slots)):
+        for turns, rec in zip(convs, recs):
+            recalls = {s["turn"] for s in rec["slots"]}
             for t, (q, a) in enumerate(turns):
                 refs[(tuple(turns[:t]), q)] = a
-                fresh[q] = a
+                fresh[q] = DONT_KNOW if t in recalls else a
 
     def answer(model, history, question):
         ref = refs.get((tuple(history), question)) if history else fresh[question]
@@ -465,7 +468,7 @@ def test_chat_scores_of_a_perfect_and_a_know_nothing_answerer():
     task.answer = _chat_oracle(task)
     m = task.evaluate(Uniform(), full=True)
     for key in ("context_recall", "slot_correct", "ack_exact", "two_fact_recall", "dont_know_ood", "qa_mid_exact",
-                "qa_fresh_exact", "chat_score"):
+                "qa_fresh_exact", "dont_know_unstated", "chat_score"):
         assert m[key] == 1.0 and m["heldout_family"][key] == 1.0, key
     assert m["dont_know_false"] == 0.0 and m["arith_exact_by_op"] == {"minus": 1.0, "plus": 1.0}
     assert m["recall_n"] >= 100 and m["two_n"] >= 20 and m["ood_n"] >= 50 and m["qa_mid_n"] >= 50
@@ -473,6 +476,24 @@ def test_chat_scores_of_a_perfect_and_a_know_nothing_answerer():
     m = task.scores(None, task.val_convs, task.slots, 40)
     assert m["dont_know_ood"] == 1.0 and m["dont_know_false"] == 1.0
     assert m["context_recall"] == 0.0 and m["qa_mid_exact"] == 0.0 and m["ack_exact"] == 0.0
+    assert m["dont_know_unstated"] == 1.0
+
+
+def test_chat_dont_know_unstated_counts_a_made_up_value_in_a_fresh_chat():
+    """A recall question asked where nothing has been told: "I don't know that yet." is right, a value
+    (the one the chat would have held, here) is made up."""
+    task = make_task(load_config("chat", overrides=TINY))
+    oracle = _chat_oracle(task)
+    answers = {}
+
+    def inventing(model, history, question):
+        out = oracle(model, history, question) if history else answers.get(question, "Your name is Tsen.")
+        if history:
+            answers[question] = out  # asked fresh, it repeats what it said mid-chat
+        return out
+    task.answer = inventing
+    m = task.scores(None, task.val_convs, task.slots, 40)
+    assert m["context_recall"] == 1.0 and m["dont_know_unstated"] == 0.0
 
 
 def test_chat_live_recall_answers_from_the_models_own_replies():

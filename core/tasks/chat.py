@@ -80,9 +80,11 @@ class ChatTask(DialogueTask):
         return mean(hits)
 
     def scores(self, model, convs, records, n):
-        """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic."""
+        """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic.
+        dont_know_unstated: each recall question asked in a fresh chat, about a fact never told, answered
+        "I don't know that yet." (not a made-up value)."""
         other = {w for r in records for s in r["slots"] for w in s["words"]}
-        got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh", "ack")}
+        got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh", "ack", "unstated")}
         by_op = {}
         for d in np.linspace(0, len(convs) - 1, n).astype(int):
             turns, rec = convs[d], records[d]
@@ -105,6 +107,8 @@ class ChatTask(DialogueTask):
                     hits.append(normalise(s["value"]) in normalise(out))
                     got["recall"].append(hits[-1])
                     got["slot"].append(named_slot(out, s["words"], other))
+                    # the same question in a fresh chat, where nothing has been told: don't-know is right
+                    got["unstated"].append(normalise(self.answer(model, [], q)) == normalise(DONT_KNOW))
                     continue
                 exact = normalise(out) == normalise(ref)
                 if kind["kind"] == "arith":
@@ -118,6 +122,7 @@ class ChatTask(DialogueTask):
                 "two_fact_recall": mean(got["two"]), "dont_know_ood": mean(got["dk_ood"]),
                 "dont_know_false": mean(got["dk_in"]), "qa_mid_exact": mean(got["mid"]),
                 "qa_fresh_exact": mean(got["fresh"]), "ack_exact": mean(got["ack"]),
+                "dont_know_unstated": mean(got["unstated"]),
                 "arith_exact_by_op": {op: mean(v) for op, v in sorted(by_op.items())},
                 "recall_n": len(got["recall"]), "two_n": len(got["two"]), "ood_n": len(got["dk_ood"]),
                 "qa_mid_n": len(got["mid"]), "arith_n": {op: len(v) for op, v in sorted(by_op.items())}}
