@@ -595,7 +595,7 @@ async def test_chat_streaming_is_batched_then_flushed():
         chat.add_system("sampling failed")
         assert chat.transcript() == [("user", "question"), ("model", "answer!"), ("system", "sampling failed")]
         md = chat.to_markdown()
-        assert "**you:** question" in md and "**model:** answer!" in md and "> sampling failed" in md
+        assert "**you:** question" in md and "**model:** answer! *[max tokens]*" in md and "> sampling failed" in md
         chat.clear()
         await pilot.pause()
         assert chat.transcript() == [] and not chat.query(ChatTurn)

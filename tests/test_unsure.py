@@ -144,6 +144,9 @@ async def test_the_chat_tab_replaces_a_made_up_value_and_shows_the_whole_reply()
         view = app.query_one(NextCharView)
         assert view.chars == list(" Your name is Tsen.") and view.cursor == 14  # on the made-up "T"
         assert "- unsure reply below: 0.2" in chat.export_header()
+        # an exported transcript keeps the reply's note, so the don't-know says why there too
+        assert f"**model:**  {DONT_KNOW} *[unsure of its answer: its likeliest reply 'Your name is Tsen.'" in \
+            chat.pane.to_markdown()
         # off, the model's own reply, streamed as it was written
         chat.set_source(ChatSource(lambda: model, tok, 64, None, "scripted", "dialogue", unsure_below=0.3))
         chat.action_new_chat()

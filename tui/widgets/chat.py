@@ -30,7 +30,7 @@ class ChatTurn(Static):
         self.role = role
         self.text = text
         self.note: str | None = None
-        self.entry = [role, text]  # the shared transcript entry; kept in step with text
+        self.entry = [role, text, None]  # the shared transcript entry: role, text, note; kept in step
         super().__init__(self._body(), classes=f"-{role}")
 
     def show(self) -> None:
@@ -98,7 +98,7 @@ class ChatPane(Widget):
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.placeholder = placeholder
         self.max_turns = max_turns
-        self._transcript: list[list[str]] = []  # [role, raw text]
+        self._transcript: list[list] = []  # [role, raw text, note or None]
         self._reply: ChatTurn | None = None
         self._pending: list[str] = []
         self._flush_timer: Timer | None = None
@@ -146,7 +146,7 @@ class ChatPane(Widget):
             return
         self.flush()
         if note:
-            self._reply.note = note
+            self._reply.note = self._reply.entry[2] = note
             self._reply.show()
         if self._flush_timer is not None:
             self._flush_timer.stop()
@@ -188,17 +188,18 @@ class ChatPane(Widget):
 
     def transcript(self) -> list[tuple[str, str]]:
         """(role, text) pairs in order; text is as given (unsanitised), role in user/model/system."""
-        return [(role, text) for role, text in self._transcript]
+        return [(role, text) for role, text, _ in self._transcript]
 
     def to_markdown(self) -> str:
-        """The conversation as Markdown, sanitised so the file is safe to print in a terminal."""
+        """The conversation as Markdown, sanitised so the file is safe to print in a terminal; a reply's
+        note (why it ended or was replaced) follows it in italics, as the pane shows it dimmed."""
         parts = []
-        for role, text in self._transcript:
+        for role, text, note in self._transcript:
             body = safe_text(text, keep_newlines=True)
             if role == "system":
                 parts.append(f"> {body}".replace("\n", "\n> "))
             else:
-                parts.append(f"**{_PREFIX[role]}:** {body}")
+                parts.append(f"**{_PREFIX[role]}:** {body}" + (f" *[{safe_text(note)}]*" if note else ""))
         return "\n\n".join(parts) + ("\n" if parts else "")
 
     # ---- internals -------------------------------------------------------------------------
