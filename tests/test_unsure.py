@@ -80,7 +80,7 @@ def test_eval_counts_a_made_up_value_and_the_reply_rule(capsys, saves):
 def test_chat_in_the_terminal_says_dont_know_when_unsure(capsys, saves, monkeypatch):
     Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
     assert load_config("chat").sample.unsure_below == 0.4  # the preset's, kept in the save
-    assert load_config("chat").sample.unsure_reply_below == 0.2
+    assert load_config("chat").sample.unsure_reply_below == 0.1
     off = ["--unsure-below", "0", "--unsure-reply-below", "0"]
     for flag, dont_know in (([], True), (off, False), (["--unsure-below", "0.99", "--unsure-reply-below", "0"], True)):
         monkeypatch.setattr("sys.stdin", __import__("io").StringIO("Who wrote Hamlet?\n"))
