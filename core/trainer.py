@@ -188,15 +188,17 @@ class Trainer:
         v = metrics.get(self.task.metric)
         return [v if v is not None else 0.0, -metrics["val_loss"]]
 
-    def evaluate(self, full=False, track=True):
+    def evaluate(self, full=False, track=True, model=None):
         """Task metrics on held-out data; marks whether this is the best evaluation so far.
 
         track=False (an evaluation off the schedule, e.g. after a stop) reports without moving `best`
         or the early-stopping count, so a stopped and resumed run follows the uninterrupted one.
+        model: another model to score in place of the trained one (a Mixture), reported untracked.
         """
         t0 = time.perf_counter()
-        carry = self._eval_probe_batch()
-        model = self.averaged()
+        track = track and model is None
+        carry = self._eval_probe_batch() if model is None else None
+        model = self.averaged() if model is None else model
         with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are reported below
             if carry is None:
                 metrics = self.task.evaluate(model, np.random.default_rng(0), full=full)

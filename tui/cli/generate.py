@@ -7,6 +7,7 @@ from core.tasks.lm import PromptTooLong, chat_prompt, unsure_for
 from core.text import safe_label, safe_text
 from core.trainer import load_model
 from tui.cli.common import UserError
+from tui.cli.mix import add_with, mixed
 
 
 def register(sub):
@@ -27,6 +28,7 @@ def register(sub):
         if name == "chat":
             s.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
             s.add_argument("--unsure-reply-below", type=float, metavar="P", help=UNSURE_REPLY_HELP)
+            add_with(s)
         s.set_defaults(func=func)
 
 
@@ -133,10 +135,14 @@ def cmd_chat(args):
     if not chats(cfg.task):
         raise UserError(f"{args.name} is a {cfg.task} model and does not chat; "
                         f"try `attnlab sample {args.name} --prompt PYTHON`")
+    model, labels = mixed(model, tok, cfg, f"{args.name}:{args.tag}", args.mix, args.tag)
     opts = sampling(args, cfg)
     unsure = cfg.sample.unsure_below if args.unsure_below is None else args.unsure_below
     anywhere = cfg.sample.unsure_reply_below if args.unsure_reply_below is None else args.unsure_reply_below
     history = []
+    if len(labels) > 1:
+        print(f"{len(labels)} saves answer together: {', '.join(labels)} (each next character's probability "
+              f"the mean of theirs; the sampling and don't-know settings are {labels[0]}'s)")
     print("attnlab chat: type a message; /reset starts over, /quit (or Ctrl+D) leaves.")
     while True:
         try:

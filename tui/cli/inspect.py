@@ -10,6 +10,7 @@ from core.text import safe_text
 from core.trainer import Trainer
 from tui.cli.common import UserError, format_eval, jsonable
 from tui.cli.generate import UNSURE_HELP, UNSURE_REPLY_HELP, check_unsure
+from tui.cli.mix import add_with, mixed
 
 
 def register(sub):
@@ -22,6 +23,7 @@ def register(sub):
     e.add_argument("--history", action="store_true",
                    help="Q&A: held-out exact-match after 0, 4 and 8 earlier chat turns (as chat sends them, "
                         "and with the turns in the prompt)")
+    add_with(e)
     e.set_defaults(func=cmd_eval)
     r = sub.add_parser("runs", help="list saves")
     r.add_argument("--json", action="store_true", help="one JSON list of runs (name, task, step, best, tags, ...)")
@@ -35,9 +37,12 @@ def cmd_eval(args):
                                ("sample.unsure_reply_below", args.unsure_reply_below)) if v is not None}
     over = (lambda c: apply_overrides(c, given)) if given else None
     tr = Trainer.from_save(args.name, tag=args.tag, overrides=over)
+    model, labels = mixed(tr.averaged(), tr.task.tokenizer, tr.cfg, f"{args.name}:{args.tag}", args.mix, args.tag)
     if args.history:
-        return eval_history(tr, args.json)
-    ev = tr.evaluate(full=True)
+        return eval_history(tr, model, args.json)
+    ev = tr.evaluate(full=True, model=model if args.mix else None)
+    if args.mix:  # every figure is the saves' together
+        ev["mixed"] = labels
     below, anywhere = tr.cfg.sample.unsure_below, tr.cfg.sample.unsure_reply_below
     if below > 0:  # the figures count its don't-know answers: say so, and how to see them without
         ev["unsure_below"] = below
@@ -47,6 +52,9 @@ def cmd_eval(args):
     if below > 0 and not args.json:
         print(f"a question the model began at under {below:.0%} was answered \"I don't know that yet.\" "
               f"(sample.unsure_below; --unsure-below 0 scores without)")
+    if args.mix and not args.json:
+        print(f"answered by {len(labels)} saves together ({', '.join(labels)}): each next character's "
+              f"probability the mean of theirs")
     if anywhere > 0 and not args.json:
         print(f"a question whose reply the model was anywhere under {anywhere:.0%} sure of was answered "
               f"\"I don't know that yet.\" (sample.unsure_reply_below; --unsure-reply-below 0 scores without)")
@@ -69,13 +77,13 @@ def cmd_runs(args):
     return 0
 
 
-def eval_history(tr, as_json):
+def eval_history(tr, model, as_json):
     """Exact-match on held-out questions after earlier turns, for each way of building the prompt."""
     if not hasattr(tr.task, "history_exact"):
         raise UserError(f"--history measures Q&A chat; this is a {tr.cfg.task} save")
     out = {}
     for how in ("chat", "joined", "separated"):
-        out[how] = tr.task.history_exact(tr.averaged(), how=how)
+        out[how] = tr.task.history_exact(model, how=how)
         if not as_json:
             shown = ", ".join(f"{k} turns {v * 100:.1f}%" for k, v in out[how].items())
             print(f"answer exact-match, prompt {how:9}: {shown}", flush=True)

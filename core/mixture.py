@@ -1,0 +1,80 @@
+"""Several saves of one task answering as one: each next character's probability is the mean of theirs.
+
+A Mixture has the decoding surface of a Transformer (forward, forward_step, decode_one, new_kv_cache),
+so sampling, chat and evaluation take it as they take one model. It never trains.
+"""
+
+import numpy as np
+
+
+class MixtureError(ValueError):
+    """Models that cannot be mixed: their characters or context windows differ."""
+
+
+def check_mixable(models, tokenizers, labels):
+    """Raise MixtureError, naming the save, unless every model reads the same characters and window."""
+    first_chars, first_block = tokenizers[0].chars, models[0].cfg.block_size
+    for model, tok, label in zip(models[1:], tokenizers[1:], labels[1:]):
+        if tok.chars != first_chars:
+            raise MixtureError(f"{label} was trained on other characters than {labels[0]} "
+                               f"({tok.vocab_size} against {len(first_chars)}); mix saves of one task and corpus")
+        if model.cfg.block_size != first_block:
+            raise MixtureError(f"{label} reads {model.cfg.block_size} characters at once and {labels[0]} "
+                               f"{first_block}; mix saves with the same model.block_size")
+
+
+def mean_log_probs(logits):
+    """log of the mean of softmax(l) over the list `logits` (each (..., V)), computed stably: (..., V)."""
+    logp = []
+    for lg in logits:
+        lg = np.asarray(lg, dtype=np.float64)
+        lg = lg - lg.max(-1, keepdims=True)
+        logp.append(lg - np.log(np.exp(lg).sum(-1, keepdims=True)))
+    stacked = np.stack(logp)  # (M, ..., V)
+    top = stacked.max(0)
+    return top + np.log(np.exp(stacked - top).mean(0))
+
+
+class Mixture:
+    """Models (at least two) that answer together; their KV caches advance in step."""
+
+    def __init__(self, models):
+        if len(models) < 2:
+            raise MixtureError("a mixture needs at least two models")
+        self.models = list(models)
+        self.cfg = self.models[0].cfg
+
+    @property
+    def head_version(self):
+        return tuple(m.head_version for m in self.models)  # any member's head ablation stales the caches
+
+    def new_kv_cache(self, batch=1):
+        return {"len": 0, "heads": self.head_version, "members": [m.new_kv_cache(batch) for m in self.models]}
+
+    def forward(self, idx, targets=None):
+        """(log mean probabilities (B, T, V), the mean cross-entropy over targets != -1 or None); each
+        member's logits are copied before the next runs (a model reuses its buffers)."""
+        logp = mean_log_probs([np.array(m.forward(idx)[0]) for m in self.models])
+        if targets is None:
+            return logp, None
+        keep = targets != -1  # (B, T)
+        nll = -np.take_along_axis(logp, np.where(keep, targets, 0)[..., None], axis=-1)[..., 0]
+        return logp, float(nll[keep].mean()) if keep.any() else 0.0
+
+    def forward_step(self, idx, kv):
+        """As Transformer.forward_step: (B, Tn, V) for idx (B, Tn) after kv['len'] cached positions."""
+        out = []
+        for m, sub in zip(self.models, kv["members"]):
+            sub["len"] = kv["len"]
+            out.append(np.array(m.forward_step(idx, sub)))
+        kv["len"], kv["heads"] = kv["members"][0]["len"], self.head_version
+        return mean_log_probs(out)
+
+    def decode_one(self, tok, kv):
+        """(V,) for one more token of one sequence."""
+        out = []
+        for m, sub in zip(self.models, kv["members"]):
+            sub["len"] = kv["len"]
+            out.append(np.array(m.decode_one(tok, sub)))
+        kv["len"] = kv["members"][0]["len"]
+        return mean_log_probs(out)

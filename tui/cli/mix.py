@@ -1,0 +1,45 @@
+"""`--with NAME[:TAG]` on `attnlab chat` and `attnlab eval`: more saves that answer with the first."""
+
+from core.checkpoint import SaveError
+from core.mixture import Mixture, check_mixable
+from core.trainer import load_model
+from tui.cli.common import UserError
+
+WITH_HELP = ("another save that answers together with this one (NAME, or NAME:TAG for a tag other than --tag's): "
+             "each next character's probability is the mean of the saves'; repeat for more")
+
+
+def add_with(parser):
+    parser.add_argument("--with", dest="mix", action="append", default=[], metavar="NAME[:TAG]", help=WITH_HELP)
+
+
+def parse_with(spec, default_tag):
+    """(name, tag) of a --with value; the tag defaults to the first save's."""
+    name, sep, tag = spec.rpartition(":") if ":" in spec else (spec, "", default_tag)
+    if not name or not tag:
+        raise UserError(f"--with {spec!r}: give a save's name, or NAME:TAG (e.g. run1:best)")
+    return name, tag
+
+
+def mixed(model, tok, cfg, label, specs, default_tag):
+    """(model, labels): `model` alone without --with, else a Mixture of it and each --with save."""
+    if not specs:
+        return model, [label]
+    if not cfg.model.causal:
+        raise UserError(f"--with: a {cfg.task} save reads its whole input at once and answers alone; "
+                        f"mix saves of a task that writes text (qa, dialogue, chat)")
+    models, toks, labels = [model], [tok], [label]
+    for spec in specs:
+        name, tag = parse_with(spec, default_tag)
+        try:
+            other, other_tok, other_cfg, _ = load_model(name, tag)
+        except SaveError as e:
+            raise UserError(f"--with {spec}: {e}") from None
+        if other_cfg.task != cfg.task:
+            raise UserError(f"--with {spec}: a {other_cfg.task} save cannot answer with a {cfg.task} save; "
+                            f"mix saves of one task")
+        models.append(other)
+        toks.append(other_tok)
+        labels.append(f"{name}:{tag}")
+    check_mixable(models, toks, labels)
+    return Mixture(models), labels
