@@ -134,3 +134,46 @@ def test_chat_with_other_saves_says_who_answers(capsys, saves, monkeypatch):
     assert main(["chat", "a", "--tag", "last", "--with", "b", "--temperature", "0", "--max-new", "5"]) == 0
     out = capsys.readouterr().out
     assert "2 saves answer together: a:last, b:last" in out and "bot>" in out
+
+
+async def test_the_saves_tab_chats_with_the_marked_saves_together(saves):
+    from tests.test_tui_app import record_notes, wait_for
+    from tui.app import AttnLab
+    from tui.screens.chat import ChatView
+    qa_save("a", 1)
+    qa_save("b", 2)
+    Trainer(load_config("reversal", overrides=["train.max_steps=1"])).save("r", "last")
+    app = AttnLab()
+    notes = record_notes(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        pane = app.query_one("#saves-pane")
+        await wait_for(pilot, lambda: len(pane.runs) == 3, what="the saves list")
+
+        async def mark(*names):
+            for name in names:
+                pane.query_one("DataTable").move_cursor(row=[r.name for r in pane.runs].index(name))
+                await pilot.press("m")
+                await wait_for(pilot, lambda: name in pane.marked, what=f"{name} marked")
+
+        await mark("a")
+        await pilot.press("x")  # one marked save is not a mixture
+        assert "mark at least two saves with m to chat with them together (marked: 1)" in notes[-1][0]
+        await mark("r")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: notes[-1][1] == "error", what="the refusal")
+        assert "saves of one chatting task" in notes[-1][0] and "qa, reversal" in notes[-1][0]
+        await pilot.press("m")  # unmark r (the cursor is on it)
+        await mark("b")
+        await pilot.press("x")
+        chat = app.query_one(ChatView)
+        await wait_for(pilot, lambda: chat.source is not None, what="the saves loaded together")
+        assert app.query_one("#tabs").active == "chat"
+        assert chat.source.label == "chatting with 2 saves together: a (last, step 3), b (last, step 3)"
+        assert type(chat.source.get_model()).__name__ == "Mixture" and chat.source.members == ("a", "b")
+        chat.ask("What is 2 plus 2?")
+        await wait_for(pilot, lambda: chat.history, what="a reply")
+        header = chat.export_header()
+        assert "- save: a + b" in header and "- tag: last + last" in header and "- step: 3 + 3" in header
+        app.forget_run("b")  # a save answering was deleted: its chat goes, as for one save
+        assert chat.source is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from textual import work
 
+from core.mixture import Mixture, MixtureError, check_mixable
 from core.tasks import chats
 from core.trainer import load_model
 from tui.app_train import LOAD_ERRORS
@@ -49,6 +50,44 @@ class SavedRuns:
             unsure_below=cfg.sample.unsure_below, unsure_reply_below=cfg.sample.unsure_reply_below))
         self.action_tab("chat")
 
+    @work(thread=True, exclusive=True, group="load")
+    def load_mixture_for_chat(self, picks: list[tuple[str, str]]) -> None:
+        """Read several saves of one chatting task in a thread, then chat with them together (each next
+        character's probability the mean of theirs)."""
+        loaded = []
+        for name, tag in picks:
+            try:
+                loaded.append(load_model(name, tag))
+            except LOAD_ERRORS as e:
+                return self.from_worker(self.error, f"cannot load {name}: {describe(e)}")
+        tasks = {cfg.task for _, _, cfg, _ in loaded}
+        if len(tasks) > 1 or not chats(loaded[0][2].task):
+            return self.from_worker(self.error, "chat together with saves of one chatting task (qa, dialogue or "
+                                                f"chat); these are {', '.join(sorted(tasks))}")
+        labels = [f"{name} ({tag})" for name, tag in picks]
+        try:
+            check_mixable([m for m, *_ in loaded], [t for _, t, *_ in loaded], labels)
+        except MixtureError as e:
+            return self.from_worker(self.error, f"cannot chat with them together: {e}")
+        self.from_worker(self._show_mixture, picks, loaded)
+
+    def _show_mixture(self, picks, loaded) -> None:
+        (first, tok, cfg, _), (name, tag) = loaded[0], picks[0]
+        models = [m for m, *_ in loaded]
+        steps = [meta.get("step") for *_, meta in loaded]
+        self.query_one(AttentionPane).use_task(cfg.task)  # the first save's attention, as for one save
+        self.query_one(AttentionPane).load_saved_timeline(name, tag)
+        self.loaded = (first, tok, cfg)
+        shown = ", ".join(f"{n} ({t}, step {s})" for (n, t), s in zip(picks, steps))
+        self.query_one(ChatView).set_source(ChatSource(
+            lambda: Mixture([m.snapshot() for m in models]), tok, cfg.model.block_size, name,
+            f"chatting with {len(picks)} saves together: {shown}", cfg.task,
+            lambda: {"save": " + ".join(n for n, _ in picks), "tag": " + ".join(t for _, t in picks),
+                     "step": " + ".join(str(s) for s in steps)},
+            unsure_below=cfg.sample.unsure_below, unsure_reply_below=cfg.sample.unsure_reply_below,
+            members=tuple(n for n, _ in picks)))
+        self.action_tab("chat")
+
     def resume_run(self, name: str, tag: str) -> None:
         if self.training:
             self.notify("stop the current training first (S)", severity="warning")
@@ -83,7 +122,7 @@ class SavedRuns:
             self.trainer, self.run_name, self.setup_dirty = None, None, True
             self.status(f"{name} was deleted — s starts a new run")
         chat = self.query_one(ChatView)
-        if chat.source is not None and chat.source.run_name == name:
+        if chat.source is not None and name in (chat.source.run_name, *chat.source.members):
             chat.set_source(None)
             chat.pane.add_system(f"the run {name} was deleted; load another save to chat")
         self.show_plan()

@@ -53,6 +53,7 @@ class ChatSource:
     live: bool = False  # the weights of the run training in this app (its label follows its state)
     unsure_below: float = 0.0  # the model's sample.unsure_below: an unsure start is replaced by don't-know
     unsure_reply_below: float = 0.0  # its sample.unsure_reply_below: so is a reply unsure anywhere (held back)
+    members: tuple = ()  # every save answering, when several answer together (the first is run_name)
 
 
 class ChatView(Horizontal):

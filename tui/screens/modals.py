@@ -54,6 +54,8 @@ PALETTE = [("Start or resume training", "s", "start"), ("Pause / resume training
            ("Saves: switch the tag to load (best, last)", "t in saves", "forward('saves', '#saves-pane', 'cycle_tag')"),
            ("Saves: mark the selected run to compare", "m in saves", "forward('saves', '#saves-pane', 'mark')"),
            ("Saves: compare the marked runs", "v in saves", "forward('saves', '#saves-pane', 'compare')"),
+           ("Saves: chat with the marked saves together", "x in saves",
+            "forward('saves', '#saves-pane', 'chat_marked')"),
            ("Train: end the comparison", "escape in train", "forward('train', '#train-pane', 'end_compare')"),
            ("Loss plot: cycle EMA smoothing", "e on the plot", "forward('train', '#loss-plot', 'cycle_ema')"),
            ("Loss plot: toggle log scale", "l on the plot", "forward('train', '#loss-plot', 'toggle_log')"),

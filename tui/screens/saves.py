@@ -47,6 +47,7 @@ class SavesPane(Vertical):
         Binding("u", "refresh", "Refresh"),
         Binding("m", "mark", "Mark"),
         Binding("v", "compare", "Compare marked"),
+        Binding("x", "chat_marked", "Chat with marked"),
     ]
 
     class RunsListed(Message):
@@ -134,7 +135,7 @@ class SavesPane(Vertical):
             table.move_cursor(row=min(row, len(self.runs) - 1))
         status = f"{len(self.runs)} saved run(s)" if self.runs else "no saves yet — press w while training"
         if self.marked:
-            status += f"; marked {len(self.marked)}: v compares them on the Train tab"
+            status += f"; marked {len(self.marked)}: v compares them on the Train tab, x chats with them together"
         elif len(self.runs) > 1:
             status += "; m marks runs to compare"
         self.query_one("#saves-status", Static).update(safe_text(status))
@@ -202,6 +203,19 @@ class SavesPane(Vertical):
                             severity="warning")
             return
         self.post_message(self.Compare(list(self.marked)))
+
+    def action_chat_marked(self) -> None:
+        """Chat with the marked saves together (each with its tag as c would load it)."""
+        runs = [r for n in self.marked for r in self.runs if r.name == n]
+        if len(runs) < 2:
+            self.app.notify(f"mark at least two saves with m to chat with them together (marked: {len(runs)})",
+                            severity="warning")
+            return
+        broken = [r for r in runs if r.error]
+        if broken:
+            self.app.notify(f"{broken[0].name}: {broken[0].error}", severity="error")
+            return
+        self.app.load_mixture_for_chat([(r.name, self.tag_for(r, "best")) for r in runs])
 
     def action_delete(self) -> None:
         run = self.selected
