@@ -41,7 +41,7 @@ def fmt_date(created, compact=False) -> str:
 class SavesPane(Vertical):
     BINDINGS = [
         Binding("c", "load_chat", "Load to chat"),
-        Binding("r", "resume", "Resume training"),
+        Binding("r", "resume", "Resume"),
         Binding("d", "delete", "Delete"),
         Binding("t", "cycle_tag", "Switch tag"),
         Binding("u", "refresh", "Refresh"),
@@ -137,7 +137,7 @@ class SavesPane(Vertical):
         if self.marked:
             status += f"; marked {len(self.marked)}: v compares them on the Train tab, x chats with them together"
         elif len(self.runs) > 1:
-            status += "; m marks runs to compare"
+            status += "; m marks runs to compare or to chat with together"
         self.query_one("#saves-status", Static).update(safe_text(status))
 
     @property
