@@ -2,6 +2,7 @@
 `--with` on `attnlab eval` and `attnlab chat`."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -84,7 +85,12 @@ def test_only_models_of_the_same_characters_and_window_mix():
 
 
 def qa_save(name, seed):
-    tr = Trainer(load_config("qa", overrides=TINY + ["train.max_steps=3", f"train.seed={seed}"]))
+    """A 3-step qa save on a corpus of 24 short pairs (its full evaluation takes seconds, the project's minutes)."""
+    corpus = os.path.join(os.path.dirname(os.environ["ATTNLAB_SAVES"]), "pairs.txt")  # beside saves/
+    with open(corpus, "w") as fh:
+        fh.write("".join(f"Q: What is {i} plus 1?\nA: {i} plus 1 is {i + 1}.\n\n" for i in range(24)))
+    tr = Trainer(load_config("qa", overrides=TINY + ["train.max_steps=3", f"train.seed={seed}", f"data.corpus={corpus}",
+                                                     "data.val_fraction=0.25", "data.level_weights="]))
     for _ in range(3):
         tr.step()
     tr.save(name, "last")
