@@ -6,21 +6,31 @@ so sampling, chat and evaluation take it as they take one model. It never trains
 
 import numpy as np
 
+from core.tasks import CHAT_TASKS, chats
+
 
 class MixtureError(ValueError):
-    """Models that cannot be mixed: their characters or context windows differ."""
+    """Saves that cannot answer together: another task, an encoder, other characters or another window."""
 
 
-def check_mixable(models, tokenizers, labels):
-    """Raise MixtureError, naming the save, unless every model reads the same characters and window."""
-    first_chars, first_block = tokenizers[0].chars, models[0].cfg.block_size
-    for model, tok, label in zip(models[1:], tokenizers[1:], labels[1:]):
+def check_mixable(tokenizers, cfgs, labels):
+    """Raise MixtureError, naming the save, unless every save is of one task that writes text and reads
+    the same characters and window. cfgs: the saves' whole configs; labels: how each save is named."""
+    first, first_chars = cfgs[0], tokenizers[0].chars
+    for tok, cfg, label in zip(tokenizers[1:], cfgs[1:], labels[1:]):
+        if cfg.task != first.task:
+            raise MixtureError(f"{label} is a {cfg.task} save and {labels[0]} a {first.task} save; "
+                               f"mix saves of one task")
+    if not chats(first.task):
+        raise MixtureError(f"{labels[0]} is a {first.task} save: it reads its whole input at once and answers "
+                           f"alone; mix saves of a task that writes text ({', '.join(CHAT_TASKS)})")
+    for tok, cfg, label in zip(tokenizers[1:], cfgs[1:], labels[1:]):
         if tok.chars != first_chars:
             raise MixtureError(f"{label} was trained on other characters than {labels[0]} "
                                f"({tok.vocab_size} against {len(first_chars)}); mix saves of one task and corpus")
-        if model.cfg.block_size != first_block:
-            raise MixtureError(f"{label} reads {model.cfg.block_size} characters at once and {labels[0]} "
-                               f"{first_block}; mix saves with the same model.block_size")
+        if cfg.model.block_size != first.model.block_size:
+            raise MixtureError(f"{label} reads {cfg.model.block_size} characters at once and {labels[0]} "
+                               f"{first.model.block_size}; mix saves with the same model.block_size")
 
 
 def mean_log_probs(logits):

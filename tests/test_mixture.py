@@ -73,15 +73,21 @@ def test_a_mixture_never_predicts_worse_than_its_members_on_average():
     assert lm <= (la + lb) / 2 + 1e-12 and lm != pytest.approx(la)  # -log of a mean <= the mean of -logs
 
 
-def test_only_models_of_the_same_characters_and_window_mix():
+def test_only_saves_of_one_writing_task_characters_and_window_mix():
     tok = CharTokenizer.from_text("abcdefghij\n")
+    qa, chat, rev = (load_config(t) for t in ("qa", "chat", "reversal"))
+    wider = load_config("qa", overrides=["model.block_size=512"])
     with pytest.raises(MixtureError, match="at least two"):
         Mixture([model(1)])
+    with pytest.raises(MixtureError, match="b is a chat save and a a qa save; mix saves of one task"):
+        check_mixable([tok, tok], [qa, chat], ["a", "b"])
+    with pytest.raises(MixtureError, match="a is a reversal save: it reads its whole input at once and answers alone"):
+        check_mixable([tok, tok], [rev, rev], ["a", "b"])
     with pytest.raises(MixtureError, match="b was trained on other characters than a"):
-        check_mixable([model(1), model(2)], [tok, CharTokenizer.from_text("abcdefghik\n")], ["a", "b"])
-    with pytest.raises(MixtureError, match="b reads 32 characters at once and a 16"):
-        check_mixable([model(1), model(2, block_size=32)], [tok, tok], ["a", "b"])
-    check_mixable([model(1), model(2)], [tok, tok], ["a", "b"])
+        check_mixable([tok, CharTokenizer.from_text("abcdefghik\n")], [qa, qa], ["a", "b"])
+    with pytest.raises(MixtureError, match="b reads 512 characters at once and a 128"):
+        check_mixable([tok, tok], [qa, wider], ["a", "b"])
+    check_mixable([tok, tok, tok], [qa, qa, qa], ["a", "b", "c"])
 
 
 def qa_save(name, seed):
@@ -123,7 +129,7 @@ def test_with_refuses_what_cannot_mix(capsys, saves):
     cases = [(["--with", "nosuch"], "--with nosuch: no saved run named 'nosuch'"),
              (["--with", "a:"], "give a save's name, or NAME:TAG"),
              (["--with", "a:best"], "--with a:best:"),
-             (["--with", "r"], "a reversal save cannot answer with a qa save")]
+             (["--with", "r"], "--with: r:last is a reversal save and a:last a qa save; mix saves of one task")]
     for extra, msg in cases:
         assert main(["eval", "a", "--tag", "last"] + extra) == 2
         err = capsys.readouterr().err
@@ -140,6 +146,20 @@ def test_chat_with_other_saves_says_who_answers(capsys, saves, monkeypatch):
     assert main(["chat", "a", "--tag", "last", "--with", "b", "--temperature", "0", "--max-new", "5"]) == 0
     out = capsys.readouterr().out
     assert "2 saves answer together: a:last, b:last" in out and "bot>" in out
+
+
+def test_sample_with_other_saves_writes_together(capsys, saves):
+    qa_save("a", 1)
+    qa_save("b", 2)
+    flags = ["sample", "a", "--tag", "last", "--prompt", "Q: What is 2 plus 2?", "--temperature", "0", "--max-new", "40"]
+    assert main(flags) == 0
+    alone = capsys.readouterr()
+    assert main(flags + ["--with", "a"]) == 0  # a save with itself writes what it writes alone
+    itself = capsys.readouterr()
+    assert itself.out == alone.out and len(alone.out) > 1
+    assert "2 saves write together: a:last, a:last" in itself.err and "together" not in alone.err
+    assert main(flags + ["--with", "b", "--show-probs"]) == 0
+    assert "2 saves write together: a:last, b:last" in capsys.readouterr().err
 
 
 async def test_the_saves_tab_chats_with_the_marked_saves_together(saves):
@@ -168,7 +188,7 @@ async def test_the_saves_tab_chats_with_the_marked_saves_together(saves):
         await mark("r")
         await pilot.press("x")
         await wait_for(pilot, lambda: notes[-1][1] == "error", what="the refusal")
-        assert "saves of one chatting task" in notes[-1][0] and "qa, reversal" in notes[-1][0]
+        assert "cannot chat with them together: r (last) is a reversal save and a (last) a qa save" in notes[-1][0]
         await pilot.press("m")  # unmark r (the cursor is on it)
         await mark("b")
         await pilot.press("x")

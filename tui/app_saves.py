@@ -60,13 +60,9 @@ class SavedRuns:
                 loaded.append(load_model(name, tag))
             except LOAD_ERRORS as e:
                 return self.from_worker(self.error, f"cannot load {name}: {describe(e)}")
-        tasks = {cfg.task for _, _, cfg, _ in loaded}
-        if len(tasks) > 1 or not chats(loaded[0][2].task):
-            return self.from_worker(self.error, "chat together with saves of one chatting task (qa, dialogue or "
-                                                f"chat); these are {', '.join(sorted(tasks))}")
         labels = [f"{name} ({tag})" for name, tag in picks]
         try:
-            check_mixable([m for m, *_ in loaded], [t for _, t, *_ in loaded], labels)
+            check_mixable([t for _, t, *_ in loaded], [c for _, _, c, _ in loaded], labels)
         except MixtureError as e:
             return self.from_worker(self.error, f"cannot chat with them together: {e}")
         self.from_worker(self._show_mixture, picks, loaded)

@@ -28,7 +28,7 @@ def register(sub):
         if name == "chat":
             s.add_argument("--unsure-below", type=float, metavar="P", help=UNSURE_HELP)
             s.add_argument("--unsure-reply-below", type=float, metavar="P", help=UNSURE_REPLY_HELP)
-            add_with(s)
+        add_with(s)
         s.set_defaults(func=func)
 
 
@@ -80,8 +80,11 @@ def cmd_sample(args):
     from core.sample import stream_text
     check_sampling(args)
     model, tok, cfg, _ = load_model(args.name, args.tag)
+    model, labels = mixed(model, tok, cfg, f"{args.name}:{args.tag}", args.mix, args.tag)
     if cfg.task == "reversal":
         return sample_reversal(args, model, tok, cfg)
+    if len(labels) > 1:  # on stderr: stdout is the sample itself
+        print(f"{len(labels)} saves write together: {', '.join(labels)}", file=sys.stderr)
     unseen = tok.unknown_chars(args.prompt)
     if unseen:
         raise UserError(f"--prompt has {len(unseen)} character(s) this model never saw "

@@ -1,7 +1,7 @@
 """`--with NAME[:TAG]` on `attnlab chat` and `attnlab eval`: more saves that answer with the first."""
 
 from core.checkpoint import SaveError
-from core.mixture import Mixture, check_mixable
+from core.mixture import Mixture, MixtureError, check_mixable
 from core.trainer import load_model
 from tui.cli.common import UserError
 
@@ -25,21 +25,19 @@ def mixed(model, tok, cfg, label, specs, default_tag):
     """(model, labels): `model` alone without --with, else a Mixture of it and each --with save."""
     if not specs:
         return model, [label]
-    if not cfg.model.causal:
-        raise UserError(f"--with: a {cfg.task} save reads its whole input at once and answers alone; "
-                        f"mix saves of a task that writes text (qa, dialogue, chat)")
-    models, toks, labels = [model], [tok], [label]
+    models, toks, cfgs, labels = [model], [tok], [cfg], [label]
     for spec in specs:
         name, tag = parse_with(spec, default_tag)
         try:
             other, other_tok, other_cfg, _ = load_model(name, tag)
         except SaveError as e:
             raise UserError(f"--with {spec}: {e}") from None
-        if other_cfg.task != cfg.task:
-            raise UserError(f"--with {spec}: a {other_cfg.task} save cannot answer with a {cfg.task} save; "
-                            f"mix saves of one task")
         models.append(other)
         toks.append(other_tok)
+        cfgs.append(other_cfg)
         labels.append(f"{name}:{tag}")
-    check_mixable(models, toks, labels)
+    try:
+        check_mixable(toks, cfgs, labels)
+    except MixtureError as e:
+        raise UserError(f"--with: {e}") from None
     return Mixture(models), labels
