@@ -197,6 +197,8 @@ async def test_the_saves_tab_chats_with_the_marked_saves_together(saves):
         assert app.query_one("#tabs").active == "chat"
         assert chat.source.label == "chatting with 2 saves together: a (last, step 3), b (last, step 3)"
         assert type(chat.source.get_model()).__name__ == "Mixture" and chat.source.members == ("a", "b")
+        bar = app.query_one("TimelineBar")  # the attention shown is the first save's, and says so
+        await wait_for(pilot, lambda: bar.source == "save a (last), first of 2 chatting", what="the note")
         chat.ask("What is 2 plus 2?")
         await wait_for(pilot, lambda: chat.history, what="a reply")
         header = chat.export_header()

@@ -72,7 +72,8 @@ class SavedRuns:
         models = [m for m, *_ in loaded]
         steps = [meta.get("step") for *_, meta in loaded]
         self.query_one(AttentionPane).use_task(cfg.task)  # the first save's attention, as for one save
-        self.query_one(AttentionPane).load_saved_timeline(name, tag)
+        self.query_one(AttentionPane).load_saved_timeline(
+            name, tag, f", first of {len(picks)} chatting")
         self.loaded = (first, tok, cfg)
         shown = ", ".join(f"{n} ({t}, step {s})" for (n, t), s in zip(picks, steps))
         self.query_one(ChatView).set_source(ChatSource(

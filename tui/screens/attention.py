@@ -386,14 +386,14 @@ class AttentionPane(Vertical):
 
     # ---- a save's recording ------------------------------------------------------------------
 
-    def load_saved_timeline(self, name: str, tag: str) -> None:
-        """Replay the save's own recorded timeline (loaded in a worker)."""
+    def load_saved_timeline(self, name: str, tag: str, note: str = "") -> None:
+        """Replay the save's own recorded timeline (loaded in a worker); `note` follows its name."""
         self.from_save = True
-        self._load_timeline(name, tag)
+        self._load_timeline(name, tag, note)
 
     @work(thread=True, exclusive=True, group="timeline")
-    def _load_timeline(self, name: str, tag: str) -> None:
-        source = f"save {name} ({tag})"
+    def _load_timeline(self, name: str, tag: str, note: str) -> None:
+        source = f"save {name} ({tag}){note}"
         try:
             from core.timeline import load_timeline
             self.post_message(TimelineLoaded(load_timeline(name, tag), source))
