@@ -364,15 +364,20 @@ class Trainer:
 
     @classmethod
     def from_save(cls, name, tag="last", saves_dir=None, task=None, overrides=None):
-        """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step)."""
+        """Rebuild a trainer exactly where the save left it (same weights, moments, RNG, step).
+
+        An override of train.seed branches the run instead: from the save on, its batches (and dropout)
+        are drawn afresh from that seed, so runs resumed from one save with different seeds diverge."""
         ck, timeline = _load_with_timeline(name, tag, saves_dir)
-        cfg = _saved_config(ck)
+        cfg = saved = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
         tr = cls(cfg, task=task)
         try:
             tr._restore(ck)
             tr._restore_timeline(timeline, ck.path)
+            if cfg.train.seed != saved.train.seed:
+                tr.rng = np.random.default_rng(cfg.train.seed + 1)
         except checkpoint.SaveError:
             raise
         except KeyError as e:  # a damaged save: report it, never a traceback
