@@ -1,5 +1,5 @@
-"""Core engine speed: one training step, its matmul-only floor, KV-cache generation, a PyTorch twin,
-and what recording the training timeline costs.
+"""Core engine speed: one training step, its matmul-only floor, KV-cache generation (one model, and
+2 or 4 answering together as a Mixture), a PyTorch twin, and what recording the training timeline costs.
 
 All variants run interleaved in one process and are quoted as medians (the machine is noisy).
 BLAS threads are set by bench/__main__.py before numpy is imported. Figures, not pass/fail.
@@ -13,12 +13,14 @@ import numpy as np
 
 from core import ops
 from core.config import ModelConfig
+from core.mixture import Mixture
 from core.model import Transformer
 from core.optim import AdamW, clip_grad_norm
 from core.sample import generate
 
 REFERENCE = dict(vocab_size=60, block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
 REFERENCE_BATCH = 32
+MIX_SIZES = (2, 4)  # models answering together (attnlab chat --with), timed against one
 # the Q&A task at the reference shape, for the timeline's cost (the snapshot needs a task's probe)
 TIMELINE_OVERRIDES = ("model.block_size=64", "model.n_layer=4", "model.n_head=4", "model.n_embd=128",
                       "model.dropout=0.0", f"train.batch_size={REFERENCE_BATCH}")
@@ -122,7 +124,9 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
     trace = record_matmuls(step)
     replay(trace)
     full = [int(i) for i in rng.integers(0, cfg.vocab_size, T)]  # a full window
+    mixes = {n: Mixture([Transformer(cfg, rng=rng) for _ in range(n)]) for n in MIX_SIZES}
     steps, mms, torch_steps, cps_cache, cps_nocache, full_cache, full_nocache = [], [], [], [], [], [], []
+    cps_mix = {n: [] for n in MIX_SIZES}
     for r in range(repeats):
         steps.append(_timed(step))
         mms.append(_timed(lambda: replay(trace)))
@@ -133,6 +137,8 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
             cps_nocache.append(generation_cps(gen_model, prompt, n_new, False))
             full_cache.append(full_context_step_s(gen_model, full, True))
             full_nocache.append(full_context_step_s(gen_model, full, False))
+            for n, mix in mixes.items():
+                cps_mix[n].append(generation_cps(mix, prompt, n_new, True))
     step_s, mm_s = float(np.median(steps)), float(np.median(mms))
     flop = matmul_flop(trace)
     out = {
@@ -152,6 +158,9 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
     }
     out["matmul_ratio"] = out["step_ms"] / out["matmul_ms"]
     out["kv_speedup"] = out["gen_cps_cache"] / out["gen_cps_nocache"]
+    for n in MIX_SIZES:  # several saves answering together: the cost per character against one model
+        out[f"gen_cps_mix{n}"] = float(np.median(cps_mix[n]))
+        out[f"mix{n}_cost"] = out["gen_cps_cache"] / out[f"gen_cps_mix{n}"]
     # one next-token step with the window full: what the cache saves where it saves most
     out["full_step_us_cache"] = float(np.median(full_cache)) * 1e6
     out["full_step_us_nocache"] = float(np.median(full_nocache)) * 1e6
@@ -264,6 +273,8 @@ def format_table(r):
         ("generate, no cache", f"{r['gen_cps_nocache']:,.0f} chars/s"),
         ("kv_speedup", f"{r['kv_speedup']:.2f}x  (prompt {r['gen_prompt_chars']}, {r['gen_new_chars']} new, greedy, "
                        f"the window sliding in half-window hops)"),
+        *((f"generate, {n} together", f"{r[f'gen_cps_mix{n}']:,.0f} chars/s, mix{n}_cost {r[f'mix{n}_cost']:.2f}x "
+                                        f"(one model's time per character, KV caches)") for n in MIX_SIZES),
         ("full-window step", f"{r['full_step_us_cache']:.0f} us cached vs {r['full_step_us_nocache']:.0f} us without"),
         ("kv_speedup_full", f"{r['kv_speedup_full']:.2f}x  (one next-token step with the window full)"),
     ]
