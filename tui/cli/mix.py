@@ -1,4 +1,4 @@
-"""`--with NAME[:TAG]` on `attnlab chat` and `attnlab eval`: more saves that answer with the first."""
+"""`--with NAME[:TAG]` on `attnlab chat`, `attnlab eval` and `attnlab sample`: more saves that answer with the first."""
 
 from core.checkpoint import SaveError
 from core.mixture import Mixture, MixtureError, check_mixable

@@ -41,7 +41,9 @@ def register(sub):
     t.add_argument("--val", help="validation text in Q:/A: format (else the corpus is split)")
     t.add_argument("--save", metavar="NAME", help="save under saves/NAME (default: task and time)")
     t.add_argument("--overwrite", action="store_true", help="replace the run already saved as --save NAME")
-    t.add_argument("--resume", metavar="NAME", help="continue the run saved as NAME (exactly as it would have gone on; with --set train.seed=N its batches are drawn afresh from seed N, and --save NEW keeps the branch apart)")
+    t.add_argument("--resume", metavar="NAME",
+                   help="continue the run saved as NAME (exactly as it would have gone on; with --set train.seed=N "
+                        "its batches are drawn afresh from seed N, and --save NEW keeps the branch apart)")
     t.add_argument("--tag", choices=("last", "best"),
                    help="with --resume: continue from this save of the run (default last; best is the one "
                         "left when a run was killed before it could save last)")
