@@ -376,8 +376,6 @@ class Trainer:
         try:
             tr._restore(ck)
             tr._restore_timeline(timeline, ck.path)
-            if cfg.train.seed != saved.train.seed:
-                tr.rng = np.random.default_rng(cfg.train.seed + 1)
         except checkpoint.SaveError:
             raise
         except KeyError as e:  # a damaged save: report it, never a traceback
@@ -386,6 +384,8 @@ class Trainer:
         except (TypeError, ValueError, IndexError, AttributeError, OverflowError) as e:
             raise checkpoint.SaveError(f"{ck.path}: {e}; the save is damaged, load another tag "
                                        "or train again") from None
+        if cfg.train.seed != saved.train.seed:  # a branch: its batches from the new seed, as a new run's
+            tr.rng = np.random.default_rng(cfg.train.seed + 1)
         return tr
 
     def _restore(self, ck):

@@ -1,5 +1,5 @@
 """core.mixture: several saves answering as one (the mean of their next-character probabilities), and
-`--with` on `attnlab eval` and `attnlab chat`."""
+`--with` on `attnlab eval`, `attnlab chat` and `attnlab sample`."""
 
 import json
 import os
