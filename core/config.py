@@ -62,6 +62,14 @@ class TrainConfig:
     ema: float = 0.0         # evaluate, show and save a running average of the weights with this decay
                              # (at most; early on it is (1 + step) / (10 + step), about the last ninth of
                              # the steps so far); 0 = off, the weights as trained
+    restart_at: int = 0      # a warm restart: the first cosine ends at this step and a second one runs from
+                             # restart_lr down to restart_min_lr at max_steps (no warmup); 0 = one cosine
+    restart_lr: float = 1e-3
+    restart_min_lr: float = 1e-4
+    teachers: str = ""       # saves (NAME or NAME:TAG, tag best by default; commas between) whose mean next-character
+                             # probabilities are the training targets (distillation): one model learns what
+                             # several answer together. "" = the corpus' characters alone
+    teacher_weight: float = 1.0  # the teachers' share of each target; the rest is the corpus' own next character
 
 
 @dataclass(frozen=True)
@@ -158,6 +166,10 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.max_seconds": (0, None, True, False),
     "train.patience": (0, None, True, False),
     "train.ema": (0, 1, True, False),
+    "train.restart_at": (0, None, True, False),
+    "train.restart_lr": (0, None, False, False),
+    "train.restart_min_lr": (0, None, True, False),
+    "train.teacher_weight": (0, 1, True, True),
     "data.val_fraction": (0, 1, True, False),
     "data.seq_len": (0, None, False, False),
     "data.n_train": (0, None, True, False),
@@ -357,10 +369,32 @@ def _validate(cfg: Config, origin: Mapping[str, tuple[int, str]]) -> None:
     if t.min_lr > t.lr:
         raise ConfigError(f"{where('train.min_lr', 'train.lr')}: train.min_lr = {t.min_lr} is above "
                           f"train.lr = {t.lr}; set min_lr <= lr")
+    if t.teachers:
+        teacher_specs(t.teachers, where("train.teachers"))
+    if t.restart_at and not t.warmup_steps < t.restart_at < t.max_steps:
+        raise ConfigError(f"{where('train.restart_at', 'train.max_steps', 'train.warmup_steps')}: train.restart_at = "
+                          f"{t.restart_at} is not between train.warmup_steps = {t.warmup_steps} and train.max_steps = "
+                          f"{t.max_steps}; restart inside the run (0 = no restart)")
+    if t.restart_at and t.restart_min_lr > t.restart_lr:
+        raise ConfigError(f"{where('train.restart_min_lr', 'train.restart_lr')}: train.restart_min_lr = "
+                          f"{t.restart_min_lr} is above train.restart_lr = {t.restart_lr}; set restart_min_lr <= restart_lr")
     if cfg.task == "reversal" and cfg.data.seq_len > m.block_size:
         raise ConfigError(f"{where('data.seq_len', 'model.block_size')}: data.seq_len = "
                           f"{cfg.data.seq_len} exceeds model.block_size = {m.block_size}; "
                           f"reversal needs block_size >= seq_len")
+
+
+def teacher_specs(text: str, where: str = "train.teachers") -> list[tuple[str, str]]:
+    """[(save name, tag)] from train.teachers ("a,b:last"); a tag is best unless given."""
+    specs = []
+    for part in text.split(","):
+        name, _, tag = part.strip().partition(":")
+        tag = tag or "best"
+        if not name or tag not in ("best", "last"):
+            raise ConfigError(f"{where}: train.teachers = {text!r}: {part.strip()!r} is not a save; write "
+                              f"NAME or NAME:TAG (TAG best or last), commas between, e.g. run1,run2:last")
+        specs.append((name, tag))
+    return specs
 
 
 def training_bytes(cfg: Config) -> int:

@@ -209,8 +209,9 @@ class Transformer(Decoding):
         self._ws[(B, T)] = ws  # most recently used last
         return ws
 
-    def forward(self, idx, targets=None, pad_mask=None, train=False, rng=None):
-        """Logits (B, T, V) and the mean cross-entropy over targets != -1 (None without targets)."""
+    def forward(self, idx, targets=None, pad_mask=None, train=False, rng=None, soft=None, soft_weight=1.0):
+        """Logits (B, T, V) and the mean cross-entropy over targets != -1 (None without targets); soft
+        (B, T, V) and soft_weight: the targets as teachers' probabilities (ops.cross_entropy_forward)."""
         cfg, P = self.cfg, self.params
         B, T = idx.shape
         if T > cfg.block_size:
@@ -251,7 +252,7 @@ class Transformer(Decoding):
                                                       xhat=W("lnf_xhat"), fold=W("head_fold"))  # (B, T, V), fresh: callers may keep it
         loss, c_ce = None, None
         if targets is not None:
-            loss, c_ce = ops.cross_entropy_forward(logits, targets, out=W("probs"))
+            loss, c_ce = ops.cross_entropy_forward(logits, targets, out=W("probs"), soft=soft, soft_weight=soft_weight)
         self._cache = ((idx, P["wte.w"].shape), c_drop0, blocks, c_head, c_ce, T, ws, gates)
         return logits, loss
 

@@ -264,11 +264,13 @@ def dropout_backward(dout, keep):
     return dout if keep is None else dout * keep
 
 
-def cross_entropy_forward(logits, targets, ignore_index=-1, out=None):
+def cross_entropy_forward(logits, targets, ignore_index=-1, out=None, soft=None, soft_weight=1.0):
     """Mean softmax cross-entropy over positions whose target != ignore_index.
 
     logits (B, T, V), targets (B, T). Returns (loss, cache); a batch with no valid target has loss 0.
     `out` (N, V) may be a buffer for the probabilities, which the cache keeps.
+    soft (B, T, V) probabilities (distillation): each valid position's target distribution is then
+    soft_weight * soft + (1 - soft_weight) * one-hot(target), and the loss its cross-entropy.
     """
     V = logits.shape[-1]
     l2 = logits.reshape(-1, V)  # (N, V)
@@ -277,16 +279,25 @@ def cross_entropy_forward(logits, targets, ignore_index=-1, out=None):
     n = int(valid.sum())
     probs = softmax_rows(l2, out=out)  # (N, V)
     tv = np.where(valid, t, 0)  # (N,)
-    p_t = probs[np.arange(t.size), tv]  # (N,)
-    logp = np.log(np.maximum(p_t, np.finfo(logits.dtype).tiny))  # (N,)
-    loss = float(-(logp * valid).sum() / max(n, 1))
-    return loss, (probs, tv, valid, n, logits.shape)
+    tiny = np.finfo(logits.dtype).tiny
+    nll = -np.log(np.maximum(probs[np.arange(t.size), tv], tiny))  # (N,)
+    q = None
+    if soft is not None:
+        q = soft.reshape(-1, V)  # (N, V)
+        soft_nll = -(q * np.log(np.maximum(probs, tiny))).sum(-1)  # (N,)
+        nll = soft_weight * soft_nll + (1.0 - soft_weight) * nll
+    loss = float((nll * valid).sum() / max(n, 1))
+    return loss, (probs, tv, valid, n, logits.shape, q, soft_weight)
 
 
 def cross_entropy_backward(cache, dloss=1.0):
     """Gradient of the mean cross-entropy with respect to the logits, (B, T, V)."""
-    probs, tv, valid, n, shape = cache
+    probs, tv, valid, n, shape, q, w = cache
     d = probs  # (N, V), the cache is consumed
-    d[np.arange(tv.size), tv] -= 1.0
+    if q is None:
+        d[np.arange(tv.size), tv] -= 1.0
+    else:  # softmax minus the target distribution
+        d -= (w * q).astype(d.dtype, copy=False)
+        d[np.arange(tv.size), tv] -= d.dtype.type(1.0 - w)
     d *= (valid * (dloss / max(n, 1))).astype(d.dtype)[:, None]
     return d.reshape(shape)

@@ -10,13 +10,20 @@ import math
 import numpy as np
 
 
-def lr_at(step, lr, min_lr, warmup_steps, max_steps):
-    """Linear warmup to `lr`, then cosine decay to `min_lr` at `max_steps` (step counts from 0)."""
+def lr_at(step, lr, min_lr, warmup_steps, max_steps, restart_at=0, restart_lr=0.0, restart_min_lr=0.0):
+    """Linear warmup to `lr`, then cosine decay to `min_lr` at `max_steps` (step counts from 0).
+
+    With restart_at > 0 the first cosine ends at restart_at, and a second one (a warm restart, no warmup)
+    runs from `restart_lr` at step restart_at down to `restart_min_lr` at max_steps."""
     if warmup_steps > 0 and step < warmup_steps:
         return lr * (step + 1) / warmup_steps
-    if step >= max_steps:
+    if 0 < restart_at <= step:
+        progress = min(1.0, (step - restart_at) / max(1, max_steps - restart_at))
+        return restart_min_lr + 0.5 * (restart_lr - restart_min_lr) * (1.0 + math.cos(math.pi * progress))
+    end = restart_at if restart_at > 0 else max_steps
+    if step >= end:
         return min_lr
-    span = max(1, max_steps - warmup_steps)
+    span = max(1, end - warmup_steps)
     progress = (step - warmup_steps) / span
     return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 

@@ -13,7 +13,8 @@ from collections import deque
 import numpy as np
 
 from core import checkpoint
-from core.config import ConfigError, config_from_dict, config_to_dict
+from core.config import ConfigError, config_from_dict, config_to_dict, teacher_specs
+from core.mixture import MixtureError, check_mixable, mean_log_probs
 from core.model import Transformer, flat_views, param_shapes
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
@@ -46,11 +47,12 @@ def set_threads(n):
 
 
 class Trainer:
-    def __init__(self, cfg, task=None, model=None):
+    def __init__(self, cfg, task=None, model=None, saves_dir=None):
         self.task = task if task is not None else make_task(cfg)
         model_cfg = dataclasses.replace(cfg.model, vocab_size=self.task.tokenizer.vocab_size,
                                         causal=self.task.causal)
         self.cfg = dataclasses.replace(cfg, model=model_cfg)
+        self.teachers = self._load_teachers(saves_dir)  # models whose mean probabilities are the targets, or []
         seed = self.cfg.train.seed
         self.model = model if model is not None else Transformer(model_cfg, rng=np.random.default_rng(seed))
         t = self.cfg.train
@@ -131,7 +133,7 @@ class Trainer:
 
     def lr(self):
         t = self.cfg.train
-        return lr_at(self.step_count, t.lr, t.min_lr, t.warmup_steps, t.max_steps)
+        return lr_at(self.step_count, t.lr, t.min_lr, t.warmup_steps, t.max_steps, t.restart_at, t.restart_lr, t.restart_min_lr)
 
     def step(self):
         """One optimizer step; raises TrainingDiverged (weights untouched) on NaN/inf."""
@@ -139,8 +141,10 @@ class Trainer:
         t = self.cfg.train
         lr = self.lr()
         x, y, mask = self.task.batch("train", t.batch_size, self.rng)
+        soft = self.teacher_probs(x) if self.teachers else None  # (B, T, V)
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below, with a message
-            _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng)
+            _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng, soft=soft,
+                                         soft_weight=t.teacher_weight)
             self.model.backward()
             norm = clip_grad_norm(self.model.grad_flat, t.grad_clip)
         if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -163,6 +167,33 @@ class Trainer:
         return {"event": "step", "step": self.step_count, "loss": float(loss), "lr": lr, "grad_norm": norm,
                 "tokens": n_tok, "ms": ms, "tokens_per_s": n_tok / max(ms / 1000, 1e-9),
                 "elapsed_s": self.elapsed_s, "max_steps": t.max_steps, "epoch": self.epoch()}
+
+    def _load_teachers(self, saves_dir):
+        """train.teachers' models (their saved weights), checked to read this run's characters and window."""
+        t = self.cfg.train
+        if not t.teachers:
+            return []
+        models, toks, cfgs, labels = [], [self.task.tokenizer], [self.cfg], ["this run"]
+        for name, tag in teacher_specs(t.teachers):
+            try:
+                model, tok, cfg, _ = load_model(name, tag, saves_dir)
+            except checkpoint.SaveError as e:
+                raise ConfigError(f"train.teachers: {name}:{tag}: {e}; or train without teachers: "
+                                  f"--set train.teachers= (nothing after the =)") from None
+            models.append(model)
+            toks.append(tok)
+            cfgs.append(cfg)
+            labels.append(f"{name}:{tag}")
+        try:
+            check_mixable(toks, cfgs, labels)
+        except MixtureError as e:
+            raise ConfigError(f"train.teachers: {e}") from None
+        return models
+
+    def teacher_probs(self, x):
+        """(B, T, V) float32: the mean of the teachers' next-character probabilities after each prefix of x."""
+        logits = [np.array(m.forward(x)[0]) for m in self.teachers]  # copied: a model reuses its buffers
+        return np.exp(mean_log_probs(logits)).astype(self.model.dtype)
 
     def _update_ema(self, decay):
         """ema <- d * ema + (1 - d) * weights; d starts low, so the first steps' weights fade quickly."""
@@ -372,7 +403,7 @@ class Trainer:
         cfg = saved = _saved_config(ck)
         if overrides is not None:
             cfg = overrides(cfg)
-        tr = cls(cfg, task=task)
+        tr = cls(cfg, task=task, saves_dir=saves_dir)
         try:
             tr._restore(ck)
             tr._restore_timeline(timeline, ck.path)

@@ -341,3 +341,14 @@ def test_config_from_dict_errors():
 def test_section_classes_exposed():
     assert SECTIONS == {"model": ModelConfig, "train": TrainConfig, "data": DataConfig,
                         "sample": SampleConfig}
+
+
+def test_restart_inside_the_run_and_its_floor_below_its_peak():
+    raises(lambda: load_config("qa", overrides=["train.restart_at=5000"]), "train.restart_at", "train.max_steps",
+           "0 = no restart")
+    raises(lambda: load_config("qa", overrides=["train.restart_at=10"]), "train.restart_at", "train.warmup_steps")
+    raises(lambda: load_config("qa", overrides=["train.restart_at=2000", "train.restart_lr=1e-5"]),
+           "train.restart_min_lr", "train.restart_lr")
+    c = load_config("qa", overrides=["train.restart_at=2000", "train.restart_lr=5e-4"])
+    assert (c.train.restart_at, c.train.restart_lr, c.train.restart_min_lr) == (2000, 5e-4, 1e-4)
+    load_config("qa", overrides=["train.restart_lr=1e-5"])  # no restart: its rates are not used, not checked

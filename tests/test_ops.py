@@ -144,6 +144,28 @@ def test_cross_entropy_backward(rng):
     np.testing.assert_array_equal(d[0, 1], 0)  # ignored positions get no gradient
 
 
+@pytest.mark.parametrize("w", [1.0, 0.3])
+def test_cross_entropy_with_soft_targets(rng, w):
+    """Distillation: the target is w * teachers' probabilities + (1 - w) * the one-hot label. The value is
+    that mixture's cross-entropy, the gradient checked by central differences in float64."""
+    logits = rng.standard_normal((2, 3, 4))
+    targets = np.array([[1, -1, 3], [0, 2, -1]])
+    soft = rng.dirichlet(np.ones(4), size=(2, 3))  # (2, 3, 4), each row a distribution
+    loss, cache = ops.cross_entropy_forward(logits, targets, soft=soft, soft_weight=w)
+    lp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    valid = [(0, 0, 1), (0, 2, 3), (1, 0, 0), (1, 1, 2)]
+    ref = np.mean([-(w * soft[b, t] * lp[b, t]).sum() - (1 - w) * lp[b, t, c] for b, t, c in valid])
+    assert loss == pytest.approx(ref, rel=1e-12)
+    d = ops.cross_entropy_backward(cache)
+    f = lambda: ops.cross_entropy_forward(logits, targets, soft=soft, soft_weight=w)[0]
+    assert rel_error(d, numeric_grad(f, logits)) < TOL
+    np.testing.assert_array_equal(d[0, 1], 0)  # ignored positions get no gradient
+    # a one-hot soft target is the plain loss
+    onehot = np.eye(4)[np.where(targets < 0, 0, targets)]
+    assert ops.cross_entropy_forward(logits, targets, soft=onehot, soft_weight=w)[0] == pytest.approx(
+        ops.cross_entropy_forward(logits, targets)[0], rel=1e-12)
+
+
 def test_dropout_mask_and_backward(rng):
     x = np.ones((100, 100))
     out, keep = ops.dropout_forward(x, 0.25, np.random.default_rng(1))

@@ -119,3 +119,26 @@ def test_step_reports_epoch_for_corpus_tasks_only():
     ev = [qa.step() for _ in range(3)][-1]
     assert ev["epoch"] == pytest.approx(3 * 4 * 32 / len(qa.task.train_ids))
     assert Trainer(load_config("reversal")).step()["epoch"] is None
+
+
+def test_warm_restart_schedule_and_adding_it_to_a_finished_run(tmp_path):
+    """train.restart_at: the first cosine ends there, a second runs restart_lr -> restart_min_lr by max_steps.
+    A finished run resumed with a restart (and more steps) trains what one run with that schedule trains."""
+    from core.config import apply_overrides
+    from core.optim import lr_at
+    one = [lr_at(s, 3e-3, 3e-4, 2, 8) for s in range(12)]
+    two = [lr_at(s, 3e-3, 3e-4, 2, 12, restart_at=8, restart_lr=1e-3, restart_min_lr=1e-4) for s in range(14)]
+    assert two[:8] == one[:8]  # the first cycle is the one-cycle run's, to its end
+    assert two[8] == 1e-3 and two[12] == two[13] == pytest.approx(1e-4)  # restarted, then decayed to the floor
+    assert all(a > b for a, b in zip(two[8:12], two[9:13]))
+    restart = ["train.warmup_steps=2", "train.max_steps=10", "train.restart_at=6", "train.restart_lr=2e-3", "train.restart_min_lr=2e-4"]
+    straight = Trainer(load_config("chat", overrides=TINY_LM + ["model.smear=true"] + restart))
+    a = [straight.step()["loss"] for _ in range(10)]
+    first = Trainer(load_config("chat", overrides=TINY_LM + ["model.smear=true", "train.warmup_steps=2", "train.max_steps=6"]))
+    b = [first.step()["loss"] for _ in range(6)]
+    first.save("run", saves_dir=tmp_path)
+    later = Trainer.from_save("run", saves_dir=tmp_path, overrides=lambda c: apply_overrides(c, restart))
+    assert later.lr() == 2e-3
+    b += [later.step()["loss"] for _ in range(4)]
+    assert a == b  # bitwise
+    np.testing.assert_array_equal(straight.model.flat, later.model.flat)
