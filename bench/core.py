@@ -13,7 +13,7 @@ import numpy as np
 
 from core import ops
 from core.config import ModelConfig
-from core.mixture import Mixture
+from core.mixture import Mixture, mean_log_probs
 from core.model import Transformer
 from core.optim import AdamW, clip_grad_norm
 from core.sample import generate
@@ -26,10 +26,13 @@ TIMELINE_OVERRIDES = ("model.block_size=64", "model.n_layer=4", "model.n_head=4"
                       "model.dropout=0.0", f"train.batch_size={REFERENCE_BATCH}")
 
 
-def make_step(model, opt, idx, targets, lr=1e-3, clip=1.0):
-    """A closure running one full training step: forward, backward, clip, AdamW."""
+def make_step(model, opt, idx, targets, lr=1e-3, clip=1.0, teachers=()):
+    """A closure running one full training step: forward, backward, clip, AdamW. With `teachers` (models),
+    the targets are their mean probabilities, as train.teachers makes them (the teachers' forwards included)."""
     def step():
-        model.forward(idx, targets)
+        soft = np.exp(mean_log_probs([np.array(m.forward(idx)[0]) for m in teachers])).astype(np.float32) \
+            if teachers else None  # (B, T, V)
+        model.forward(idx, targets, soft=soft)
         model.backward()
         clip_grad_norm(model.grad_flat, clip)
         opt.step(lr)
@@ -127,6 +130,9 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
     mixes = {n: Mixture([Transformer(cfg, rng=rng) for _ in range(n)]) for n in MIX_SIZES}
     steps, mms, torch_steps, cps_cache, cps_nocache, full_cache, full_nocache = [], [], [], [], [], [], []
     cps_mix = {n: [] for n in MIX_SIZES}
+    taught = make_step(model.snapshot(), AdamW(model.snapshot(), weight_decay=0.1), idx, targets,
+                       teachers=mixes[max(MIX_SIZES)].models)  # distillation from the largest mixture
+    taught_steps = []
     for r in range(repeats):
         steps.append(_timed(step))
         mms.append(_timed(lambda: replay(trace)))
@@ -139,6 +145,7 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
             full_nocache.append(full_context_step_s(gen_model, full, False))
             for n, mix in mixes.items():
                 cps_mix[n].append(generation_cps(mix, prompt, n_new, True))
+            taught_steps.append(_timed(taught))
     step_s, mm_s = float(np.median(steps)), float(np.median(mms))
     flop = matmul_flop(trace)
     out = {
@@ -161,6 +168,9 @@ def measure(cfg=None, batch=REFERENCE_BATCH, repeats=15, gen_repeats=5, warmup=2
     for n in MIX_SIZES:  # several saves answering together: the cost per character against one model
         out[f"gen_cps_mix{n}"] = float(np.median(cps_mix[n]))
         out[f"mix{n}_cost"] = out["gen_cps_cache"] / out[f"gen_cps_mix{n}"]
+    n = max(MIX_SIZES)  # a training step whose targets are that many teachers' mean probabilities
+    out[f"taught{n}_step_ms"] = float(np.median(taught_steps)) * 1e3
+    out[f"taught{n}_cost"] = out[f"taught{n}_step_ms"] / out["step_ms"]
     # one next-token step with the window full: what the cache saves where it saves most
     out["full_step_us_cache"] = float(np.median(full_cache)) * 1e6
     out["full_step_us_nocache"] = float(np.median(full_nocache)) * 1e6
@@ -275,6 +285,9 @@ def format_table(r):
                        f"the window sliding in half-window hops)"),
         *((f"generate, {n} together", f"{r[f'gen_cps_mix{n}']:,.0f} chars/s, mix{n}_cost {r[f'mix{n}_cost']:.2f}x "
                                         f"(one model's time per character, KV caches)") for n in MIX_SIZES),
+        (f"taught step, {max(MIX_SIZES)} teachers", f"{r[f'taught{max(MIX_SIZES)}_step_ms']:.1f} ms, "
+                                                   f"taught{max(MIX_SIZES)}_cost {r[f'taught{max(MIX_SIZES)}_cost']:.2f}x "
+                                                   f"(train.teachers: their forwards and soft targets)"),
         ("full-window step", f"{r['full_step_us_cache']:.0f} us cached vs {r['full_step_us_nocache']:.0f} us without"),
         ("kv_speedup_full", f"{r['kv_speedup_full']:.2f}x  (one next-token step with the window full)"),
     ]

@@ -25,12 +25,13 @@ def test_measure_keys_and_ratio_definitions():
     for n in (2, 4):
         assert r[f"gen_cps_mix{n}"] > 0 and r[f"mix{n}_cost"] == pytest.approx(r["gen_cps_cache"] / r[f"gen_cps_mix{n}"])
     assert r["kv_speedup_full"] == pytest.approx(r["full_step_us_nocache"] / r["full_step_us_cache"])
+    assert r["taught4_step_ms"] > 0 and r["taught4_cost"] == pytest.approx(r["taught4_step_ms"] / r["step_ms"])
     assert r["tokens_per_s"] == pytest.approx(4 * 8 / (r["step_ms"] / 1e3))
     if HAS_TORCH:
         assert r["torch_ratio"] == pytest.approx(r["step_ms"] / r["torch_step_ms"])
     json.loads(json.dumps(r))  # plain data
     table = bench_core.format_table(r)
-    assert "kv_speedup" in table and "kv_speedup_full" in table and "mix4_cost" in table
+    assert "kv_speedup" in table and "kv_speedup_full" in table and "mix4_cost" in table and "taught4_cost" in table
 
 
 def test_full_context_step_times_the_same_logits():

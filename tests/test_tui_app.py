@@ -424,3 +424,37 @@ async def test_saves_tab_switches_the_tag_to_load(saves, monkeypatch):
         await pilot.press("c", "t", "r")
         assert calls == [("chat", "twotags", "best"), ("resume", "twotags", "last"),
                          ("chat", "twotags", "last"), ("resume", "twotags", "best")]
+
+
+async def test_resuming_a_run_taught_by_saves_says_so_and_a_missing_teacher_is_an_error(saves):
+    """train.teachers: the Train tab says the training loss is against the teachers'; a teacher deleted
+    since is refused with the fix, and the app goes on."""
+    import shutil
+    teacher = Trainer(load_config("qa", overrides=TINY_QA))
+    teacher.step()
+    teacher.save("t1", "best")
+    time.sleep(0.05)  # the taught run is the newest, first in the Saves tab
+    taught = Trainer(load_config("qa", overrides=TINY_QA + ["train.teachers=t1"]))
+    taught.step()
+    taught.save("taught", "last")
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.query_one("#saves-pane").runs, what="saves list")
+        assert app.query_one("#saves-pane").runs[0].name == "taught"
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.trainer is not None and app.trainer.step_count > 1, what="resumed training")
+        assert len(app.trainer.teachers) == 1
+        assert app.query_one(LossPlot).plot_title == "loss, training's vs 1 teacher"
+        assert dict(app.query_one(StatsPanel).rows())["teachers"] == "1 save"
+        await pilot.press("S")
+        await wait_for(pilot, lambda: not app.training, what="stop")
+    shutil.rmtree(saves / "t1")
+    app = AttnLab()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await wait_for(pilot, lambda: app.query_one("#saves-pane").runs, what="saves list")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any("train.teachers: t1:best" in str(n.message) for n in app._notifications),
+                       what="the error")
+        assert app.trainer is None and app.is_running

@@ -510,6 +510,8 @@ def test_format_stats_estimates_eta_and_marks_unknowns():
     assert "loss" not in ans and "val loss" not in ans
     assert "weights" not in rows  # a row only for runs that evaluate the weights' running average
     assert dict(format_stats({"weights_avg": 0.999}))["weights"] == "avg 0.999"
+    assert "teachers" not in rows  # a row only for runs trained on saves' probabilities (train.teachers)
+    assert dict(format_stats({"teachers": 4}))["teachers"] == "4 saves"
 
 
 async def test_stats_panel_merges_partial_updates():

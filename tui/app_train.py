@@ -43,7 +43,8 @@ class TrainingControl:
         plot = self.query_one(LossPlot)
         plot.clear()
         answers = trainer.cfg.data.answers_only  # the loss counts answer characters alone
-        plot.plot_title = "loss on answers" if answers else "loss"
+        taught = len(getattr(trainer, "teachers", None) or ())  # train.teachers: the training loss is against theirs
+        plot.plot_title = ("loss on answers" if answers else "loss") + (f", training's vs {taught} teacher{'s' * (taught != 1)}" if taught else "")
         for series in ("train", "val"):
             for step, elapsed, value in trainer.history[series]:
                 plot.add_point(series, step, elapsed, value)
@@ -55,7 +56,7 @@ class TrainingControl:
         stats.update_stats({"step": trainer.step_count, "max_steps": trainer.cfg.train.max_steps,
                             "params": trainer.model.num_params(), "metric_name": trainer.task.metric,
                             "best_val": self.best_val, "loss_on": "answers" if answers else None,
-                            "weights_avg": trainer.cfg.train.ema or None})
+                            "weights_avg": trainer.cfg.train.ema or None, "teachers": taught or None})
         self.query_one(ProgressBar).update(total=trainer.cfg.train.max_steps, progress=trainer.step_count)
         pane = self.query_one(AttentionPane)
         pane.use_task(trainer.cfg.task)

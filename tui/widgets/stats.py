@@ -64,7 +64,8 @@ def format_stats(d: Mapping[str, Any]) -> list[tuple[str, str]]:
     Keys: step, max_steps, epoch, loss, val_loss, best_val, tokens_per_s, ms_per_step (or ms),
     eta_s (else estimated from ms_per_step and max_steps), params, grad_norm, metric_name, metric_value,
     loss_on ("answers" when the run's loss counts answer characters alone: the loss rows say so),
-    weights_avg (train.ema's decay when evaluations use the weights' running average: a row says so).
+    weights_avg (train.ema's decay when evaluations use the weights' running average: a row says so),
+    teachers (how many saves' mean probabilities the training loss is measured against, train.teachers).
     """
     step, max_steps = _num(d.get("step")), _num(d.get("max_steps"))
     ms = _num(d.get("ms_per_step", d.get("ms")))
@@ -87,6 +88,7 @@ def format_stats(d: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("ETA", fmt_eta(eta)),
         ("params", fmt_si(d.get("params"))),
         *([("weights", f"avg {d['weights_avg']:g}")] if _num(d.get("weights_avg")) else []),
+        *([("teachers", f"{fmt_int(d['teachers'])} save{'s' * (d['teachers'] != 1)}")] if _num(d.get("teachers")) else []),
         ("grad norm", fmt_float(d.get("grad_norm"), 3)),
         (metric_name, metric_txt),
     ]
