@@ -190,6 +190,10 @@ class Trainer:
             raise ConfigError(f"train.teachers: {e}") from None
         return models
 
+    def teacher_names(self):
+        """The save names train.teachers reads (a run never saves over one of them)."""
+        return {name for name, _ in teacher_specs(self.cfg.train.teachers)} if self.cfg.train.teachers else set()
+
     def teacher_probs(self, x):
         """(B, T, V) float32: the mean of the teachers' next-character probabilities after each prefix of x."""
         logits = [np.array(m.forward(x)[0]) for m in self.teachers]  # copied: a model reuses its buffers
@@ -380,6 +384,9 @@ class Trainer:
         """Write model, optimizer and training state atomically to saves/NAME/<tag>/."""
         if self.broken:
             raise checkpoint.SaveError(f"not saved: {self.broken}; the previous save is kept")
+        if self.cfg.train.teachers and name in self.teacher_names():
+            raise checkpoint.SaveError(f"not saved as {name}: it is one of this run's teachers (train.teachers), "
+                                       f"and a resume would learn from these weights instead; save under another name")
         opt = {"t": np.array(self.opt.t, dtype=np.int64)}
         m_views = flat_views(self.opt.m, self.model.shapes)
         v_views = flat_views(self.opt.v, self.model.shapes)

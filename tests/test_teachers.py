@@ -1,4 +1,6 @@
 """train.teachers: a run trained on the mean next-character probabilities of saved models (distillation)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -10,15 +12,15 @@ TINY = ["model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_siz
 
 
 @pytest.fixture
-def saves(tmp_path):
-    """Two qa saves of different seeds, trained a few steps."""
+def saves(saves):
+    """Two qa saves of different seeds, trained a few steps, in the test's own saves folder (ATTNLAB_SAVES)."""
     for seed in (1, 2):
         tr = Trainer(load_config("qa", overrides=TINY + [f"train.seed={seed}"]))
         for _ in range(3):
             tr.step()
-        tr.save(f"t{seed}", "best", saves_dir=tmp_path)
-        tr.save(f"t{seed}", "last", saves_dir=tmp_path)
-    return tmp_path
+        tr.save(f"t{seed}", "best", saves_dir=saves)
+        tr.save(f"t{seed}", "last", saves_dir=saves)
+    return saves
 
 
 def student(saves, *extra):
@@ -104,3 +106,30 @@ def test_a_teacher_of_another_window_or_task_is_refused(saves):
     cfg = load_config("qa", overrides=TINY)
     with pytest.raises(ConfigError, match="train.teacher_weight"):
         apply_overrides(cfg, ["train.teacher_weight=1.5"])
+
+
+def test_a_run_never_saves_over_its_teacher(saves):
+    from core.checkpoint import SaveError, load_checkpoint
+    before = load_checkpoint("t1", "best", saves).params["wte.w"].copy()
+    tr = student(saves, "train.teachers=t1")
+    tr.step()
+    with pytest.raises(SaveError, match="not saved as t1: it is one of this run's teachers"):
+        tr.save("t1", "best", saves_dir=saves)
+    np.testing.assert_array_equal(load_checkpoint("t1", "best", saves).params["wte.w"], before)
+
+
+def test_cli_trains_a_taught_run_under_another_name_only(capsys, saves):
+    from tui.cli import main
+    tiny = [a for s in ("model.n_layer=1", "model.n_embd=16", "model.n_head=2", "model.block_size=32",
+                        "train.batch_size=4", "data.n_eval=3", "train.warmup_steps=2") for a in ("--set", s)]
+    assert main(["train", "qa", "--save", "r", "--steps", "4", *tiny]) == 0
+    assert main(["train", "qa", "--resume", "r", "--steps", "6", "--set", "train.teachers=r:last"]) == 2
+    assert "--resume r: that run is one of train.teachers" in capsys.readouterr().err
+    assert main(["train", "qa", "--save", "r", "--overwrite", "--steps", "4", "--set", "train.teachers=r:last", *tiny]) == 2
+    assert "--save r: that run is one of train.teachers" in capsys.readouterr().err
+    assert (saves / "r" / "last" / "weights.npz").is_file()  # refused before anything was replaced
+    assert main(["train", "qa", "--resume", "r", "--save", "r2", "--json", "--steps", "8", "--set", "train.teachers=r:last",
+                 "--set", "train.restart_at=4"]) == 0
+    steps = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    steps = [e for e in steps if e["event"] == "step"]
+    assert [e["step"] for e in steps] == [5, 6, 7, 8] and steps[0]["lr"] == pytest.approx(1e-3)  # restarted
