@@ -33,6 +33,26 @@ def check_mixable(tokenizers, cfgs, labels):
                                f"{first.model.block_size}; mix saves with the same model.block_size")
 
 
+def load_members(specs, first, saves_dir=None, names=None):
+    """(models, labels) of the saves `specs` [(name, tag)], checked (check_mixable) to answer with a first
+    save or run `first` = (tokenizer, config, label). A save that cannot be read raises SaveError named by
+    `names` (how each was asked for; default NAME:TAG); a mismatch raises MixtureError."""
+    from core.checkpoint import SaveError
+    from core.trainer import load_model  # the trainer imports this module
+    models, toks, cfgs, labels = [], [first[0]], [first[1]], [first[2]]
+    for i, (name, tag) in enumerate(specs):
+        try:
+            model, tok, cfg, _ = load_model(name, tag, saves_dir)
+        except SaveError as e:
+            raise SaveError(f"{names[i] if names else f'{name}:{tag}'}: {e}") from None
+        models.append(model)
+        toks.append(tok)
+        cfgs.append(cfg)
+        labels.append(f"{name}:{tag}")
+    check_mixable(toks, cfgs, labels)
+    return models, labels[1:]
+
+
 def mean_log_probs(logits):
     """log of the mean of softmax(l) over the list `logits` (each (..., V)), computed stably: (..., V)."""
     logp = []

@@ -14,7 +14,7 @@ import numpy as np
 
 from core import checkpoint
 from core.config import ConfigError, config_from_dict, config_to_dict, teacher_specs
-from core.mixture import MixtureError, check_mixable, mean_log_probs
+from core.mixture import MixtureError, load_members, mean_log_probs
 from core.model import Transformer, flat_views, param_shapes
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
@@ -173,19 +173,11 @@ class Trainer:
         t = self.cfg.train
         if not t.teachers:
             return []
-        models, toks, cfgs, labels = [], [self.task.tokenizer], [self.cfg], ["this run"]
-        for name, tag in teacher_specs(t.teachers):
-            try:
-                model, tok, cfg, _ = load_model(name, tag, saves_dir)
-            except checkpoint.SaveError as e:
-                raise ConfigError(f"train.teachers: {name}:{tag}: {e}; or train without teachers: "
-                                  f"--set train.teachers= (nothing after the =)") from None
-            models.append(model)
-            toks.append(tok)
-            cfgs.append(cfg)
-            labels.append(f"{name}:{tag}")
         try:
-            check_mixable(toks, cfgs, labels)
+            models, _ = load_members(teacher_specs(t.teachers), (self.task.tokenizer, self.cfg, "this run"), saves_dir)
+        except checkpoint.SaveError as e:
+            raise ConfigError(f"train.teachers: {e}; or train without teachers: --set train.teachers= "
+                              f"(nothing after the =)") from None
         except MixtureError as e:
             raise ConfigError(f"train.teachers: {e}") from None
         return models

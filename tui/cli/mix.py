@@ -1,8 +1,7 @@
 """`--with NAME[:TAG]` on `attnlab chat`, `attnlab eval` and `attnlab sample`: more saves that answer with the first."""
 
 from core.checkpoint import SaveError
-from core.mixture import Mixture, MixtureError, check_mixable
-from core.trainer import load_model
+from core.mixture import Mixture, MixtureError, load_members
 from tui.cli.common import UserError
 
 WITH_HELP = ("another save that answers together with this one (NAME, or NAME:TAG for a tag other than --tag's): "
@@ -25,19 +24,10 @@ def mixed(model, tok, cfg, label, specs, default_tag):
     """(model, labels): `model` alone without --with, else a Mixture of it and each --with save."""
     if not specs:
         return model, [label]
-    models, toks, cfgs, labels = [model], [tok], [cfg], [label]
-    for spec in specs:
-        name, tag = parse_with(spec, default_tag)
-        try:
-            other, other_tok, other_cfg, _ = load_model(name, tag)
-        except SaveError as e:
-            raise UserError(f"--with {spec}: {e}") from None
-        models.append(other)
-        toks.append(other_tok)
-        cfgs.append(other_cfg)
-        labels.append(f"{name}:{tag}")
     try:
-        check_mixable(toks, cfgs, labels)
+        others, labels = load_members([parse_with(spec, default_tag) for spec in specs], (tok, cfg, label), names=specs)
+    except SaveError as e:
+        raise UserError(f"--with {e}") from None
     except MixtureError as e:
         raise UserError(f"--with: {e}") from None
-    return Mixture(models), labels
+    return Mixture([model, *others]), [label, *labels]
