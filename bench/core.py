@@ -13,7 +13,7 @@ import numpy as np
 
 from core import ops
 from core.config import ModelConfig
-from core.mixture import Mixture, mean_log_probs
+from core.mixture import Mixture, mean_probs
 from core.model import Transformer
 from core.optim import AdamW, clip_grad_norm
 from core.sample import generate
@@ -30,9 +30,7 @@ def make_step(model, opt, idx, targets, lr=1e-3, clip=1.0, teachers=()):
     """A closure running one full training step: forward, backward, clip, AdamW. With `teachers` (models),
     the targets are their mean probabilities, as train.teachers makes them (the teachers' forwards included)."""
     def step():
-        soft = np.exp(mean_log_probs([np.array(m.forward(idx)[0]) for m in teachers])).astype(np.float32) \
-            if teachers else None  # (B, T, V)
-        model.forward(idx, targets, soft=soft)
+        model.forward(idx, targets, soft=mean_probs(teachers, idx) if teachers else None)
         model.backward()
         clip_grad_norm(model.grad_flat, clip)
         opt.step(lr)

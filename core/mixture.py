@@ -65,6 +65,12 @@ def mean_log_probs(logits):
     return top + np.log(np.exp(stacked - top).mean(0))
 
 
+def mean_probs(models, idx, dtype=np.float32):
+    """(B, T, V): the mean of the models' next-character probabilities after each prefix of idx (B, T), the
+    targets train.teachers trains on. Each model's logits are copied before the next runs (buffers are reused)."""
+    return np.exp(mean_log_probs([np.array(m.forward(idx)[0]) for m in models])).astype(dtype)
+
+
 class Mixture:
     """Models (at least two) that answer together; their KV caches advance in step."""
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from core import checkpoint
 from core.config import ConfigError, config_from_dict, config_to_dict, teacher_specs
-from core.mixture import MixtureError, load_members, mean_log_probs
+from core.mixture import MixtureError, load_members, mean_probs
 from core.model import Transformer, flat_views, param_shapes
 from core.optim import AdamW, clip_grad_norm, lr_at
 from core.tasks import make_task
@@ -188,8 +188,7 @@ class Trainer:
 
     def teacher_probs(self, x):
         """(B, T, V) float32: the mean of the teachers' next-character probabilities after each prefix of x."""
-        logits = [np.array(m.forward(x)[0]) for m in self.teachers]  # copied: a model reuses its buffers
-        return np.exp(mean_log_probs(logits)).astype(self.model.dtype)
+        return mean_probs(self.teachers, x, self.model.dtype)
 
     def _update_ema(self, decay):
         """ema <- d * ema + (1 - d) * weights; d starts low, so the first steps' weights fade quickly."""
