@@ -141,7 +141,7 @@ class Trainer:
         t = self.cfg.train
         lr = self.lr()
         x, y, mask = self.task.batch("train", t.batch_size, self.rng)
-        soft = self.teacher_probs(x) if self.teachers else None  # (B, T, V)
+        soft = mean_probs(self.teachers, x, self.model.dtype) if self.teachers else None  # (B, T, V) targets
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below, with a message
             _, loss = self.model.forward(x, y, mask, train=True, rng=self.rng, soft=soft,
                                          soft_weight=t.teacher_weight)
@@ -185,10 +185,6 @@ class Trainer:
     def teacher_names(self):
         """The save names train.teachers reads (a run never saves over one of them)."""
         return {name for name, _ in teacher_specs(self.cfg.train.teachers)} if self.cfg.train.teachers else set()
-
-    def teacher_probs(self, x):
-        """(B, T, V) float32: the mean of the teachers' next-character probabilities after each prefix of x."""
-        return mean_probs(self.teachers, x, self.model.dtype)
 
     def _update_ema(self, decay):
         """ema <- d * ema + (1 - d) * weights; d starts low, so the first steps' weights fade quickly."""
@@ -375,7 +371,7 @@ class Trainer:
         """Write model, optimizer and training state atomically to saves/NAME/<tag>/."""
         if self.broken:
             raise checkpoint.SaveError(f"not saved: {self.broken}; the previous save is kept")
-        if self.cfg.train.teachers and name in self.teacher_names():
+        if name in self.teacher_names():
             raise checkpoint.SaveError(f"not saved as {name}: it is one of this run's teachers (train.teachers), "
                                        f"and a resume would learn from these weights instead; save under another name")
         opt = {"t": np.array(self.opt.t, dtype=np.int64)}

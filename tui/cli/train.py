@@ -196,17 +196,15 @@ def cmd_train(args):
         refuse_existing(name)  # nothing locked or touched
     # a new run's settings and corpus are checked before the lock; a resumed run is read under it
     tr = None if args.resume else Trainer(build_config(args))
-    if tr is not None and name in tr.teacher_names():
-        raise UserError(f"--save {name}: that run is one of train.teachers; save the taught run under another name")
     lock = lock_run(name)  # a second writer of this run is refused here, at once
     try:
         if fresh_name and not args.overwrite:
             refuse_existing(name)  # another process may have finished a run of that name meanwhile
         if tr is None:
             tr = Trainer.from_save(args.resume, tag, overrides=lambda c: apply_overrides(c, resume_overrides(args)))
-            if name in tr.teacher_names():
-                raise UserError(f"{'--save' if args.save else '--resume'} {name}: that run is one of train.teachers, "
-                                f"and training would save over it; add --save NEW")
+        if name in tr.teacher_names():  # checked before --overwrite replaces anything
+            raise UserError(f"{'--save' if args.save else '--resume'} {name}: that run is one of train.teachers, "
+                            f"and training would save over it; save the taught run under another name (--save NEW)")
         return train_locked(tr, args, name, until, replace=fresh_name and args.overwrite)
     finally:
         lock.release()
