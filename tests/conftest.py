@@ -17,3 +17,12 @@ def saves(tmp_path, monkeypatch):
     d = tmp_path / "saves"
     monkeypatch.setenv("ATTNLAB_SAVES", str(d))
     return d
+
+
+@pytest.fixture
+def short_answers(monkeypatch):
+    """Evaluated answers end at 12 characters, not 80. An untrained model never writes the newline that
+    ends an answer, so each of a full evaluation's thousands of answers runs to the cap: tests of what
+    the commands do with a tiny save's figures need not pay for 80 characters of noise each."""
+    from core.tasks.lm import LMTask
+    monkeypatch.setattr(LMTask, "ANSWER_CHARS", 12)

@@ -90,7 +90,7 @@ def test_bad_until_and_unknown_key_are_one_line_errors(capsys):
     assert "n_emb" in err and "n_embd" in err and len(err.strip().splitlines()) == 1
 
 
-def test_eval_sample_runs_and_chat(capsys, monkeypatch, saves):
+def test_eval_sample_runs_and_chat(capsys, monkeypatch, saves, short_answers):
     assert main(["train", "qa", "--json", "--save", "q", "--steps", "3", "--set", "model.n_layer=1",
                  "--set", "model.n_embd=16", "--set", "model.n_head=2", "--set", "data.n_eval=2",
                  "--set", "train.batch_size=4"]) == 0

@@ -44,7 +44,7 @@ def test_a_task_answers_dont_know_when_unsure_and_its_own_guess_when_not():
     assert tr.task.answer(tr.model, [], "What is 2 plus 2?") != DONT_KNOW
 
 
-def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
+def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves, short_answers):
     Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
     assert main(["eval", "c", "--tag", "last", "--json", "--unsure-below", "0.99"]) == 0
     ev = json.loads(capsys.readouterr().out)
@@ -61,7 +61,7 @@ def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves):
     assert "--unsure-reply-below nan: use a probability in [0, 1)" in capsys.readouterr().err
 
 
-def test_eval_counts_a_made_up_value_and_the_reply_rule(capsys, saves):
+def test_eval_counts_a_made_up_value_and_the_reply_rule(capsys, saves, short_answers):
     Trainer(load_config("chat", overrides=TINY + ["train.max_steps=2"])).save("c", "last")
     flags = ["eval", "c", "--tag", "last", "--json", "--unsure-below", "0"]
     assert main(flags + ["--unsure-reply-below", "0"]) == 0

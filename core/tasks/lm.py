@@ -138,6 +138,7 @@ class LMTask:
     default_dir = "qa"
     keep_train_convs = True  # the dialogue task rebuilds windows from whole conversations
     TRAIN_PAIR_SAMPLE = 5000  # training pairs kept for train_answer_exact
+    ANSWER_CHARS = 80  # an evaluated answer ends at a newline or here (the corpora's longest are 60)
 
     def _stream(self):
         for p in self.paths:
@@ -276,10 +277,10 @@ class LMTask:
                     "val_all_loss": val_all, "train_all_loss": tr_all}
         return {"val_loss": val_all, "val_answer_loss": val_ans, "train_loss": tr_all, "train_answer_loss": tr_ans}
 
-    def answer(self, model, history, question, max_chars=80):
+    def answer(self, model, history, question):
         """The model's greedy answer to `question` after the turns in `history`."""
         prompt = build_prompt(history, question, self.cfg.model.block_size, strict=False)
-        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
+        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=self.ANSWER_CHARS,
                                    temperature=0.0, unknown="unk",
                                    unsure=unsure_for(question, self.cfg.sample.unsure_below,
                                                      self.cfg.sample.unsure_reply_below))).strip()

@@ -143,11 +143,11 @@ class QATask(LMTask):
             out[k] = float(np.mean(hits)) if hits else 0.0
         return out
 
-    def _reply(self, model, history, question, how, max_chars=80):
+    def _reply(self, model, history, question, how):
         T = self.cfg.model.block_size
         if how == "chat":
             prompt = chat_prompt(self.name, history, question, T)
         else:
             prompt = build_prompt(history, question, T, strict=False, gap="\n" if how == "separated" else "")
-        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=max_chars,
+        return "".join(stream_text(model, self.tokenizer, prompt, stop=("\n",), max_new_tokens=self.ANSWER_CHARS,
                                    temperature=0.0, unknown="unk")).strip()
