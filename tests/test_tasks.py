@@ -526,6 +526,36 @@ def test_chat_live_recall_answers_from_the_models_own_replies():
     assert "live_recall" not in task.evaluate(Uniform())  # the periodic evaluation leaves it out
 
 
+def test_chat_recall_by_phrasing_names_the_phrasing_that_is_read_wrongly():
+    """A full evaluation gives recall per question phrasing and per fact phrasing, lowest first (a split
+    has two phrasings a slot, so one read wrongly moves the split's recall by points); `attnlab eval`
+    prints the three lowest."""
+    from tui.cli.common import format_eval
+    task = make_task(load_config("chat", overrides=TINY))
+    oracle = _chat_oracle(task)
+    asks = {}  # question text -> its phrasing
+    for convs, recs in ((task.val_convs, task.slots), (task.test_convs, task.test_slots)):
+        for turns, rec in zip(convs, recs):
+            for (q, _), kind in zip(turns, rec["turns"]):
+                if kind["kind"] == "recall":
+                    asks[q] = kind["template"]
+    hard = "What dish do I like best?"
+    assert hard in asks.values()
+    task.answer = lambda model, history, question: (
+        "You told me you like origami." if history and asks.get(question) == hard else oracle(model, history, question))
+    m = task.scores(None, task.val_convs, task.slots, len(task.val_convs), phrasings=True)
+    by_ask, by_fact = m["recall_by_ask"], m["recall_by_fact"]
+    first = next(iter(by_ask.items()))
+    assert first[0] == hard and first[1]["recall"] == 0.0 and first[1]["n"] >= 3
+    assert all(r["recall"] == 1.0 for t, r in by_ask.items() if t != hard)
+    assert sum(r["n"] for r in by_ask.values()) == sum(r["n"] for r in by_fact.values()) == m["recall_n"]
+    assert m["context_recall"] == 1 - first[1]["n"] / m["recall_n"]
+    assert all("{" in t or t.endswith(".") for t in by_fact)  # facts' phrasings, not questions'
+    assert "recall_by_ask" not in task.scores(None, task.val_convs, task.slots, 40)
+    text = format_eval({"step": 5, **m})
+    assert f'recalled least (val): "{hard}" 0/{first[1]["n"]}; ' in text
+
+
 def test_chat_slot_correct_needs_the_asked_slot_named():
     from core.tasks.chat import named_slot
     other = {"colour", "food", "name", "brother", "sister"}

@@ -23,6 +23,13 @@ def named_slot(answer, words, other_words):
     return bool(said & set(words)) and not said & (other_words - set(words))
 
 
+def by_phrasing(hits):
+    """{phrasing: {"recall", "n"}}, lowest recall first: a split's few phrasings each ask many questions,
+    so one phrasing read wrongly moves the split's recall by points."""
+    rows = {t: {"recall": mean(v), "n": len(v)} for t, v in hits.items()}
+    return dict(sorted(rows.items(), key=lambda kv: (kv[1]["recall"], -kv[1]["n"], kv[0])))
+
+
 def chat_score(m):
     """One figure to pick the best save by: the mean of the five goals' rates (false don't-know inverted)."""
     parts = [m.get("context_recall"), m.get("slot_correct"), m.get("qa_mid_exact"), m.get("dont_know_ood")]
@@ -52,12 +59,12 @@ class ChatTask(DialogueTask):
             return super().evaluate(model, rng, full)  # a corpus without turn kinds: dialogue metrics
         m = self.losses(model, full)
         n = len(self.val_convs) if full else min(len(self.val_convs), max(1, self.cfg.data.n_eval // 2))
-        m.update(self.scores(model, self.val_convs, self.slots, n))
+        m.update(self.scores(model, self.val_convs, self.slots, n, phrasings=full))
         m["chat_score"] = chat_score(m)
         if full:
             m["live_recall"] = self.live_recall(model, self.val_convs, self.slots, n)
         if full and self.test_convs is not None and self.test_slots is not None:
-            held = self.scores(model, self.test_convs, self.test_slots, len(self.test_convs))
+            held = self.scores(model, self.test_convs, self.test_slots, len(self.test_convs), phrasings=True)
             held["chat_score"] = chat_score(held)
             held["live_recall"] = self.live_recall(model, self.test_convs, self.test_slots, len(self.test_convs))
             m["heldout_family"] = held
@@ -79,13 +86,14 @@ class ChatTask(DialogueTask):
                 history.append((q, out))
         return mean(hits)
 
-    def scores(self, model, convs, records, n):
+    def scores(self, model, convs, records, n, phrasings=False):
         """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic.
         dont_know_unstated: each recall question asked in a fresh chat, about a fact never told, answered
-        "I don't know that yet." (not a made-up value)."""
+        "I don't know that yet." (not a made-up value). phrasings: also recall per phrasing of the question
+        (recall_by_ask) and of the fact it asks back (recall_by_fact), where the records name them."""
         other = {w for r in records for s in r["slots"] for w in s["words"]}
         got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh", "ack", "unstated")}
-        by_op = {}
+        by_op, by_ask, by_fact = {}, {}, {}
         for d in np.linspace(0, len(convs) - 1, n).astype(int):
             turns, rec = convs[d], records[d]
             wanted = {s["turn"]: s for s in rec["slots"]}
@@ -106,6 +114,11 @@ class ChatTask(DialogueTask):
                     s = wanted[t]
                     hits.append(normalise(s["value"]) in normalise(out))
                     got["recall"].append(hits[-1])
+                    if "template" in kind:  # held-out splits say which phrasing asked and which stated it
+                        by_ask.setdefault(kind["template"], []).append(hits[-1])
+                        fact_kind = rec["turns"][s["fact_turn"]]
+                        if "template" in fact_kind:
+                            by_fact.setdefault(fact_kind["template"], []).append(hits[-1])
                     got["slot"].append(named_slot(out, s["words"], other))
                     # the same question in a fresh chat, where nothing has been told: don't-know is right
                     got["unstated"].append(normalise(self.answer(model, [], q)) == normalise(DONT_KNOW))
@@ -118,11 +131,14 @@ class ChatTask(DialogueTask):
                     got["fresh"].append(normalise(self.answer(model, [], q)) == normalise(ref))
             if len(wanted) >= 2:
                 got["two"].append(all(hits))
-        return {"context_recall": mean(got["recall"]), "slot_correct": mean(got["slot"]),
-                "two_fact_recall": mean(got["two"]), "dont_know_ood": mean(got["dk_ood"]),
-                "dont_know_false": mean(got["dk_in"]), "qa_mid_exact": mean(got["mid"]),
-                "qa_fresh_exact": mean(got["fresh"]), "ack_exact": mean(got["ack"]),
-                "dont_know_unstated": mean(got["unstated"]),
-                "arith_exact_by_op": {op: mean(v) for op, v in sorted(by_op.items())},
-                "recall_n": len(got["recall"]), "two_n": len(got["two"]), "ood_n": len(got["dk_ood"]),
-                "qa_mid_n": len(got["mid"]), "arith_n": {op: len(v) for op, v in sorted(by_op.items())}}
+        res = {"context_recall": mean(got["recall"]), "slot_correct": mean(got["slot"]),
+              "two_fact_recall": mean(got["two"]), "dont_know_ood": mean(got["dk_ood"]),
+              "dont_know_false": mean(got["dk_in"]), "qa_mid_exact": mean(got["mid"]),
+              "qa_fresh_exact": mean(got["fresh"]), "ack_exact": mean(got["ack"]),
+              "dont_know_unstated": mean(got["unstated"]),
+              "arith_exact_by_op": {op: mean(v) for op, v in sorted(by_op.items())},
+              "recall_n": len(got["recall"]), "two_n": len(got["two"]), "ood_n": len(got["dk_ood"]),
+              "qa_mid_n": len(got["mid"]), "arith_n": {op: len(v) for op, v in sorted(by_op.items())}}
+        if phrasings and by_ask:
+            res.update(recall_by_ask=by_phrasing(by_ask), recall_by_fact=by_phrasing(by_fact))
+        return res

@@ -30,9 +30,21 @@ def format_eval(ev):
     text = f"eval @ step {ev['step']}: " + _figures(ev, keys)
     if len(ev.get("answer_by_level") or {}) > 1:  # a graded Q&A corpus: exact-match per level
         text += "\nby level: " + ", ".join(f"{lv} {s['exact']:.4f} ({s['n']})" for lv, s in ev["answer_by_level"].items())
+    text += _hardest(ev, "val")
     if ev.get("heldout_family"):  # the chat task's test split: phrasings, values and questions never tuned on
         text += "\nheld-out family (test split): " + _figures(ev["heldout_family"], ("context_recall", "live_recall") + CHAT_KEYS)
+        text += _hardest(ev["heldout_family"], "held-out family")
     return text
+
+
+def _hardest(ev, split, k=3):
+    """The k question phrasings recalled least (a chat evaluation's recall_by_ask; --json has every
+    phrasing, and recall_by_fact the facts' phrasings)."""
+    rows = list((ev.get("recall_by_ask") or {}).items())[:k]
+    if not rows:
+        return ""
+    shown = "; ".join(f"\"{t}\" {r['recall'] * r['n']:.0f}/{r['n']}" for t, r in rows)
+    return f"\nrecalled least ({split}): {shown}"
 
 
 def jsonable(obj):
