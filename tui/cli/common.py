@@ -38,9 +38,9 @@ def format_eval(ev):
 
 
 def _hardest(ev, split, k=3):
-    """The k question phrasings recalled least (a chat evaluation's recall_by_ask; --json has every
-    phrasing, and recall_by_fact the facts' phrasings)."""
-    rows = list((ev.get("recall_by_ask") or {}).items())[:k]
+    """The k question phrasings recalled least, of those missed at least once (a chat evaluation's
+    recall_by_ask; --json has every phrasing, and recall_by_fact the facts' phrasings)."""
+    rows = [(t, r) for t, r in (ev.get("recall_by_ask") or {}).items() if r["recall"] < 1][:k]
     if not rows:
         return ""
     shown = "; ".join(f"\"{t}\" {r['recall'] * r['n']:.0f}/{r['n']}" for t, r in rows)
