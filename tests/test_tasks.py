@@ -559,6 +559,37 @@ def test_chat_recall_by_phrasing_names_the_phrasing_that_is_read_wrongly():
     assert "recalled least" not in format_eval({"step": 5, **perfect})
 
 
+def test_chat_recall_by_layout_shows_a_copy_that_takes_the_latest_fact():
+    """A full evaluation gives recall by where the question sits among the chat's facts; an answerer that
+    always copies the latest fact stated (the slot's frame, the wrong value) fails exactly the questions
+    with another fact stated between theirs and them, and `attnlab eval` prints the three figures."""
+    from core.tasks.chat import LAYOUTS
+    from tui.cli.common import format_eval
+    task = make_task(load_config("chat", overrides=TINY))
+    oracle = _chat_oracle(task)
+    latest = {}  # (history, question) of a recall -> (its value, the value of the latest fact before it)
+    for turns, rec in zip(task.val_convs, task.slots):
+        for s in rec["slots"]:
+            last = max((o for o in rec["slots"] if o["fact_turn"] < s["turn"]), key=lambda o: o["fact_turn"])
+            latest[(tuple(turns[:s["turn"]]), turns[s["turn"]][0])] = (s["value"], last["value"])
+
+    def recency(model, history, question):
+        ref = oracle(model, history, question)
+        own, last = latest.get((tuple(history), question), (None, None))
+        return ref.replace(own, last) if own else ref
+    task.answer = recency
+    m = task.scores(None, task.val_convs, task.slots, len(task.val_convs), phrasings=True)
+    lay = m["recall_by_layout"]
+    assert list(lay) == list(LAYOUTS) and all(r["n"] > 0 for r in lay.values())
+    assert lay[LAYOUTS[0]]["recall"] == lay[LAYOUTS[1]]["recall"] == 1.0 and lay[LAYOUTS[2]]["recall"] == 0.0
+    assert sum(r["n"] for r in lay.values()) == m["recall_n"]
+    assert m["context_recall"] == pytest.approx(1 - lay[LAYOUTS[2]]["n"] / m["recall_n"])
+    assert "recall_by_layout" not in task.scores(None, task.val_convs, task.slots, 40)
+    n = [r["n"] for r in lay.values()]
+    assert (f"\nrecall by layout (val): one fact in the chat {n[0]}/{n[0]}; others, none between {n[1]}/{n[1]}; "
+            f"another fact between 0/{n[2]}\n") in format_eval({"step": 5, **m})
+
+
 def test_chat_slot_correct_needs_the_asked_slot_named():
     from core.tasks.chat import named_slot
     other = {"colour", "food", "name", "brother", "sister"}

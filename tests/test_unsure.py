@@ -56,6 +56,8 @@ def test_eval_takes_the_setting_from_the_flag_over_the_save(capsys, saves, short
     out = capsys.readouterr().out
     assert "dont_know_ood 1.0000" in out and "began at under 40% was answered" in out
     assert "\nrecalled least (val): \"" in out and "\nrecalled least (held-out family): \"" in out
+    assert "\nrecall by layout (val): one fact in the chat " in out
+    assert "\nrecall by layout (held-out family): one fact in the chat " in out
     assert main(["eval", "c", "--tag", "last", "--unsure-below", "1"]) == 2
     assert "--unsure-below 1.0: use a probability in [0, 1)" in capsys.readouterr().err
     assert main(["eval", "c", "--tag", "last", "--unsure-reply-below", "nan"]) == 2

@@ -30,6 +30,20 @@ def by_phrasing(hits):
     return dict(sorted(rows.items(), key=lambda kv: (kv[1]["recall"], -kv[1]["n"], kv[0])))
 
 
+LAYOUTS = ("one fact in the chat", "others, none between", "another fact between")
+
+
+def layout_of(slot, slots):
+    """Where a recall question sits among the chat's facts: the only fact told, one of several with none
+    stated between it and its question, or one with another fact stated in between (the copy may take
+    the later fact's value: "Your favourite colour is gnocchi.")."""
+    others = [o for o in slots if o is not slot]
+    if not others:
+        return LAYOUTS[0]
+    between = any(slot["fact_turn"] < o["fact_turn"] < slot["turn"] for o in others)
+    return LAYOUTS[2] if between else LAYOUTS[1]
+
+
 def chat_score(m):
     """One figure to pick the best save by: the mean of the five goals' rates (false don't-know inverted)."""
     parts = [m.get("context_recall"), m.get("slot_correct"), m.get("qa_mid_exact"), m.get("dont_know_ood")]
@@ -90,10 +104,11 @@ class ChatTask(DialogueTask):
         """Recall, slot naming, two-fact recall, don't-know rates, Q&A mid-dialogue vs fresh, arithmetic.
         dont_know_unstated: each recall question asked in a fresh chat, about a fact never told, answered
         "I don't know that yet." (not a made-up value). phrasings: also recall per phrasing of the question
-        (recall_by_ask) and of the fact it asks back (recall_by_fact), where the records name them."""
+        (recall_by_ask) and of the fact it asks back (recall_by_fact), where the records name them, and recall
+        by where the question sits among the chat's facts (recall_by_layout, LAYOUTS)."""
         other = {w for r in records for s in r["slots"] for w in s["words"]}
         got = {k: [] for k in ("recall", "slot", "two", "dk_ood", "dk_in", "mid", "fresh", "ack", "unstated")}
-        by_op, by_ask, by_fact = {}, {}, {}
+        by_op, by_ask, by_fact, by_layout = {}, {}, {}, {}
         for d in np.linspace(0, len(convs) - 1, n).astype(int):
             turns, rec = convs[d], records[d]
             wanted = {s["turn"]: s for s in rec["slots"]}
@@ -114,6 +129,7 @@ class ChatTask(DialogueTask):
                     s = wanted[t]
                     hits.append(normalise(s["value"]) in normalise(out))
                     got["recall"].append(hits[-1])
+                    by_layout.setdefault(layout_of(s, rec["slots"]), []).append(hits[-1])
                     if "template" in kind:  # held-out splits say which phrasing asked and which stated it
                         by_ask.setdefault(kind["template"], []).append(hits[-1])
                         fact_kind = rec["turns"][s["fact_turn"]]
@@ -141,4 +157,7 @@ class ChatTask(DialogueTask):
               "qa_mid_n": len(got["mid"]), "arith_n": {op: len(v) for op, v in sorted(by_op.items())}}
         if phrasings and by_ask:
             res.update(recall_by_ask=by_phrasing(by_ask), recall_by_fact=by_phrasing(by_fact))
+        if phrasings and by_layout:
+            res["recall_by_layout"] = {k: {"recall": mean(by_layout[k]), "n": len(by_layout[k])}
+                                       for k in LAYOUTS if k in by_layout}
         return res

@@ -30,11 +30,20 @@ def format_eval(ev):
     text = f"eval @ step {ev['step']}: " + _figures(ev, keys)
     if len(ev.get("answer_by_level") or {}) > 1:  # a graded Q&A corpus: exact-match per level
         text += "\nby level: " + ", ".join(f"{lv} {s['exact']:.4f} ({s['n']})" for lv, s in ev["answer_by_level"].items())
-    text += _hardest(ev, "val")
+    text += _layouts(ev, "val") + _hardest(ev, "val")
     if ev.get("heldout_family"):  # the chat task's test split: phrasings, values and questions never tuned on
         text += "\nheld-out family (test split): " + _figures(ev["heldout_family"], ("context_recall", "live_recall") + CHAT_KEYS)
-        text += _hardest(ev["heldout_family"], "held-out family")
+        text += _layouts(ev["heldout_family"], "held-out family") + _hardest(ev["heldout_family"], "held-out family")
     return text
+
+
+def _layouts(ev, split):
+    """Recall by where the question sits among the chat's facts (a chat evaluation's recall_by_layout)."""
+    rows = ev.get("recall_by_layout") or {}
+    if not rows:
+        return ""
+    shown = "; ".join(f"{k} {r['recall'] * r['n']:.0f}/{r['n']}" for k, r in rows.items())
+    return f"\nrecall by layout ({split}): {shown}"
 
 
 def _hardest(ev, split, k=3):
