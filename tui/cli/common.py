@@ -37,12 +37,17 @@ def format_eval(ev):
     return text
 
 
+def _hits(r):
+    """A {"recall", "n"} row as right / asked ("6/12")."""
+    return f"{r['recall'] * r['n']:.0f}/{r['n']}"
+
+
 def _layouts(ev, split):
     """Recall by where the question sits among the chat's facts (a chat evaluation's recall_by_layout)."""
     rows = ev.get("recall_by_layout") or {}
     if not rows:
         return ""
-    shown = "; ".join(f"{k} {r['recall'] * r['n']:.0f}/{r['n']}" for k, r in rows.items())
+    shown = "; ".join(f"{k} {_hits(r)}" for k, r in rows.items())
     return f"\nrecall by layout ({split}): {shown}"
 
 
@@ -52,7 +57,7 @@ def _hardest(ev, split, k=3):
     rows = [(t, r) for t, r in (ev.get("recall_by_ask") or {}).items() if r["recall"] < 1][:k]
     if not rows:
         return ""
-    shown = "; ".join(f"\"{t}\" {r['recall'] * r['n']:.0f}/{r['n']}" for t, r in rows)
+    shown = "; ".join(f"\"{t}\" {_hits(r)}" for t, r in rows)
     return f"\nrecalled least ({split}): {shown}"
 
 
