@@ -12,6 +12,7 @@ import numpy as np
 
 from core.interp import topk_probs
 
+REPLY_STEP = 16  # characters of room a prompt makes at a time for a reply that fills the window
 UNSURE_CHARS = 4  # a reply's opening (" You", " I d", " Thu"): where the model picks what kind of answer to give
 
 
@@ -144,13 +145,13 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
     whole = deciding and unsure.anywhere > 0
     if deciding:
         unsure.used, unsure.why, unsure.opening, unsure.top, unsure.low, unsure.cands = False, "", "", 1.0, 1.0, []
-    ids = tokenizer.encode(prompt, unknown=unknown)
     rng = np.random.default_rng(seed)
     hold = max((len(s) for s in stop), default=1) - 1  # chars held back until no stop string can start
     text, sent, cands = "", 0, []
-    for tok, logits in generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                top_p=top_p, rng=rng, use_cache=use_cache, cancel=cancel, with_logits=True,
-                                banned=(tokenizer.UNK_ID,) if tokenizer.vocab_size > 1 else ()):
+    for tok, logits in _making_room(model, tokenizer, prompt, unknown, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_k=top_k, top_p=top_p, rng=rng, use_cache=use_cache,
+                                    cancel=cancel, with_logits=True,
+                                    banned=(tokenizer.UNK_ID,) if tokenizer.vocab_size > 1 else ()):
         ch = tokenizer.decode([tok])  # one character per id
         text += ch
         if topk > 0:
@@ -180,6 +181,33 @@ def stream_text(model, tokenizer, prompt, *, stop=("\n",), max_new_tokens=200, t
         return
     for i in range(sent, len(text)):
         yield (text[i], cands[i]) if topk > 0 else text[i]
+
+
+def _making_room(model, tokenizer, prompt, unknown, *, max_new_tokens, cancel=None, **kw):
+    """generate()'s (id, logits) pairs for `prompt`. A prompt that can make room for its reply
+    (core.tasks.lm.Prompt) is rebuilt when the reply fills the window, its oldest whole turns dropped,
+    so the turns kept stay whole (a fact told early in a chat stays in view while its turn fits);
+    otherwise, or when no room can be made, the window hops as generate() does."""
+    block = model.cfg.block_size
+    ids = list(tokenizer.encode(prompt, unknown=unknown))
+    remake = getattr(prompt, "with_room", None)
+    made = []
+    while len(made) < max_new_tokens:
+        left = max_new_tokens - len(made)
+        if remake is not None and len(ids) + len(made) >= block:
+            bigger = remake(len(made) + REPLY_STEP)
+            new = list(tokenizer.encode(bigger, unknown=unknown)) if bigger else []
+            if new and len(new) + len(made) < block:
+                ids = new
+            else:
+                remake = None  # the question alone fills the window: let it hop
+        n = left if remake is None else min(left, block - len(ids) - len(made))
+        before = len(made)
+        for tok, logits in generate(model, ids + made, max_new_tokens=n, cancel=cancel, **kw):
+            made.append(tok)
+            yield tok, logits
+        if len(made) - before < n:  # cancelled
+            return
 
 
 def _instead(unsure, topk):

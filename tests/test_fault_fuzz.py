@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from core.config import SECTIONS, Config, ConfigError, load_config
 from core.tasks.corpus import MAX_LINE, CorpusError, parse_conversations, read_text
-from core.tasks.lm import PromptTooLong, build_prompt
+from core.tasks.lm import REPLY_ROOM, PromptTooLong, build_prompt
 from core.tokenizer import CharTokenizer, TokenizerError
 from core.text import safe_text
 from tests.fault_helpers import assert_one_error_line, cli_inproc, cli_many, record
@@ -171,15 +171,17 @@ def test_tokenizer_gives_ids_or_tokenizer_error(vocab, text, rule):
        block=st.integers(min_value=1, max_value=128))
 def test_build_prompt_gives_a_prompt_or_prompt_too_long(history, question, block):
     tried("chat_prompt")
-    budget = block - block // 4
+    budget = block - min(REPLY_ROOM, block // 4)
     try:
         prompt = build_prompt(history, question, block)
     except PromptTooLong as e:
         assert "\n" not in str(e) and "\x1b" not in str(e)
         # the advice is true: a message of the suggested length fits, when anything can
-        limit = int(str(e).split("at most ")[1].split()[0])
-        if budget >= len("Q: \nA:"):
+        if budget >= len("Q: x\nA:"):  # room for a one-character message
+            limit = int(str(e).split("at most ")[1].split()[0])
             build_prompt(history, question[:limit], block)
+        else:
+            assert "too few" in str(e)
     else:
         assert prompt.endswith(f"Q: {question}\nA:") and len(prompt) <= budget
 

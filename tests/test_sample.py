@@ -316,3 +316,35 @@ def test_the_opening_rule_comes_first_and_a_sure_reply_is_shown_whole():
     u = Unsure(0.3, DONT_KNOW, anywhere=0.5)
     assert "".join(stream_text(m, tok, prompt, temperature=0.0, unknown="unk", unsure=u)) == plain
     assert not u.used and u.low == pytest.approx(0.9)
+
+
+def test_a_long_reply_takes_its_room_from_the_oldest_whole_turns(monkeypatch):
+    """A chat prompt (core.tasks.lm.Prompt) keeps every turn that fits, leaving REPLY_ROOM free; when the
+    reply fills the window, the prompt is rebuilt with its oldest whole turns dropped (each context the
+    model is given begins at a turn), where a plain prompt's window hops to its last half, mid-turn. The
+    reply stays as long as asked for; cancelling still ends it."""
+    import core.sample as sample
+    from core.tasks.lm import REPLY_ROOM, build_prompt
+    history = [(f"q{i}", "abc" * 2) for i in range(8)]
+    tok = CharTokenizer.from_text("".join(f"Q: {q}\nA: {a}\n" for q, a in history) + "Q: end?\n")
+    cfg = ModelConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, pos="rope")
+    m = Transformer(cfg, rng=np.random.default_rng(0))
+    prompt = build_prompt(history, "end?", 64)
+    assert 64 - REPLY_ROOM - 12 < len(prompt) <= 64 - REPLY_ROOM  # every whole turn that fits (12 chars each)
+    seen = []
+    real = sample.generate
+    monkeypatch.setattr(sample, "generate", lambda mod, ids, **kw: seen.append(tok.decode(ids)) or real(mod, ids, **kw))
+    out = "".join(stream_text(m, tok, prompt, stop=(), max_new_tokens=50, temperature=0))
+    assert len(out) == 50 and seen[0] == prompt and len(seen) >= 3
+    turns = [c.count("Q: ") for c in seen]
+    assert turns == sorted(turns, reverse=True) and turns[1] > 1  # the oldest turns go first, a few at a time
+    for context in seen[1:]:  # rebuilt: whole turns, then the question, then the reply so far
+        assert context.startswith("Q: ") and "Q: end?\nA:" in context and len(context) < 64
+        assert out.startswith(context.split("Q: end?\nA:")[1])
+    seen.clear()
+    plain = "".join(stream_text(m, tok, str(prompt), stop=(), max_new_tokens=50, temperature=0))
+    assert len(plain) == 50 and seen == [str(prompt)]  # one generate(): its window hops inside
+    calls = []
+    cut = "".join(stream_text(m, tok, prompt, stop=(), max_new_tokens=50, temperature=0,
+                              cancel=lambda: len(calls.append(1) or calls) > 30))
+    assert len(cut) == 30
