@@ -3,7 +3,8 @@
 The context window slides in hops: when the text outgrows block_size, it restarts from the last
 half window, so the cache is rebuilt once per half window instead of on every character (in place:
 the weights the cache folded for decoding are kept for the whole generation). The uncached
-path uses the same rule, so both see exactly the same context and give the same logits.
+path uses the same rule, so both see exactly the same context and give the same logits. A chat
+prompt (core.tasks.lm.Prompt) makes room instead: its oldest whole turns give way (_making_room).
 """
 
 from dataclasses import dataclass, field
