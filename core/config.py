@@ -210,14 +210,15 @@ _LIMITS: dict[str, int] = {
 }
 
 
-def suggest(word: str, allowed: Sequence[str]) -> str:
-    """"did you mean 'X'? " for the closest allowed word, or "" when none is close."""
+def suggest(word: str, allowed: Sequence[str], prefix: str = "") -> str:
+    """"did you mean 'X'? " for the closest allowed word (written after prefix, "train." for a key, so
+    it can be typed as the error names it), or "" when none is close."""
     close = difflib.get_close_matches(word, list(allowed), n=1)
-    return f"did you mean '{close[0]}'? " if close else ""
+    return f"did you mean '{prefix}{close[0]}'? " if close else ""
 
 
-def _unknown(where: str, what: str, word: str, allowed: Sequence[str]) -> ConfigError:
-    return ConfigError(f"{where}: unknown {what}; {suggest(word, allowed)}"
+def _unknown(where: str, what: str, word: str, allowed: Sequence[str], prefix: str = "") -> ConfigError:
+    return ConfigError(f"{where}: unknown {what}; {suggest(word, allowed, prefix)}"
                        f"allowed: {', '.join(allowed)}")
 
 
@@ -296,7 +297,7 @@ def _layer(d: Any, where: str) -> tuple[str | None, dict[str, dict[str, Any]]]:
 def _set(out: dict, where: str, sec: str, key: Any, value: Any) -> None:
     types = _TYPES[sec]
     if key not in types:
-        raise _unknown(where, f"key '{sec}.{key}'", str(key), list(types))
+        raise _unknown(where, f"key '{sec}.{key}'", str(key), list(types), prefix=f"{sec}.")
     out.setdefault(sec, {})[key] = _coerce(where, f"{sec}.{key}", value, types[key])
 
 
@@ -459,7 +460,7 @@ def replace_in(cfg: Config, dotted: str, value: Any) -> Config:
         if sec not in SECTIONS:
             raise _unknown(where, f"section '{sec}'", sec, ("task", *SECTIONS))
         if key not in _TYPES[sec]:
-            raise _unknown(where, f"key '{sec}.{key}'", key, list(_TYPES[sec]))
+            raise _unknown(where, f"key '{sec}.{key}'", key, list(_TYPES[sec]), prefix=f"{sec}.")
         d[sec][key] = value
     return config_from_dict(d, where=where)
 

@@ -216,7 +216,7 @@ def test_unknown_section_suggests(tmp_path):
 
 def test_unknown_key_lists_allowed_and_suggests(tmp_path):
     p = write(tmp_path, "model:\n  n_layers: 2\n")
-    raises(lambda: load_config("qa", p), str(p), "model.n_layers", "did you mean 'n_layer'",
+    raises(lambda: load_config("qa", p), str(p), "model.n_layers", "did you mean 'model.n_layer'",
            "block_size", "dropout")
 
 
@@ -303,7 +303,7 @@ def test_malformed_overrides(bad):
 
 
 def test_override_unknown_key_and_bad_value():
-    raises(lambda: load_config("qa", overrides=["train.lrr=3"]), "train.lrr", "did you mean 'lr'")
+    raises(lambda: load_config("qa", overrides=["train.lrr=3"]), "train.lrr", "did you mean 'train.lr'")
     raises(lambda: load_config("qa", overrides=["train.lr=[1"]), "train.lr=[1", "value")
 
 

@@ -40,7 +40,7 @@ def test_param_specs_parse_and_bad_ones_say_why():
     for text, says in [("train.lr=1e-3", "KEY=log(LOW,HIGH)"), ("train.lr=log(1e-2,1e-4)", "LOW < HIGH"),
                        ("train.lr=log(0,1)", "LOW > 0"), ("model.n_layer=int(1.5,4)", "integers"),
                        ("model.n_layer=int(0,4)", "model.n_layer = 0 is out of range"),
-                       ("train.lrr=log(1e-4,1e-2)", "did you mean 'lr'"),
+                       ("train.lrr=log(1e-4,1e-2)", "did you mean 'train.lr'"),
                        ("model.pos=cat(learned,sinus)", "model.pos"), ("train.lr=float(1,)", "empty value")]:
         with pytest.raises(sweep.SweepError, match=says.replace("(", r"\(").replace(")", r"\)")):
             sweep.parse_param(text, "reversal")
@@ -165,7 +165,7 @@ def test_user_mistakes_are_one_line(capsys, saves):
     for argv, says in [(["reversal", "--param", "train.lr=oops"], "KEY=log(LOW,HIGH)"),
                        (["reversal", "--metric", "answer_exact"], "reversal reports accuracy and val_loss"),
                        (["reversal", "--study", "a/b"], "contains '/'"),
-                       (["reversal", "--set", "train.lrr=1"], "did you mean 'lr'"),
+                       (["reversal", "--set", "train.lrr=1"], "did you mean 'train.lr'"),
                        (["--show", "nope"], "no study named 'nope'"),
                        ([], "name a task to sweep")]:
         assert main(["sweep", *argv]) == 2
