@@ -124,8 +124,8 @@ def test_ctrl_c_while_starting_gives_no_traceback(saves):
 # a Ctrl+C that Python drops: raised inside a weakref callback (CI once caught one in the import lock's,
 # while `attnlab train` imported lazily; training then ran on as if no key had been pressed)
 DROPPED = ("import time, weakref\n"
-           "from tui import cli\n"
-           "cli._take_over_ctrl_c()\n"
+           "from tui.cli import ctrl_c\n"
+           "ctrl_c.take_over()\n"
            "class Lock: pass\n"
            "def cb(ref): raise KeyboardInterrupt\n"
            "lock = Lock(); ref = weakref.ref(lock, cb)\n"
@@ -141,6 +141,30 @@ def test_a_ctrl_c_python_drops_is_delivered_again_quietly(saves):
     p = subprocess.run([sys.executable, "-c", DROPPED], cwd=REPO, env=child_env(saves), capture_output=True,
                        timeout=60)
     assert p.stdout == b"delivered again\n" and p.stderr == b"", (p.stdout, p.stderr[-1500:])
+
+
+# a Ctrl+C that code clears where it was raised (numpy.random's compiled modules did, while they initialised
+# lazily under `attnlab train`; training then ran on): here the reversal task's constructor clears it
+CLEARED = ("import os, runpy, signal, sys, time\n"
+           "from core.tasks import reversal\n"
+           "build = reversal.ReversalTask.__init__\n"
+           "def swallowing(self, cfg):\n"
+           "    try:\n"
+           "        os.kill(os.getpid(), signal.SIGINT)\n"
+           "        time.sleep(30)\n"
+           "    except KeyboardInterrupt:\n"
+           "        pass\n"
+           "    build(self, cfg)\n"
+           "reversal.ReversalTask.__init__ = swallowing\n"
+           "sys.argv = ['attnlab', *sys.argv[1:]]; runpy.run_module('tui', run_name='__main__')")
+
+
+def test_a_ctrl_c_cleared_while_starting_still_stops_training(saves):
+    p = subprocess.run([sys.executable, "-c", CLEARED, "train", "reversal", "--save", "r", "--steps", "100000",
+                        *TINY], cwd=REPO, env=child_env(saves), capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 130 and STOP_MESSAGE in err and "Traceback" not in err, (p.returncode, err[-1500:])
+    assert load_checkpoint("r", "last", saves_dir=saves).meta["step"] == 0  # stopped before its first step
 
 
 def test_a_failed_best_save_warns_and_training_goes_on(capsys, saves, monkeypatch):

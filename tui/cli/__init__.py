@@ -20,13 +20,14 @@ if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # a fresh `at
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
 
 # one BLAS thread unless the user asked otherwise (measured faster on a shared 2-core machine)
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, os.environ.get("ATTNLAB_THREADS", "1"))
 
+import numpy.random  # noqa: E402,F401  (imported while Ctrl+C still just exits: see ctrl_c.py)
+
+from tui.cli import ctrl_c  # noqa: E402
 from tui.cli.common import USER_ERRORS, UserError  # noqa: E402
 from tui.cli import compare, generate, heads, inspect, reach, timeline, train  # noqa: E402
 from core.text import safe_text  # noqa: E402
@@ -44,31 +45,9 @@ def make_parser():
     return p
 
 
-def _take_over_ctrl_c():
-    """Start-up is over: Ctrl+C raises KeyboardInterrupt again (commands clean up, training saves `last`).
-
-    Python drops an exception raised where nothing can catch it (a weakref callback such as the import
-    lock's, a __del__): it prints "Exception ignored" and the command carried on as if Ctrl+C had never
-    been pressed. Such a Ctrl+C is delivered again a moment later instead, to whatever handler is then in
-    place, and nothing is printed for it."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = sys.unraisablehook
-
-    def redeliver_dropped_ctrl_c(unraisable):
-        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-            return previous(unraisable)
-        threading.Thread(target=_send_ctrl_c, daemon=True).start()
-    sys.unraisablehook = redeliver_dropped_ctrl_c
-
-
-def _send_ctrl_c():
-    time.sleep(0.01)  # the main thread leaves the code that dropped it
-    os.kill(os.getpid(), signal.SIGINT)
-
-
 def main(argv=None):
     if getattr(signal.getsignal(signal.SIGINT), "__name__", "") == "_quiet_exit":
-        _take_over_ctrl_c()
+        ctrl_c.take_over()
     try:
         code = _main(argv)
         sys.stdout.flush()  # inside the try: a closed pipe is reported here, not at exit

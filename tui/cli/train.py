@@ -17,6 +17,7 @@ from core.config import TASKS, apply_overrides, load_config
 from core.runs import existing_run, lock_run, refuse_existing
 from core.text import safe_text
 from core.trainer import Trainer, TrainingDiverged
+from tui.cli import ctrl_c
 from tui.cli.common import UserError, format_eval, jsonable
 
 UNTIL = re.compile(r"^\s*([a-z_]+)\s*(>=|<=)\s*(\S+)\s*$")
@@ -163,6 +164,8 @@ class Interrupts:
     def install(self):
         sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
         self.previous = {s: signal.signal(s, self) for s in sigs}
+        if ctrl_c.take_pending():  # pressed while starting, and swallowed by the code it interrupted
+            self(signal.SIGINT, None)
 
     def restore(self):
         for s, h in self.previous.items():
